@@ -1,0 +1,170 @@
+"""File conventions shared by every ``z123`` command: RGB, mask, depth and CAMERA.json.
+
+- RGB: any 8-bit colour image OpenCV reads (PNG, JPEG); returned as (H, W, 3) uint8 **RGB**.
+- MASK: 8-bit single-channel PNG, non-zero = object; returned as (H, W) bool.
+- DEPTH: 16-bit PNG in millimetres (or the unit CAMERA.json's ``depth_unit`` names) or a ``.npy`` of float metres;
+  returned as (H, W) float32 metres with invalid pixels (0, NaN, inf) set to NaN.
+- CAMERA.json: ``{"K": 3x3 row-major list, "width": W, "height": H, "T_cam_from_world": 4x4 (optional, world +z up),
+  "depth_unit": "mm" | "m" (optional, default "mm" for PNG)}``. Camera convention: OpenCV (see z123_ros.camera).
+
+Errors are :class:`~z123_ros.errors.InputError` naming the file and what was wrong. Nothing here writes partial output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from z123_ros.camera import CameraIntrinsics, check_rigid
+from z123_ros.errors import CameraError, InputError
+
+
+@dataclass
+class CameraModel:
+    """What CAMERA.json holds."""
+
+    intrinsics: CameraIntrinsics
+    #: 4x4 world -> camera transform, world +z up (e.g. the table frame); None when unknown.
+    T_cam_from_world: np.ndarray | None = None
+    #: Unit of 16-bit depth PNGs: "mm" or "m".
+    depth_unit: str = "mm"
+
+    def to_json(self) -> dict:
+        intr = self.intrinsics
+        out = {"K": intr.K.ravel().tolist(), "width": intr.width, "height": intr.height}
+        if self.T_cam_from_world is not None:
+            out["T_cam_from_world"] = np.asarray(self.T_cam_from_world).tolist()
+        out["depth_unit"] = self.depth_unit
+        return out
+
+
+def _require_file(path: str | os.PathLike, what: str) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} file not found: {path}")
+    return path
+
+
+def load_camera(path: str | os.PathLike) -> CameraModel:
+    path = _require_file(path, "camera")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"camera file {path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"camera file {path} must hold a JSON object")
+    missing = [k for k in ("K", "width", "height") if k not in data]
+    if missing:
+        raise InputError(f"camera file {path} lacks {', '.join(missing)}")
+    try:
+        intr = CameraIntrinsics.from_K(np.asarray(data["K"], dtype=np.float64), int(data["width"]), int(data["height"]))
+        T = data.get("T_cam_from_world")
+        T = None if T is None else check_rigid(np.asarray(T, dtype=np.float64), "T_cam_from_world")
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, CameraError):
+            raise CameraError(f"camera file {path}: {exc}") from exc
+        raise InputError(f"camera file {path}: bad value: {exc}") from exc
+    unit = data.get("depth_unit", "mm")
+    if unit not in ("mm", "m"):
+        raise InputError(f"camera file {path}: depth_unit must be 'mm' or 'm', got {unit!r}")
+    return CameraModel(intr, T, unit)
+
+
+def save_camera(path: str | os.PathLike, camera: CameraModel) -> None:
+    Path(path).write_text(json.dumps(camera.to_json(), indent=2))
+
+
+def _imread(path: Path, flags: int) -> np.ndarray:
+    import cv2
+
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, flags) if data.size else None
+    if img is None:
+        raise InputError(f"cannot decode image {path}: not a readable PNG/JPEG or the file is truncated")
+    return img
+
+
+def load_rgb(path: str | os.PathLike) -> np.ndarray:
+    import cv2
+
+    img = _imread(_require_file(path, "RGB"), cv2.IMREAD_UNCHANGED)
+    if img.dtype != np.uint8:
+        raise InputError(f"RGB image {path} must be 8-bit, got {img.dtype}")
+    if img.ndim == 2:
+        return np.repeat(img[:, :, None], 3, axis=2)
+    if img.shape[2] == 4:
+        img = img[:, :, :3]
+    return np.ascontiguousarray(img[:, :, ::-1])
+
+
+def save_rgb(path: str | os.PathLike, rgb: np.ndarray) -> None:
+    import cv2
+
+    if not cv2.imwrite(str(path), np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])):
+        raise InputError(f"cannot write image {path}")
+
+
+def load_mask(path: str | os.PathLike) -> np.ndarray:
+    import cv2
+
+    img = _imread(_require_file(path, "mask"), cv2.IMREAD_UNCHANGED)
+    if img.ndim == 3:
+        img = img.max(axis=2)
+    return img > 0
+
+
+def save_mask(path: str | os.PathLike, mask: np.ndarray) -> None:
+    import cv2
+
+    if not cv2.imwrite(str(path), np.asarray(mask, dtype=np.uint8) * 255):
+        raise InputError(f"cannot write mask {path}")
+
+
+def load_depth(path: str | os.PathLike, unit: str = "mm") -> np.ndarray:
+    """Depth in metres, float32, invalid pixels NaN."""
+    import cv2
+
+    path = _require_file(path, "depth")
+    if path.suffix.lower() == ".npy":
+        try:
+            depth = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise InputError(f"cannot read depth array {path}: {exc}") from exc
+        if depth.ndim != 2 or not np.issubdtype(depth.dtype, np.floating):
+            raise InputError(f"depth array {path} must be a 2-D float array in metres, got {depth.dtype} {depth.shape}")
+        depth = depth.astype(np.float32)
+    else:
+        raw = _imread(path, cv2.IMREAD_UNCHANGED)
+        if raw.ndim != 2 or raw.dtype != np.uint16:
+            raise InputError(f"depth PNG {path} must be single-channel 16-bit, got {raw.dtype} with shape {raw.shape}")
+        depth = raw.astype(np.float32) * (1e-3 if unit == "mm" else 1.0)
+    depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
+    return depth
+
+
+def save_depth_png(path: str | os.PathLike, depth_m: np.ndarray) -> None:
+    """16-bit PNG in millimetres; NaN -> 0."""
+    import cv2
+
+    mm = np.nan_to_num(np.asarray(depth_m, dtype=np.float64) * 1000.0, nan=0.0, posinf=0.0, neginf=0.0)
+    if not cv2.imwrite(str(path), np.clip(np.round(mm), 0, 65535).astype(np.uint16)):
+        raise InputError(f"cannot write depth {path}")
+
+
+def check_frame(
+    rgb: np.ndarray, intrinsics: CameraIntrinsics, depth_m: np.ndarray | None = None, mask: np.ndarray | None = None
+) -> None:
+    """Raise InputError unless the images agree with each other and with the camera."""
+    h, w = intrinsics.height, intrinsics.width
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise InputError(f"RGB must be (H, W, 3) uint8, got {rgb.dtype} {rgb.shape}")
+    if rgb.shape[:2] != (h, w):
+        raise InputError(f"RGB is {rgb.shape[1]}x{rgb.shape[0]} but the camera says {w}x{h}")
+    if depth_m is not None and depth_m.shape != (h, w):
+        raise InputError(f"depth is {depth_m.shape[1]}x{depth_m.shape[0]} but the camera says {w}x{h}")
+    if mask is not None and mask.shape != (h, w):
+        raise InputError(f"mask is {mask.shape[1]}x{mask.shape[0]} but the camera says {w}x{h}")
