@@ -77,7 +77,7 @@ class ObjectScore:
     chamfer_mm: float
     f_score_5mm: float
     seconds: float
-    """Frame stamp to reconstruction received: what a robot waits."""
+    """From the stamp of the camera frame the object was segmented in to its mesh received: what a robot waits."""
     backend: str
     vertices: int
 
@@ -126,12 +126,14 @@ def _collect(env: dict[str, str], procs: dict[str, subprocess.Popen], timeout_s:
     qos = QoSProfile(depth=20, reliability=QoSReliabilityPolicy.RELIABLE)
 
     def on_rec(msg: ObjectReconstruction) -> None:
-        reconstructions[msg.object_id] = (msg, time.monotonic() - start)
+        # Latency as a robot sees it: from the camera frame's stamp (wall clock, same machine) to the mesh in hand.
+        latency = time.time() - (msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec)
+        reconstructions[msg.object_id] = (msg, latency)
         logger.info("object %d reconstructed (%s, %d vertices)", msg.object_id, msg.backend, len(msg.mesh.vertices))
 
-    node.create_subscription(ObjectSegmentation, "/z123_node/segmentation", segmentation.append, qos)
+    node.create_subscription(ObjectSegmentation, "/z123_node/segmentation", lambda m: segmentation.append(m), qos)
     node.create_subscription(ObjectReconstruction, "/z123_node/reconstruction", on_rec, qos)
-    node.create_subscription(Image, "/camera/color/image_raw", colour.append, qos_profile_sensor_data)
+    node.create_subscription(Image, "/camera/color/image_raw", lambda m: colour.append(m), qos_profile_sensor_data)
     try:
         while time.monotonic() - start < timeout_s:
             rclpy.spin_once(node, timeout_sec=0.2)
@@ -299,7 +301,7 @@ def run_demo(config: DemoConfig) -> tuple[list[ObjectScore], list[int]]:
         gt = json.loads((gt_dir / "scene.json").read_text())
         for object_id, (msg, _) in reconstructions.items():
             write_mesh_ply(work / f"object_{object_id}_mesh.ply", *msg_to_mesh(msg.mesh))
-            write_points_ply(work / f"object_{object_id}_points.ply", pointcloud2_to_points(msg.cloud).points)
+            write_points_ply(work / f"object_{object_id}_points.ply", pointcloud2_to_points(msg.cloud).xyz)
         scores = _score(reconstructions, gt, gt_dir)
         seen = [o.id for o in segmentation.objects] if segmentation is not None else []
         missing = sorted(set(seen) - set(reconstructions))

@@ -1,0 +1,129 @@
+"""Helpers of the dispatch tests and benchmark: a callback sink, a free port, and a `ray start --head` process."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+from z123_ros.dispatch import JobResult
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Results:
+    """on_done sink: ``results.wait(job_id)`` blocks until that job's JobResult arrived (or fails the test)."""
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self.by_id: dict[int, JobResult] = {}
+        self.threads: set[str] = set()
+
+    def __call__(self, job_id: int, result: JobResult) -> None:
+        with self._cv:
+            self.by_id[job_id] = result
+            self.threads.add(threading.current_thread().name)
+            self._cv.notify_all()
+
+    def wait(self, job_id: int, timeout_s: float = 60.0) -> JobResult:
+        with self._cv:
+            if not self._cv.wait_for(lambda: job_id in self.by_id, timeout_s):
+                raise AssertionError(f"job {job_id} got no result within {timeout_s} s (the dispatcher hangs)")
+            return self.by_id[job_id]
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str, period_s: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(period_s)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RayHead:
+    """A separate Ray head process (`ray start --head --block`) on 127.0.0.1, stopped by killing its process tree.
+
+    Never `ray stop`: that stops every Ray on the machine, including other people's.
+    """
+
+    def __init__(self, port: int, num_cpus: int = 1, object_store_mb: int = 80) -> None:
+        self.port = port
+        self.address = f"127.0.0.1:{port}"
+        self._num_cpus = num_cpus
+        self._object_store_mb = object_store_mb
+        self._tmp = tempfile.mkdtemp(prefix="z123_rayhead_")
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 60.0) -> RayHead:
+        ray_cli = Path(sys.executable).with_name("ray")
+        env = dict(os.environ)
+        # The head's workers run the dispatcher's actors: they must import this checkout of z123_ros.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+        env["RAY_USAGE_STATS_ENABLED"] = "0"
+        env["RAY_AUTH_MODE"] = "token"  # the default of a head that finds ~/.ray/auth_token; made explicit
+        cmd = [
+            str(ray_cli),
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--port={self.port}",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            f"--num-cpus={self._num_cpus}",
+            "--num-gpus=0",
+            f"--object-store-memory={self._object_store_mb * 1024 * 1024}",
+            f"--temp-dir={self._tmp}",
+        ]
+        self.proc = subprocess.Popen(
+            cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return self
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"`ray start --head` exited with {self.proc.returncode}") from None
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise AssertionError(f"ray head did not open port {self.port} in {timeout_s} s") from None
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        """Kill the head and every process it spawned (GCS, raylet, workers); idempotent."""
+        if self.proc is None:
+            return
+        try:
+            tree = [psutil.Process(self.proc.pid), *psutil.Process(self.proc.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            tree = []
+        for proc in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.send_signal(signal.SIGKILL)
+        psutil.wait_procs(tree, timeout=10)
+        self.proc.wait(timeout=10)
+        self.proc = None
+
+    def __enter__(self) -> RayHead:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

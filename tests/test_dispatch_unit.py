@@ -1,0 +1,141 @@
+"""Dispatch layer without a Ray cluster: configuration, jobs and workers in process, rejections, degraded start."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import numpy as np
+import pytest
+from _dispatch_helpers import free_port
+
+from z123_ros.dispatch import (
+    KINDS,
+    WORKER_KINDS,
+    CpuBurnJob,
+    DispatchConfig,
+    Dispatcher,
+    DispatcherState,
+    DispatchStats,
+    EchoJob,
+    JobRejectedError,
+    JobResult,
+    ReconstructionJob,
+    WorkerPoolConfig,
+    cpu_burn,
+    make_worker,
+    probe_tcp,
+)
+from z123_ros.dispatch.workers import WorkerHost
+from z123_ros.errors import ConfigError, DispatchError
+
+
+def test_worker_kinds_are_the_config_pools() -> None:
+    assert tuple(WORKER_KINDS) == KINDS
+    config = DispatchConfig()
+    for kind in KINDS:
+        assert isinstance(config.pool(kind), WorkerPoolConfig)
+    assert config.embedded and config.reconstruction.num_actors == 1
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"max_in_flight": 0}, "max_in_flight"),
+        ({"job_timeout_s": 0.0}, "job_timeout_s"),
+        ({"reconnect_backoff_s": 5.0, "reconnect_backoff_max_s": 1.0}, "reconnect_backoff_max_s"),
+        ({"address": "nohostport"}, "address"),
+        ({"reconstruction": WorkerPoolConfig(num_actors=-1)}, "reconstruction.num_actors"),
+        ({"echo": WorkerPoolConfig(num_actors=1, num_gpus=1.5)}, "echo.num_gpus"),
+        ({"echo": WorkerPoolConfig(num_actors=1, dtype="fp8")}, "echo.dtype"),
+        ({"reconstruction": WorkerPoolConfig(num_actors=0)}, "num_actors = 0"),
+        ({"object_store_memory_mb": 8}, "object_store_memory_mb"),
+        ({"auth_mode": "none"}, "auth_mode"),
+    ],
+)
+def test_config_validation_names_the_bad_field(changes: dict, field: str) -> None:
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        Dispatcher(DispatchConfig(**changes))
+
+
+def test_fractional_gpu_is_valid() -> None:
+    DispatchConfig(novel_views=WorkerPoolConfig(num_actors=2, num_gpus=0.5)).validate()
+
+
+def test_cpu_burn_is_a_deterministic_hash_chain() -> None:
+    expected = (7).to_bytes(8, "little", signed=True)
+    for _ in range(3):
+        expected = hashlib.sha256(expected).digest()
+    assert cpu_burn(3, seed=7) == expected.hex()
+    assert make_worker("cpu_burn")(CpuBurnJob(rounds=3, seed=7)) == expected.hex()
+    assert cpu_burn(3, seed=8) != cpu_burn(3, seed=7)
+
+
+def test_worker_host_reports_job_errors_with_their_reason() -> None:
+    host = WorkerHost("echo", WorkerPoolConfig(num_actors=1))
+    assert host.warmup().ok
+    crop = np.arange(16, dtype=np.uint8).reshape(4, 4)
+    reply = host.run(EchoJob(data=crop))
+    assert reply.ok and np.array_equal(reply.value, crop) and reply.pid > 0
+    # A reconstruction job with a malformed input: the worker's InputError travels back as its reason, not a raise.
+    host = WorkerHost("reconstruction", WorkerPoolConfig(num_actors=1, warm_up=False))
+    reply = host.run(ReconstructionJob(inp=None))
+    assert not reply.ok and reply.reason in ("bad_input", "job_error") and reply.message
+
+
+def test_novel_views_worker_without_weights_fails_to_start_with_model_load() -> None:
+    reply = WorkerHost("novel_views", WorkerPoolConfig(num_actors=1)).warmup()
+    assert not reply.ok and reply.reason == "model_load" and "model_path" in reply.message
+
+
+def test_make_worker_rejects_unknown_kind() -> None:
+    with pytest.raises(ConfigError, match="unknown worker kind"):
+        make_worker("teleport")
+
+
+def test_job_result_unwrap() -> None:
+    assert JobResult(1, True, value=3).unwrap() == 3
+    with pytest.raises(DispatchError, match="timeout") as info:
+        JobResult(2, False, reason="timeout", error="too slow").unwrap()
+    assert info.value.reason == "timeout"
+
+
+def test_submit_before_start_is_rejected_as_stopped() -> None:
+    dispatcher = Dispatcher(DispatchConfig(echo=WorkerPoolConfig(num_actors=1)))
+    with pytest.raises(JobRejectedError) as info:
+        dispatcher.submit(EchoJob(data=1))
+    assert info.value.reason == "stopped"
+    with pytest.raises(JobRejectedError) as info:
+        dispatcher.submit("not a job")  # type: ignore[arg-type]
+    assert info.value.reason == "bad_job"
+    assert dispatcher.stats().rejected_by_reason == {"stopped": 1, "bad_job": 1}
+
+
+def test_probe_tcp() -> None:
+    port = free_port()
+    assert "refused" in probe_tcp(f"127.0.0.1:{port}").lower()
+    assert probe_tcp("not-a-port") != ""
+
+
+def test_unreachable_cluster_at_start_is_degraded_not_an_exception() -> None:
+    """No Ray starts at all: the TCP probe fails first, so this is fast and leaves nothing running."""
+    address = f"127.0.0.1:{free_port()}"
+    config = DispatchConfig(address=address, echo=WorkerPoolConfig(num_actors=1), reconnect_backoff_s=0.2)
+    dispatcher = Dispatcher(config)
+    t0 = time.monotonic()
+    try:
+        state = dispatcher.start(wait_s=10.0)
+        assert state is DispatcherState.DEGRADED
+        assert time.monotonic() - t0 < 5.0
+        assert address in dispatcher.state_reason and "unreachable" in dispatcher.state_reason
+        with pytest.raises(JobRejectedError) as info:
+            dispatcher.submit(EchoJob(data=1))
+        assert info.value.reason == "degraded" and address in str(info.value)
+        stats = dispatcher.stats()
+        assert isinstance(stats, DispatchStats)
+        flat = stats.flat()
+        assert flat["state"] == "degraded" and flat["rejected_by_reason.degraded"] == 1
+        assert all(isinstance(v, int | float | str) for v in flat.values())
+    finally:
+        dispatcher.shutdown()
+    assert dispatcher.state is DispatcherState.STOPPED

@@ -1,0 +1,68 @@
+"""z123_node's lifecycle in process, without Ray: configure validates parameters, cleanup releases, bad values fail
+the transition instead of crashing."""
+
+from __future__ import annotations
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+pytest.importorskip("z123_interfaces")
+
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
+
+from z123_ros.ros.node import Z123Node  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+
+def _node(*overrides: str) -> tuple[Z123Node, rclpy.context.Context]:
+    context = rclpy.context.Context()
+    args = ["--ros-args"]
+    for item in overrides:
+        args += ["-p", item]
+    rclpy.init(context=context, args=args)
+    return Z123Node(context=context), context
+
+
+def test_configure_cleanup_cycle_reads_parameters() -> None:
+    node, context = _node("max_segmentation_rate_hz:=3", "segmentation.stride:=2", "dispatch.address:=")
+    try:
+        assert node.describe_parameter("sync_slop_s").description.startswith("Largest stamp difference")
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.config.max_segmentation_rate_hz == 3.0 and node.config.segmentation.stride == 2
+        assert node.config.dispatch.address is None
+        assert node.diagnostics()["state"] == "configured"
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    finally:
+        node.release()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "backend:=multiview",  # a learned backend without dispatch.reconstruction.model_path
+        "dispatch.address:=nohostport",
+        "tracking.smoothing:=0.0",
+    ],
+)
+def test_invalid_parameters_fail_configure(override: str) -> None:
+    node, context = _node(override)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert node.config is None
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
+def test_out_of_range_parameter_is_refused_at_startup() -> None:
+    context = rclpy.context.Context()
+    rclpy.init(context=context, args=["--ros-args", "-p", "sync_queue_size:=0"])
+    try:
+        with pytest.raises(rclpy.exceptions.InvalidParameterValueException):
+            Z123Node(context=context)
+    finally:
+        rclpy.shutdown(context=context)

@@ -1,0 +1,264 @@
+"""Input, configuration and result types shared by every reconstruction backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from z123_ros.camera import CameraIntrinsics, check_rigid
+from z123_ros.errors import CameraError, InputError
+from z123_ros.io import check_frame
+
+BACKENDS = ("depth", "multiview", "zero123", "hull")
+
+
+@dataclass
+class ReconstructionInput:
+    """One segmented view of an object."""
+
+    rgb: np.ndarray
+    """(H, W, 3) uint8 RGB image."""
+    mask: np.ndarray
+    """(H, W) bool object mask (non-zero = object)."""
+    intrinsics: CameraIntrinsics
+    """Pinhole intrinsics of the (undistorted) image."""
+    depth_m: np.ndarray | None = None
+    """(H, W) float metric z-depth in metres, NaN/0 = invalid. Required by the ``depth`` and ``hull`` backends;
+    gives the learned backends metric scale and placement."""
+    T_cam_from_world: np.ndarray | None = None
+    """4x4 world -> camera transform with world +z up and the table top at z = 0 (gives the support plane and the
+    input view's polar angle)."""
+    support_plane_cam: np.ndarray | None = None
+    """(4,) support plane ``n . p + d = 0`` in the camera frame (e.g. from segmentation); overrides
+    ``T_cam_from_world`` for the plane."""
+
+
+@dataclass
+class DepthBackendConfig:
+    """Settings of the ``depth`` backend (geometric completion of the visible surface)."""
+
+    resolution: int = 96
+    """Voxels along the longest side of the working grid."""
+    margin_m: float = 0.006
+    """Free margin added around the visible points when sizing the grid."""
+    depth_noise_m: float = 0.002
+    """Depth noise allowance: a voxel is free only if the camera sees at least this far (plus half a voxel) past it."""
+    mask_dilate_px: int = 2
+    """Silhouette tolerance: voxels projecting this close to the mask still count as inside it."""
+    mask_erode_px: int = 1
+    """Mask erosion before back-projection (drops mixed depth pixels on the object's outline)."""
+    plane_ring_px: int = 25
+    """Width of the ring of pixels around the mask used to fit the support plane when no plane or pose is given."""
+    plane_inlier_m: float = 0.004
+    """RANSAC inlier distance of the support-plane fit."""
+    use_symmetry: bool = True
+    """Complete the hidden side by reflecting the visible part about a vertical plane across the view direction."""
+    symmetry_min_consistency: float = 0.9
+    """Fraction of the reflected visible points that must lie in space the camera did not see as empty for the
+    symmetry hypothesis to be accepted."""
+    fallback_thickness: float = 1.0
+    """Without an accepted symmetry, the hidden side extends this many times the visible width behind the surface."""
+    smooth_sigma: float = 0.8
+    """Gaussian smoothing (voxels) of the occupancy before marching cubes."""
+
+
+@dataclass
+class FieldConfig:
+    """The voxel radiance field of the learned backends (SJC: latent features + density on a voxel grid)."""
+
+    grid_size: int = 100
+    """Voxels per side of the cubic grid (the paper: 100)."""
+    render_size: int = 32
+    """Rendered latent image side (the paper renders 32x32 latents, decoded to 256x256 images)."""
+    samples_per_ray: int = 96
+    """Ray samples through the grid per pixel."""
+    bound: float = 0.5
+    """Half-side of the cubic grid in the object frame (object normalised to a unit cube, like the training data)."""
+    density_level: float = 5.0
+    """Iso-level of the density grid used for marching cubes."""
+
+
+@dataclass
+class SJCConfig:
+    """Score Jacobian Chaining, the ``zero123`` backend (defaults from the paper, ../shared/notes/zero123.md)."""
+
+    steps: int = 10000
+    """Optimisation steps (Adamax)."""
+    lr: float = 0.05
+    """Adamax learning rate."""
+    guidance_scale: float = 100.0
+    """Classifier-free guidance of the SJC score."""
+    input_view_weight: float = 1e4
+    """Weight of the input-view reconstruction loss (latent + mask)."""
+    near_view_weight: float = 1e5
+    """Weight of the near-view consistency loss (L1 on latents and depth against a jittered pose)."""
+    depth_smooth_weight: float = 1e5
+    """Weight of the depth smoothness loss (applied in the second half of training)."""
+    metric_depth_weight: float = 1e4
+    """Weight of the input-view metric depth constraint (when depth is given)."""
+    radius_range: tuple[float, float] = (1.8, 2.2)
+    """Random training camera radius (object units)."""
+    polar_range_deg: tuple[float, float] = (30.0, 110.0)
+    """Random training camera polar angle."""
+    near_view_jitter_deg: float = 5.0
+    """Pose jitter of the near-view consistency loss."""
+    t_range: tuple[float, float] = (0.2, 0.98)
+    """Fraction of the diffusion schedule noise levels are drawn from (annealed towards the middle)."""
+    seed: int = 0
+    """Random seed (initial field, cameras, noise)."""
+
+
+@dataclass
+class MultiviewConfig:
+    """The ``multiview`` fast path: one batched novel-view call, then a short field fit."""
+
+    num_views: int = 6
+    """Generated views, evenly spaced in azimuth around the object at the input polar."""
+    num_inference_steps: int = 50
+    """DDIM steps of the novel-view call."""
+    guidance_scale: float = 3.0
+    """Classifier-free guidance of the novel-view call."""
+    fit_steps: int = 400
+    """Field optimisation steps against the input + generated views."""
+    lr: float = 0.05
+    """Adamax learning rate of the fit."""
+    generated_view_weight: float = 0.5
+    """Weight of a generated view relative to the real input view."""
+    seed: int = 0
+    """Random seed."""
+
+
+@dataclass
+class ReconstructionConfig:
+    """Settings of :func:`z123_ros.reconstruction.reconstruct`."""
+
+    num_points: int = 20000
+    """Points sampled on the output surface."""
+    depth: DepthBackendConfig = field(default_factory=DepthBackendConfig)
+    """``depth`` backend settings."""
+    voxel_field: FieldConfig = field(default_factory=FieldConfig)
+    """Voxel field of the learned backends."""
+    sjc: SJCConfig = field(default_factory=SJCConfig)
+    """``zero123`` backend settings."""
+    multiview: MultiviewConfig = field(default_factory=MultiviewConfig)
+    """``multiview`` backend settings."""
+    device: str = "cpu"
+    """Torch device of the learned backends."""
+    show_progress: bool = False
+    """Show a tqdm progress bar during long optimisations (the CLI turns it on)."""
+
+    @classmethod
+    def preset(cls, name: str) -> ReconstructionConfig:
+        """``"default"`` (the paper's settings), or ``"quick"`` (small grids and few steps: CPU smoke runs)."""
+        if name not in PRESETS:
+            from z123_ros.errors import ConfigError
+
+            raise ConfigError(f"unknown reconstruction preset {name!r}; choose one of {sorted(PRESETS)}")
+        return PRESETS[name]()
+
+
+def _quick() -> ReconstructionConfig:
+    return ReconstructionConfig(
+        num_points=5000,
+        depth=DepthBackendConfig(resolution=64),
+        voxel_field=FieldConfig(grid_size=32, render_size=16, samples_per_ray=32),
+        sjc=SJCConfig(steps=30),
+        multiview=MultiviewConfig(num_views=4, num_inference_steps=4, fit_steps=30),
+    )
+
+
+PRESETS = {"default": ReconstructionConfig, "quick": _quick}
+
+
+@dataclass
+class ReconstructionResult:
+    """A reconstructed object: a watertight triangle mesh and a point cloud sampled on it."""
+
+    vertices: np.ndarray
+    """(V, 3) float32 mesh vertices in ``frame``."""
+    faces: np.ndarray
+    """(F, 3) int32 triangles, counter-clockwise seen from outside."""
+    points: np.ndarray
+    """(N, 3) float32 points sampled on the surface, in ``frame``."""
+    metric: bool
+    """True when coordinates are metres (the input had metric depth)."""
+    frame: str
+    """``"camera"`` (OpenCV camera frame of the input view, metres) or ``"object_normalized"`` (object centred,
+    longest side 1, +z up)."""
+    backend: str
+    """Backend that produced the result."""
+    confidence: float
+    """0..1 heuristic: how much of the shape is supported by evidence rather than priors."""
+    timings: dict[str, float]
+    """Stage name -> seconds, in execution order."""
+    centre: np.ndarray
+    """(3,) centre of the mesh's bounding box, in ``frame``."""
+    extent_m: np.ndarray
+    """(3,) bounding-box size along the frame's axes (metres when ``metric``)."""
+    watertight: bool = False
+    """True when the mesh is closed and consistently oriented."""
+    plane_cam: np.ndarray | None = None
+    """(4,) support plane used, camera frame (``n`` towards the camera), when known."""
+    info: dict[str, float | str] = field(default_factory=dict)
+    """Backend-specific diagnostics (e.g. which completion prior was accepted)."""
+
+    def to_json(self) -> dict:
+        """The summary written to result.json."""
+        return {
+            "backend": self.backend,
+            "frame": self.frame,
+            "units": "m" if self.metric else "unit_box",
+            "metric": self.metric,
+            "watertight": bool(self.watertight),
+            "num_vertices": int(len(self.vertices)),
+            "num_faces": int(len(self.faces)),
+            "num_points": int(len(self.points)),
+            "centre": [float(x) for x in self.centre],
+            "extent": [float(x) for x in self.extent_m],
+            "confidence": float(self.confidence),
+            "plane_cam": None if self.plane_cam is None else [float(x) for x in self.plane_cam],
+            "timings": {k: float(v) for k, v in self.timings.items()},
+            "info": {k: (v if isinstance(v, str) else float(v)) for k, v in self.info.items()},
+        }
+
+
+def validate_input(inp: ReconstructionInput, need_depth: bool) -> None:
+    """Raise InputError / CameraError unless the input is complete and self-consistent."""
+    if not isinstance(inp.intrinsics, CameraIntrinsics):
+        raise CameraError(f"intrinsics must be a CameraIntrinsics, got {type(inp.intrinsics).__name__}")
+    rgb = np.asarray(inp.rgb)
+    mask = np.asarray(inp.mask)
+    if mask.ndim != 2:
+        raise InputError(f"mask must be a single-channel (H, W) image, got shape {mask.shape}")
+    check_frame(rgb, inp.intrinsics, None if inp.depth_m is None else np.asarray(inp.depth_m), mask)
+    mask = mask.astype(bool)
+    if not mask.any():
+        raise InputError("the object mask is empty: no pixel is marked as object")
+    if inp.depth_m is not None:
+        depth = np.asarray(inp.depth_m, dtype=np.float64)
+        valid = np.isfinite(depth) & (depth > 0)
+        if not valid[mask].any():
+            raise InputError("depth has no valid (finite, > 0) pixel inside the object mask")
+    elif need_depth:
+        raise InputError("this backend needs metric depth (depth_m is None); use --depth or the zero123 backend")
+    if inp.T_cam_from_world is not None:
+        check_rigid(inp.T_cam_from_world, "T_cam_from_world")
+    if inp.support_plane_cam is not None:
+        plane = np.asarray(inp.support_plane_cam, dtype=np.float64).ravel()
+        if plane.size != 4 or not np.all(np.isfinite(plane)) or np.linalg.norm(plane[:3]) < 1e-9:
+            raise InputError(f"support_plane_cam must be 4 finite numbers with a non-zero normal, got {plane}")
+
+
+def plane_from_pose(T_cam_from_world: np.ndarray) -> np.ndarray:
+    """The world plane z = 0 in the camera frame, ``n . p + d = 0`` with ``n . p + d`` = world height."""
+    T = check_rigid(T_cam_from_world, "T_cam_from_world")
+    n = T[:3, 2]
+    return np.array([*n, -float(n @ T[:3, 3])])
+
+
+def orient_plane(plane: np.ndarray) -> np.ndarray:
+    """Unit-normal plane with the camera origin on the positive side (``d > 0``)."""
+    plane = np.asarray(plane, dtype=np.float64).ravel()
+    plane = plane / np.linalg.norm(plane[:3])
+    return -plane if plane[3] < 0 else plane

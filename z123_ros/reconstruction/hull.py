@@ -1,0 +1,27 @@
+"""The convex-hull baseline: the convex hull of the input view's back-projected depth points.
+
+It is the trivial baseline of ../shared/notes/test-data.md (about IoU 0.45 / Chamfer 6.3 mm on YCB objects); every
+backend that ships has to beat it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import trimesh
+
+from z123_ros.errors import ReconstructionError
+from z123_ros.reconstruction.base import ReconstructionInput
+
+
+def convex_hull_mesh(inp: ReconstructionInput) -> trimesh.Trimesh:
+    """Convex hull (camera frame, metres) of the valid depth points inside the mask."""
+    points, _ = inp.intrinsics.backproject(np.asarray(inp.depth_m, dtype=np.float64), np.asarray(inp.mask, bool))
+    if len(points) < 4:
+        raise ReconstructionError(f"only {len(points)} valid depth pixels inside the mask; a hull needs 4")
+    try:
+        hull = trimesh.convex.convex_hull(points)
+    except Exception as exc:  # qhull raises its own error type for flat/degenerate inputs
+        raise ReconstructionError(f"convex hull failed (the visible points are degenerate): {exc}") from exc
+    if hull.volume <= 0:
+        raise ReconstructionError("the visible points are flat: the convex hull has no volume")
+    return hull

@@ -1,0 +1,149 @@
+"""Mesh extraction, surface sampling, PLY output and preview renders.
+
+Marching cubes (scikit-image) runs on a grid padded with an "outside" border, so every extracted surface is closed;
+only the largest connected component of the occupancy is kept, so the result is one watertight object.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import trimesh
+from scipy import ndimage
+
+from z123_ros.camera import look_at
+from z123_ros.errors import ReconstructionError
+
+logger = logging.getLogger(__name__)
+
+
+def largest_component(occupancy: np.ndarray) -> np.ndarray:
+    """The largest 6-connected component of a boolean volume (empty stays empty)."""
+    labels, count = ndimage.label(occupancy)
+    if count <= 1:
+        return occupancy.astype(bool)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return labels == int(np.argmax(sizes))
+
+
+def extract_mesh(
+    volume: np.ndarray, level: float, T_out_from_index: np.ndarray, smooth_sigma: float = 0.0
+) -> trimesh.Trimesh:
+    """Watertight mesh of ``{volume > level}``.
+
+    Args:
+        volume: (X, Y, Z) scalar field, larger = more inside (occupancy in [0, 1] or a density).
+        level: iso-level.
+        T_out_from_index: 4x4 mapping voxel index coordinates (i, j, k) to the output frame (metres or unit box).
+        smooth_sigma: Gaussian blur (voxels) applied before extraction; removes voxel staircases on occupancy grids.
+    """
+    from skimage.measure import marching_cubes
+
+    vol = np.asarray(volume, dtype=np.float32)
+    if smooth_sigma > 0:
+        vol = ndimage.gaussian_filter(vol, smooth_sigma)
+    if not np.any(vol > level):
+        raise ReconstructionError("the reconstructed volume is empty: no voxel above the surface level")
+    # A one-voxel border strictly outside closes every surface that touches the grid boundary.
+    pad_value = min(float(vol.min()), level) - 1.0
+    vol = np.pad(vol, 1, mode="constant", constant_values=pad_value)
+    verts, faces, _, _ = marching_cubes(vol, level=level)
+    verts = verts - 1.0  # undo the padding offset
+    T = np.asarray(T_out_from_index, dtype=np.float64)
+    verts = verts @ T[:3, :3].T + T[:3, 3]
+    # skimage orients faces for increasing values outward; ours are "inside = larger", so flip to get outward normals.
+    mesh = trimesh.Trimesh(verts, faces[:, ::-1], process=True)
+    if np.linalg.det(T[:3, :3]) < 0:
+        mesh.invert()
+    if mesh.volume < 0:
+        mesh.invert()
+    return mesh
+
+
+def sample_points(mesh: trimesh.Trimesh, count: int, seed: int = 0) -> np.ndarray:
+    """(count, 3) float32 points sampled by area on the surface, deterministic for a seed."""
+    points, _ = trimesh.sample.sample_surface(mesh, count, seed=seed)
+    return np.asarray(points, dtype=np.float32)
+
+
+def write_mesh_ply(path: str | os.PathLike, vertices: np.ndarray, faces: np.ndarray) -> None:
+    """Binary PLY triangle mesh."""
+    mesh = trimesh.Trimesh(np.asarray(vertices, dtype=np.float64), np.asarray(faces, dtype=np.int64), process=False)
+    Path(path).write_bytes(mesh.export(file_type="ply", encoding="binary"))
+
+
+def write_points_ply(path: str | os.PathLike, points: np.ndarray) -> None:
+    """Binary PLY point cloud (vertices only)."""
+    cloud = trimesh.PointCloud(np.asarray(points, dtype=np.float64))
+    Path(path).write_bytes(cloud.export(file_type="ply", encoding="binary"))
+
+
+def render_mesh_views(
+    mesh: trimesh.Trimesh,
+    size: int = 256,
+    azimuths_deg: tuple[float, ...] = (0.0, 120.0, 240.0),
+    up: np.ndarray = (0.0, -1.0, 0.0),
+) -> list[np.ndarray]:
+    """Shaded grey renders of the mesh from a ring of viewpoints 30 deg above it (a point-splat z-buffer, no GL).
+
+    ``up`` is the mesh frame's up direction: (0, -1, 0) for OpenCV camera frames (y down), the support plane's
+    normal when known, (0, 0, 1) for world frames.
+    """
+    points, face_idx = trimesh.sample.sample_surface(mesh, 200_000, seed=0)
+    normals = mesh.face_normals[face_idx]
+    centre = 0.5 * (mesh.bounds[0] + mesh.bounds[1])
+    radius = float(np.linalg.norm(mesh.extents)) or 1.0
+    up_vec = np.asarray(up, dtype=np.float64) / np.linalg.norm(up)
+    # Two horizontal axes orthogonal to the up vector.
+    side = np.cross(up_vec, [1.0, 0.0, 0.0] if abs(up_vec[0]) < 0.9 else [0.0, 1.0, 0.0])
+    side /= np.linalg.norm(side)
+    fwd = np.cross(side, up_vec)
+    views = []
+    for az in azimuths_deg:
+        a, elev = np.deg2rad(az), np.deg2rad(30.0)
+        direction = np.cos(elev) * (np.cos(a) * fwd + np.sin(a) * side) + np.sin(elev) * up_vec
+        eye = centre + 1.6 * radius * direction
+        T_world_from_cam = look_at(eye, centre, up_vec)
+        R, t = T_world_from_cam[:3, :3], T_world_from_cam[:3, 3]
+        p = (points - t) @ R
+        n = normals @ R
+        f = 0.5 * size / np.tan(np.deg2rad(25.0))
+        z = np.maximum(p[:, 2], 1e-6)
+        u = np.round(f * p[:, 0] / z + size / 2).astype(np.int64)
+        v = np.round(f * p[:, 1] / z + size / 2).astype(np.int64)
+        ok = (u >= 0) & (u < size) & (v >= 0) & (v < size) & (p[:, 2] > 0)
+        u, v, z, n = u[ok], v[ok], z[ok], n[ok]
+        pix = v * size + u
+        depth = np.full(size * size, np.inf)
+        np.minimum.at(depth, pix, z)
+        front = z <= depth[pix] + 1e-9
+        light = np.array([0.3, -0.5, -0.8])
+        light /= np.linalg.norm(light)
+        shade = 0.25 + 0.75 * np.abs(n[front] @ light)
+        img = np.full(size * size, 255.0)
+        img[pix[front]] = 255.0 * shade
+        views.append(np.repeat(img.reshape(size, size, 1), 3, axis=2).astype(np.uint8))
+    return views
+
+
+def make_preview(
+    rgb: np.ndarray, mask: np.ndarray, mesh: trimesh.Trimesh, up: np.ndarray = (0.0, -1.0, 0.0), size: int = 256
+) -> np.ndarray:
+    """One (size, 5 * size, 3) uint8 strip: the input crop, the mask crop, three renders of the mesh."""
+    import cv2
+
+    v, u = np.nonzero(mask)
+    pad = max(8, int(0.15 * max(np.ptp(v), np.ptp(u)))) if len(v) else 0
+    if len(v):
+        v0, v1 = max(0, v.min() - pad), min(mask.shape[0], v.max() + pad + 1)
+        u0, u1 = max(0, u.min() - pad), min(mask.shape[1], u.max() + pad + 1)
+    else:
+        v0, v1, u0, u1 = 0, mask.shape[0], 0, mask.shape[1]
+    crop = cv2.resize(np.ascontiguousarray(rgb[v0:v1, u0:u1]), (size, size), interpolation=cv2.INTER_AREA)
+    mcrop = cv2.resize(mask[v0:v1, u0:u1].astype(np.uint8) * 255, (size, size), interpolation=cv2.INTER_NEAREST)
+    panels = [crop, np.repeat(mcrop[:, :, None], 3, axis=2), *render_mesh_views(mesh, size, up=up)]
+    return np.concatenate(panels, axis=1)
