@@ -12,9 +12,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+# Run against this working tree, not an installed copy of the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from z123_ros.camera import polar_from_extrinsics
 from z123_ros.errors import ConfigError

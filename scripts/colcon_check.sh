@@ -29,6 +29,10 @@ ws = sys.argv[1]
 assert m.__file__.startswith(ws), f"z123_interfaces came from {m.__file__}, not the colcon workspace"
 share = get_package_share_directory("z123_ros")
 assert share.startswith(ws), share
+import os
+for script in ("z123", "z123-node", "z123-sim-camera"):  # where `ros2 run` / `ros2 launch` look (setup.cfg)
+    path = os.path.join(ws, "install", "z123_ros", "lib", "z123_ros", script)
+    assert os.access(path, os.X_OK), f"{path} missing"
 print(f"colcon workspace OK: messages from {m.__file__}, share dir {share}")
 PY
 echo "[colcon] build + check in $(( $(date +%s) - start )) s"

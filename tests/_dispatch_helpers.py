@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -91,9 +92,20 @@ class RayHead:
             f"--object-store-memory={self._object_store_mb * 1024 * 1024}",
             f"--temp-dir={self._tmp}",
         ]
-        self.proc = subprocess.Popen(
-            cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        # Fixed default ports (dashboard agent 52365, metrics, ...) collide with any other Ray on this
+        # machine, e.g. a parallel test's embedded one: take free ones.
+        for option in (
+            "dashboard-agent-listen-port",
+            "dashboard-agent-grpc-port",
+            "runtime-env-agent-port",
+            "metrics-export-port",
+            "node-manager-port",
+            "object-manager-port",
+        ):
+            cmd.append(f"--{option}={free_port()}")
+        self._log = Path(self._tmp) / "ray_start.log"
+        with self._log.open("ab") as log:
+            self.proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
         while True:
             try:
@@ -101,7 +113,8 @@ class RayHead:
                 return self
             except OSError:
                 if self.proc.poll() is not None:
-                    raise AssertionError(f"`ray start --head` exited with {self.proc.returncode}") from None
+                    output = self._log.read_text(errors="replace")[-3000:]
+                    raise AssertionError(f"`ray start --head` exited with {self.proc.returncode}:\n{output}") from None
                 if time.monotonic() > deadline:
                     self.stop()
                     raise AssertionError(f"ray head did not open port {self.port} in {timeout_s} s") from None
@@ -122,8 +135,13 @@ class RayHead:
         self.proc.wait(timeout=10)
         self.proc = None
 
+    def cleanup(self) -> None:
+        """Stop the head and remove its session folder (logs included)."""
+        self.stop()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
     def __enter__(self) -> RayHead:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.cleanup()

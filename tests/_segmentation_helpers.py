@@ -42,7 +42,7 @@ def box_scene(
     eye: tuple[float, float, float] = (0.5, 0.0, 0.5),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, CameraIntrinsics, np.ndarray]:
     """Ray-cast axis-aligned boxes standing on an infinite table (z = 0) with a pinhole camera at ``eye`` looking
-    at the origin. ``boxes`` = [(centre (x, y, 0), size (x, y, z), rgb colour)].
+    at the origin. ``boxes`` = [(centre (x, y, bottom z), size (x, y, z), rgb colour)].
 
     Returns ``(rgb, depth_m, ids, intrinsics, T_cam_from_world)``.
     """
@@ -58,8 +58,9 @@ def box_scene(
     rgb[:] = (200, 170, 130)  # table
     colours = {}
     for k, (centre, size, colour) in enumerate(boxes, start=1):
-        lo = np.array([centre[0] - size[0] / 2, centre[1] - size[1] / 2, 0.0])
-        hi = np.array([centre[0] + size[0] / 2, centre[1] + size[1] / 2, size[2]])
+        # centre[2] is the height of the box's bottom face (0 = standing on the table).
+        lo = np.array([centre[0] - size[0] / 2, centre[1] - size[1] / 2, centre[2]])
+        hi = np.array([centre[0] + size[0] / 2, centre[1] + size[1] / 2, centre[2] + size[2]])
         with np.errstate(divide="ignore", invalid="ignore"):
             t1 = (lo - o) / dirs
             t2 = (hi - o) / dirs

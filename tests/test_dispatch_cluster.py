@@ -62,5 +62,38 @@ def test_degraded_until_a_head_appears_then_joined_by_address_then_lost() -> Non
         assert dispatcher.stats().failed_by_reason["cluster_lost"] == 1
     finally:
         dispatcher.shutdown()
+        head.cleanup()
+    assert not ray.is_initialized()
+
+
+@pytest.mark.slow
+def test_reconnects_when_a_lost_head_comes_back() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    head = RayHead(free_port())
+    config = DispatchConfig(
+        address=head.address,
+        reconstruction=WorkerPoolConfig(num_actors=0),
+        echo=WorkerPoolConfig(num_actors=1, num_cpus=0.5),
+        reconnect_backoff_s=0.2,
+        reconnect_backoff_max_s=1.0,
+        health_check_period_s=0.5,
+    )
+    dispatcher = Dispatcher(config)
+    results = Results()
+    try:
+        head.start()
+        assert dispatcher.start(wait_s=120.0) is DispatcherState.READY, dispatcher.state_reason
         head.stop()
+        wait_for(lambda: dispatcher.state is DispatcherState.DEGRADED, 30.0, "the loss to be noticed")
+        head.start()  # same port, a new cluster
+        wait_for(lambda: dispatcher.state is DispatcherState.READY, 120.0, "the dispatcher to reconnect")
+        assert dispatcher.wait_ready(120.0), dispatcher.workers()
+        result = results.wait(dispatcher.submit(EchoJob(data="back"), on_done=results))
+        assert result.ok and result.value == "back"
+    finally:
+        dispatcher.shutdown()
+        head.cleanup()
     assert not ray.is_initialized()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import yaml
@@ -30,6 +31,7 @@ def test_cluster_launcher_config() -> None:
     # The same project and Ray version on every node; the token shipped to every node.
     setup = "\n".join(config["setup_commands"])
     assert "z123_ros" in setup and f"ray[default]=={ray.__version__}" in setup
+    assert f"python{sys.version_info.major}.{sys.version_info.minor} -m venv" in setup, "Ray needs the same Python"
     assert "~/.ray/auth_token" in config["file_mounts"]
     head = " ".join(config["head_start_ray_commands"])
     worker = " ".join(config["worker_start_ray_commands"])
@@ -70,3 +72,11 @@ def test_readme_names_the_parameter_and_the_security_settings() -> None:
     text = (CLUSTER_DIR / "README.md").read_text()
     for needle in ("dispatch.address", "RAY_AUTH_MODE=token", "RAY_USE_TLS", "RAY_TLS_CA_CERT", "use_internal_ips"):
         assert needle in text
+
+
+def test_node_image_matches_this_ray_and_python() -> None:
+    import ray
+
+    text = (CLUSTER_DIR / "Dockerfile").read_text()
+    tag = f"rayproject/ray:{ray.__version__}-py{sys.version_info.major}{sys.version_info.minor}-gpu"
+    assert f"FROM {tag}" in text and "pip install" in text and "z123_ros" in text

@@ -6,6 +6,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -212,3 +213,32 @@ def test_stats_report_latency_and_counts(dispatcher: Dispatcher) -> None:
     assert stats.actors_total == 4
     assert 0 < stats.latency_s["total_p50"] <= stats.latency_s["total_p95"] <= stats.latency_s["total_max"]
     assert set(stats.failed_by_reason) >= {"timeout", "worker_died"}
+
+
+@pytest.mark.slow  # ~45 s on the shared 2-core machine: torch and the model load in a fresh actor process
+def test_novel_views_actor_equals_in_process_and_a_second_dispatcher_stops_only_its_actors(
+    dispatcher: Dispatcher, results: Results, tmp_path: Path
+) -> None:
+    """A second dispatcher joins the module's Ray (it did not start it), serves a tiny Zero-1-to-3 model, and its
+    shutdown leaves the first dispatcher and Ray running."""
+    import ray
+
+    from z123_ros.novel_views.testing import save_tiny_zero123
+
+    model = str(save_tiny_zero123(tmp_path / "tiny", layout="kxic", seed=0))
+    pool = WorkerPoolConfig(num_actors=1, num_cpus=0.25, model_path=model)
+    second = Dispatcher(DispatchConfig(reconstruction=WorkerPoolConfig(num_actors=0), novel_views=pool))
+    image = np.full((64, 64, 3), 255, np.uint8)
+    image[20:44, 16:48] = (40, 90, 200)
+    job = NovelViewsJob(image=image, views=[(10.0, 45.0, 0.0), (0.0, 180.0, 0.0)], num_inference_steps=2, seed=3)
+    try:
+        assert second.start(wait_s=180.0) is DispatcherState.READY, second.state_reason
+        remote = results.wait(second.submit(job, on_done=results), timeout_s=120.0)
+        assert remote.ok, remote
+        direct = make_worker("novel_views", pool)(job)
+        assert remote.value.images.shape == direct.images.shape == (2, 64, 64, 3)
+        np.testing.assert_allclose(remote.value.images, direct.images, atol=1e-5)
+    finally:
+        second.shutdown()
+    assert ray.is_initialized(), "the second dispatcher stopped a Ray it did not start"
+    assert results.wait(dispatcher.submit(EchoJob(data="still here"), on_done=results)).value == "still here"

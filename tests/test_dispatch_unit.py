@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +19,10 @@ from z123_ros.dispatch import (
     DispatcherState,
     DispatchStats,
     EchoJob,
+    JobFailedError,
     JobRejectedError,
     JobResult,
+    NovelViewsJob,
     ReconstructionJob,
     WorkerPoolConfig,
     cpu_burn,
@@ -95,9 +98,9 @@ def test_make_worker_rejects_unknown_kind() -> None:
 
 def test_job_result_unwrap() -> None:
     assert JobResult(1, True, value=3).unwrap() == 3
-    with pytest.raises(DispatchError, match="timeout") as info:
+    with pytest.raises(JobFailedError, match="timeout") as info:
         JobResult(2, False, reason="timeout", error="too slow").unwrap()
-    assert info.value.reason == "timeout"
+    assert info.value.reason == "timeout" and isinstance(info.value, DispatchError)
 
 
 def test_submit_before_start_is_rejected_as_stopped() -> None:
@@ -139,3 +142,39 @@ def test_unreachable_cluster_at_start_is_degraded_not_an_exception() -> None:
     finally:
         dispatcher.shutdown()
     assert dispatcher.state is DispatcherState.STOPPED
+
+
+def test_cli_reports_an_unreachable_cluster_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from z123_ros.dispatch.cli import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command", required=True))
+    address = f"127.0.0.1:{free_port()}"
+    args = parser.parse_args(["dispatch-check", "--address", address, "--connect-timeout", "5"])
+    assert args.func(args) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and address in err and "degraded" in err
+
+
+def test_novel_views_worker_loads_once_and_is_seeded(tmp_path: Path) -> None:
+    from z123_ros.novel_views.testing import save_tiny_zero123
+
+    model = str(save_tiny_zero123(tmp_path / "tiny", layout="kxic", seed=0))
+    worker = make_worker("novel_views", WorkerPoolConfig(num_actors=1, model_path=model))
+    image = np.full((64, 64, 3), 255, np.uint8)
+    image[20:44, 16:48] = (40, 90, 200)
+    job = NovelViewsJob(image=image, views=[(0.0, 90.0, 0.0)], num_inference_steps=1, seed=5)
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # OpenMP spin-waiting on the shared 2-core machine makes 2 threads far slower
+    try:
+        first, again = worker(job), worker(job)
+        other = worker(NovelViewsJob(image=image, views=[(0.0, 90.0, 0.0)], num_inference_steps=1, seed=6))
+    finally:
+        torch.set_num_threads(threads)
+    assert first.images.shape == (1, 64, 64, 3)
+    np.testing.assert_array_equal(first.images, again.images)
+    assert not np.array_equal(first.images, other.images)

@@ -52,7 +52,7 @@ def test_console_scripts_point_at_real_functions():
 
 def test_z123_cli_help_lists_every_subcommand():
     out = subprocess.run([sys.executable, "-m", "z123_ros.cli", "--help"], capture_output=True, text=True, check=True)
-    for cmd in ("segment", "views", "reconstruct", "eval", "demo", "info"):
+    for cmd in ("segment", "views", "reconstruct", "eval", "demo", "dispatch-check", "render-dataset", "train", "info"):
         assert cmd in out.stdout
 
 

@@ -91,15 +91,3 @@ def test_zero123_without_depth_is_normalised(pipe, view):
     assert not r.metric and r.frame == "object_normalized" and r.watertight
     assert float(np.max(r.extent_m)) == pytest.approx(1.0, abs=1e-3)
     np.testing.assert_allclose(r.centre, 0.0, atol=1e-3)
-
-
-def test_sjc_changes_the_field(pipe, view):
-    from z123_ros.reconstruction.sjc import make_field, prepare_learned_setup
-
-    cfg = tiny_config()
-    setup = prepare_learned_setup(view.inp, pipe, cfg)
-    before = make_field(setup, cfg).density.detach().clone()
-    assert setup.depth_target is not None and float((setup.depth_target > 0).float().mean()) > 0.05
-    r = reconstruct(view.inp, "zero123", cfg, pipe)
-    assert r.timings["optimise"] > 0
-    assert before.abs().max() > 0  # the depth completion initialised the density

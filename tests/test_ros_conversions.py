@@ -235,3 +235,17 @@ def test_segmentation_and_reconstruction_messages() -> None:
     assert [t.stage for t in rec.timings] == ["complete", "mesh"]
     np.testing.assert_allclose(conv.pointcloud2_to_points(rec.cloud).xyz, v)
     np.testing.assert_allclose(conv.msg_to_mesh(rec.mesh)[0], v, atol=1e-7)
+
+
+def test_simplify_mesh_caps_faces_and_keeps_shape() -> None:
+    import trimesh
+
+    sphere = trimesh.creation.icosphere(subdivisions=5, radius=0.05)
+    v, f = conv.simplify_mesh(sphere.vertices, sphere.faces, 2000)
+    assert 500 < len(f) <= 2000 and f.max() < len(v)
+    radii = np.linalg.norm(v, axis=1)
+    # Vertices move by at most about one clustering cell: the shape stays a 5 cm sphere.
+    assert np.abs(radii - 0.05).max() < 0.005
+    assert abs(trimesh.Trimesh(v, f).area / sphere.area - 1) < 0.05
+    same_v, same_f = conv.simplify_mesh(sphere.vertices, sphere.faces, len(sphere.faces))
+    np.testing.assert_array_equal(same_f, sphere.faces)

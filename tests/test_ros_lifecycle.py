@@ -25,7 +25,7 @@ def _node(*overrides: str) -> tuple[Z123Node, rclpy.context.Context]:
 
 
 def test_configure_cleanup_cycle_reads_parameters() -> None:
-    node, context = _node("max_segmentation_rate_hz:=3", "segmentation.stride:=2", "dispatch.address:=")
+    node, context = _node("max_segmentation_rate_hz:=3", "segmentation.stride:=2", "dispatch.address:=''")
     try:
         assert node.describe_parameter("sync_slop_s").description.startswith("Largest stamp difference")
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS

@@ -28,7 +28,7 @@ from visualization_msgs.msg import Marker  # noqa: E402
 
 from z123_ros.camera import transform_points  # noqa: E402
 from z123_ros.reconstruction import ReconstructionInput, reconstruct  # noqa: E402
-from z123_ros.reconstruction.metrics import volumetric_iou  # noqa: E402
+from z123_ros.reconstruction.metrics import chamfer_distance, volumetric_iou  # noqa: E402
 from z123_ros.ros import conversions as conv  # noqa: E402
 from z123_ros.ros.sim_camera_node import scene_messages  # noqa: E402
 from z123_ros.sim import SceneConfig, render_tabletop_scene  # noqa: E402
@@ -43,14 +43,18 @@ FRAME_ID = "camera_color_optical_frame"
 # association error without tying this test to the backend's current quality (its own tests own that).
 IOU_FLOOR = 0.15
 # The node must deliver the backend's geometry intact: its mesh against reconstruct() run here on the same mask and
-# decoded depth. Only the vertex-clustering simplification of meshes above max_mesh_faces changes it (measured IoU
-# >= 0.99); 0.9 leaves room for the 64^3 voxelisation of the metric.
-SAME_AS_LIBRARY_IOU = 0.9
+# decoded depth. Only the vertex-clustering simplification of meshes above max_mesh_faces moves vertices, by about
+# half a cell (~1 mm here); a wrong frame or unit moves them by centimetres to metres.
+SAME_AS_LIBRARY_CHAMFER_M = 0.003
+# The IoU grid: 32^3 instead of the paper protocol's 64^3 (8x fewer winding-number queries, seconds per object on
+# the CI machine); ample for a floor that separates overlap from no overlap.
+IOU_RESOLUTION = 32
 
 
 @pytest.fixture(scope="module")
 def scene():
-    return render_tabletop_scene(SceneConfig(seed=0, num_objects=3))
+    # QVGA keeps segmentation and the depth backend about twice as fast as VGA on the 2-core CI machine.
+    return render_tabletop_scene(SceneConfig(seed=0, num_objects=3, width=320, height=240))
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +117,7 @@ def test_segments_and_reconstructs_ycb_objects(node, scene) -> None:
     # Every output carries the header of an input frame.
     for msg in (*segs, *recs):
         assert msg.header.frame_id == FRAME_ID and stamp_key(msg.header.stamp) in stamps
-    visible = [o for o in scene.objects if o.pixel_count > 500]
+    visible = [o for o in scene.objects if o.pixel_count > 200]
     assert len(seg.objects) == len(visible) == 3
     assert seg.has_plane and 0 < seg.camera_polar_deg < 90
 
@@ -130,18 +134,19 @@ def test_segments_and_reconstructs_ycb_objects(node, scene) -> None:
         assert cloud[:, 2].min() > 0.1 and np.ptp(cloud, axis=0).max() < 0.5
         world = transform_points(scene.T_world_from_cam, vertices)
         name = scene.object(gt_id).name
-        ious[name] = volumetric_iou((world, faces), scene.object(gt_id).mesh_world)
+        ious[name] = volumetric_iou((world, faces), scene.object(gt_id).mesh_world, resolution=IOU_RESOLUTION)
         seg_obj = next(o for o in seg.objects if o.id == rec.object_id)
         mask = full_mask(seg_obj, scene.intrinsics.width, scene.intrinsics.height)
         inp = ReconstructionInput(
             scene.rgb, mask, scene.intrinsics, depth_m=depth_m, support_plane_cam=np.array(seg.plane)
         )
         library = reconstruct(inp, "depth")
-        same = volumetric_iou((vertices, faces), (library.vertices, library.faces))
+        # Vertices against vertices: exact (0) for unsimplified meshes, about half a clustering cell otherwise.
+        same = chamfer_distance(vertices, library.vertices)
         logging.getLogger(__name__).info(
-            "%s: IoU vs ground truth %.3f, vs reconstruct() here %.3f", name, ious[name], same
+            "%s: IoU vs ground truth %.3f; Chamfer vs reconstruct() here %.2f mm", name, ious[name], 1e3 * same
         )
-        assert same > SAME_AS_LIBRARY_IOU, (name, same)
+        assert same < SAME_AS_LIBRARY_CHAMFER_M, (name, same)
     assert len(ious) == 3
     assert min(ious.values()) > IOU_FLOOR, ious
 
@@ -323,3 +328,47 @@ def test_launch_file_parses() -> None:
 
     tree = ast.parse((REPO / "launch" / "z123.launch.py").read_text())
     assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
+
+
+@pytest.mark.slow
+def test_novel_views_are_published(tmp_path, scene) -> None:
+    """publish_novel_views: a novel-view job per new object on the dispatcher's novel_views pool (a tiny random-weight
+    Zero-1-to-3 in the published layout), the views published side by side with the input header."""
+    pytest.importorskip("torch")
+    from z123_ros.novel_views.testing import save_tiny_zero123
+
+    model = save_tiny_zero123(tmp_path / "tiny_zero123")
+    params = write_params(
+        tmp_path / "params.yaml",
+        {
+            "input_qos": "reliable",
+            "publish_novel_views": True,
+            "novel_view_azimuths_deg": [90.0, 270.0],
+            "reconstruction.multiview.num_inference_steps": 2,
+            "dispatch.num_cpus": 2,
+            "dispatch.novel_views.num_actors": 1,
+            "dispatch.novel_views.num_cpus": 0.5,
+            "dispatch.novel_views.model_path": str(model),
+            "dispatch.reconstruction.num_cpus": 0.5,
+            "diagnostics_period_s": 0.2,
+        },
+    )
+    proc = NodeProcess(params, tmp_path / "node.log")
+    probe = Probe()
+    from sensor_msgs.msg import Image as ImageMsg
+
+    views: list = []
+    probe.node.create_subscription(ImageMsg, "/z123_node/novel_views", views.append, 10)
+    try:
+        assert wait_for(lambda: probe.diagnostics().get("state") == "running" or not proc.alive(), timeout=180)
+        assert proc.alive(), proc.log()[-3000:]
+        tick, stamps = _publisher(probe, scene)
+        assert wait_for(lambda: views, timeout=120, period=0.3, tick=tick), (
+            f"no novel views; diagnostics {probe.diagnostics()}\n{proc.log()[-3000:]}"
+        )
+        strip = conv.image_to_rgb(views[0])
+        assert views[0].header.frame_id == FRAME_ID and stamp_key(views[0].header.stamp) in stamps
+        assert strip.shape[1] == 2 * strip.shape[0], "two square views side by side"
+    finally:
+        probe.close()
+        proc.stop()

@@ -48,6 +48,8 @@ class _Config:
     """Optional scale."""
     window: tuple[float, float] = (0.2, 0.8)
     """Window."""
+    workers: int | None = None
+    """Optional count."""
     inner: _Inner = field(default_factory=_Inner)
 
 
@@ -74,7 +76,18 @@ def ros_context():
 
 def test_specs_docs_types_ranges() -> None:
     specs = {s.name: s for s in parameter_specs(_Config())}
-    assert list(specs) == ["rate_hz", "topic", "mode", "model_path", "scale", "window", "inner.count", "inner.names"]
+    assert list(specs) == [
+        "rate_hz",
+        "topic",
+        "mode",
+        "model_path",
+        "scale",
+        "window",
+        "workers",
+        "inner.count",
+        "inner.names",
+    ]
+    assert specs["workers"].default == -1 and "-1 = unset" in specs["workers"].descriptor().description
     assert specs["rate_hz"].description == "Rate, Hz."
     assert specs["inner.count"].description == "Number of things, on two comment lines."
     assert specs["window"].ros_type == ParameterType.PARAMETER_DOUBLE_ARRAY and specs["window"].is_tuple
@@ -112,8 +125,9 @@ def test_build_config_validation() -> None:
         build_config(_Config(), specs, {"mode": "c"})
     with pytest.raises(ConfigError, match="must be int"):
         build_config(_Config(), specs, {"inner.count": "three"})
-    cfg = build_config(_Config(), specs, {"scale": 2, "inner.count": 1})
-    assert cfg.scale == 2.0 and cfg.inner.count == 1 and cfg.inner.names == []
+    cfg = build_config(_Config(), specs, {"scale": 2, "inner.count": 1, "workers": 4})
+    assert cfg.scale == 2.0 and cfg.inner.count == 1 and cfg.inner.names == [] and cfg.workers == 4
+    assert build_config(cfg, specs, {"workers": -1, "scale": math.nan}).workers is None
 
 
 def test_set_parameters_callback(ros_context) -> None:

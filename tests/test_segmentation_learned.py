@@ -10,6 +10,7 @@ from _segmentation_helpers import box_scene
 
 from z123_ros.errors import ModelLoadError
 from z123_ros.segmentation import PromptableSegmenter, SamSegmenter, TabletopSegmenter
+from z123_ros.segmentation.rgb import SCORE_LEARNED_MAX
 from z123_ros.segmentation.testing import save_tiny_sam
 
 
@@ -45,7 +46,7 @@ def test_segmenter_uses_the_learned_model_for_rgb_only_boxes(tiny_sam: SamSegmen
     result = TabletopSegmenter(promptable=Fixed()).segment(rgb, intr, roi=(100, 80, 200, 160))
     (obj,) = result.objects
     assert obj.method == "fixed_box" and obj.box_xyxy == (100, 80, 200, 160)
-    assert obj.score == pytest.approx(0.6 * 0.8)
+    assert obj.score == pytest.approx(SCORE_LEARNED_MAX * 0.8) and obj.score < 0.5
     # The tiny SAM goes through the same path without error (its random masks may be empty).
     sam_result = TabletopSegmenter(promptable=tiny_sam).segment(rgb, intr, roi=(100, 80, 200, 160))
     assert all(o.method == "sam" for o in sam_result.objects)

@@ -5,6 +5,8 @@
     z123 reconstruct  one segmented view -> mesh.ply, points.ply, result.json, preview.png
     z123 eval         paper-style evaluation on real scanned objects
     z123 demo         the simulated tabletop demo, end to end (camera -> node -> Ray -> meshes)
+    z123 dispatch-check  is Ray (embedded or a cluster) reachable, and does a job go through it
+    z123 render-dataset / train   fine-tune Zero-1-to-3 on your own objects (Ray Train)
     z123 info         versions, share directory, devices
 
 Every subcommand exits 0 on success and 2 with one line on stderr for bad input; nothing partial is written.
@@ -25,6 +27,8 @@ SUBCOMMAND_MODULES = (
     "z123_ros.reconstruction.cli",
     "z123_ros.evaluation.cli",
     "z123_ros.demo",
+    "z123_ros.dispatch.cli",
+    "z123_ros.training.cli",
 )
 
 

@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="check that jobs go through Ray (embedded or a cluster) and time the round trip",
         description=__doc__.split("\n\n")[0],
     )
-    parser.add_argument("--address", default="", help='Ray cluster: host:port, auto or ray://host:10001 (default: embedded)')
+    parser.add_argument("--address", default="", help="host:port, auto or ray://host:10001 (default: embedded Ray)")
     parser.add_argument("--jobs", type=int, default=10, help="echo round trips (default 10)")
     parser.add_argument("--connect-timeout", type=float, default=120.0, help="seconds to wait for Ray and the actors")
     parser.set_defaults(func=_run)

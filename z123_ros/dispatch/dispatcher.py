@@ -67,6 +67,14 @@ class JobRejectedError(DispatchError):
         self.reason = reason
 
 
+class JobFailedError(DispatchError):
+    """Raised by :meth:`JobResult.unwrap` for a failed job; ``reason`` is the result's reason."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 @dataclass
 class JobTimings:
     """Where a job's time went, seconds."""
@@ -104,7 +112,7 @@ class JobResult:
         """The value, or raise DispatchError carrying this result's reason."""
         if self.ok:
             return self.value
-        raise JobRejectedError(f"job {self.job_id} failed ({self.reason}): {self.error}", self.reason)
+        raise JobFailedError(f"job {self.job_id} failed ({self.reason}): {self.error}", self.reason)
 
 
 @dataclass
@@ -196,6 +204,9 @@ class _Slot:
     error: str = ""
 
 
+#: Job ids, unique in this process across dispatchers (callers may share one callback between dispatchers).
+_JOB_IDS = itertools.count(1)
+
 #: Wait before asking an actor that Ray is restarting for its warm-up again.
 _WARMUP_RETRY_S = 0.25
 
@@ -230,6 +241,9 @@ def probe_tcp(address: str, timeout_s: float = 1.0) -> str:
 def _apply_ray_environment(cfg: DispatchConfig) -> None:
     """Put the settings Ray reads from the environment in place before ray.init (see DispatchConfig).
 
+    This changes this process's environment (Ray offers no other way for these settings); it is the dispatcher's
+    process, which owns Ray.
+
     The embedded Ray's processes inherit them. Ray's C++ config caches the environment when ``ray._raylet`` is first
     imported, so when Ray was imported before (e.g. by an earlier dispatcher) the cache is refreshed, as Ray itself
     does when it switches token authentication on.
@@ -239,6 +253,13 @@ def _apply_ray_environment(cfg: DispatchConfig) -> None:
     os.environ["RAY_AUTH_MODE"] = cfg.auth_mode
     if cfg.auth_token_path:
         os.environ["RAY_AUTH_TOKEN_PATH"] = cfg.auth_token_path
+    package_root = str(Path(__file__).resolve().parents[2])
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if cfg.embedded and Path(package_root).name not in ("site-packages", "dist-packages") and package_root not in paths:
+        # A source checkout: the embedded workers (children of the raylet, which inherits this environment) must
+        # import this z123_ros, not an older installed copy. A runtime_env would do the same but costs seconds per
+        # worker start. Cluster nodes have the project installed instead (ray_cluster/).
+        os.environ["PYTHONPATH"] = os.pathsep.join([package_root, *paths])
     from ray._raylet import Config
 
     Config.initialize("")
@@ -263,7 +284,6 @@ class Dispatcher:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._ids = itertools.count(1)
         self._state = DispatcherState.STOPPED
         self._state_reason = "not started"
         self._queue: collections.deque[_Record] = collections.deque()
@@ -345,7 +365,7 @@ class Dispatcher:
                 self._reject("no_workers", f"no {kind} actors are configured (dispatch.{kind}.num_actors = 0)")
             if kind in self._down_reason:
                 self._reject("no_workers", f"every {kind} actor failed to start: {self._down_reason[kind]}")
-            record = _Record(next(self._ids), job, on_done, now, now + timeout)
+            record = _Record(next(_JOB_IDS), job, on_done, now, now + timeout)
             replaced = self._queued_with_key(job.key) if job.key is not None else None
             if replaced is not None and (self.config.replace_same_key or self._full()):
                 self._queue[self._queue.index(replaced)] = record
@@ -437,7 +457,7 @@ class Dispatcher:
         self.shutdown()
 
     # ------------------------------------------------------------------------------------------------ helpers
-    # Methods below named _locked_* or called from submit/cancel expect self._lock held.
+    # _full, _queued_with_key, _set_state, _finish and _check_pool_down expect self._lock held (it is reentrant).
 
     def _reject(self, reason: str, message: str) -> None:
         with self._lock:
@@ -586,13 +606,6 @@ class Dispatcher:
         )
         if cfg.temp_dir:
             kwargs["_temp_dir"] = cfg.temp_dir
-        package_root = str(Path(__file__).resolve().parents[2])
-        paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-        if Path(package_root).name not in ("site-packages", "dist-packages") and package_root not in paths:
-            # A source checkout: the embedded workers (children of the raylet, which inherits this environment)
-            # must import this z123_ros, not an older installed copy. A runtime_env would do the same per job but
-            # costs seconds per worker start. Cluster nodes have the project installed instead (ray_cluster/).
-            os.environ["PYTHONPATH"] = os.pathsep.join([package_root, *paths])
         return kwargs
 
     def _create_slots(self) -> None:

@@ -31,7 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "eval",
         help="paper-style evaluation on real scanned objects (3D metrics, novel-view metrics, report)",
-        description=__doc__.split("\n\n")[0],
+        description="Build the seeded evaluation set (real YCB scans, one robot-like RGB-D view and 12 held-out views "
+        "per object), run a backend and the baseline side by side, write report.md, results.json and plots.",
+        epilog="example: z123 eval --backend depth --baseline hull --objects 20 --seed 0 --out eval_out",
     )
     p.add_argument("--backend", default=defaults.backend, help="backend under test: depth, multiview, zero123, hull")
     p.add_argument("--baseline", default=defaults.baseline, help="baseline run side by side ('none' to skip)")
@@ -98,7 +100,7 @@ def run_eval(args: argparse.Namespace) -> int:
         config.check()
         _check_out(out, args.overwrite)
         out.parent.mkdir(parents=True, exist_ok=True)
-        command = "z123 " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["eval"] else None
+        command = "z123 " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if "eval" in sys.argv[1:] else None
         with tempfile.TemporaryDirectory(prefix=".z123_eval_", dir=out.parent) as tmp:
             staging = Path(tmp)
 

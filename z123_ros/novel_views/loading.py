@@ -64,7 +64,7 @@ DTYPES = {
 }
 
 _PROJECTION_DIRS = ("cc_projection", "clip_camera_projection")
-_STABLE_NAME = re.compile(r"stable[-_ ]?zero123", re.IGNORECASE)
+_STABLE_NAME = re.compile(r"(?<![a-z])stable[-_ ]?zero123", re.IGNORECASE)
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 

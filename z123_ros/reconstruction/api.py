@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import trimesh
 
-from z123_ros.errors import ConfigError, InputError, ReconstructionError
+from z123_ros.errors import ConfigError, ReconstructionError
 from z123_ros.reconstruction.base import (
     BACKENDS,
     ReconstructionConfig,
@@ -161,4 +161,4 @@ def reconstruct(
     return result
 
 
-__all__ = ["InputError", "reconstruct", "result_from_mesh"]
+__all__ = ["reconstruct", "result_from_mesh"]

@@ -101,7 +101,7 @@ def estimate_support_plane(
         return orient_plane(plane_from_pose(inp.T_cam_from_world)), "pose"
     ring = ndimage.binary_dilation(mask, iterations=cfg.plane_ring_px) & ~ndimage.binary_dilation(mask, iterations=3)
     points, _ = inp.intrinsics.backproject(depth, ring)
-    # Other objects in the ring are not the table: keep only points no nearer than the object's nearest point.
+    # RANSAC: other objects in the ring are outliers as long as the table is the dominant surface around the object.
     fit = fit_plane_ransac(points, cfg.plane_inlier_m)
     if fit is None:
         return None, "none"
@@ -114,9 +114,9 @@ def estimate_support_plane(
     return plane, "fitted"
 
 
-def _plane_frame(plane: np.ndarray | None, points: np.ndarray) -> tuple[np.ndarray, float]:
-    """``T_cam_from_plane`` (x = horizontal view direction, z = plane normal, origin on the plane under the object's
-    centroid) and the height of the lowest allowed point (0 on a plane, below the points without one)."""
+def _plane_frame(plane: np.ndarray | None, points: np.ndarray) -> np.ndarray:
+    """``T_cam_from_plane``: x = horizontal view direction, z = plane normal (the image's up without a plane), origin
+    on the plane under the object's centroid (at the centroid without a plane)."""
     centroid = points.mean(axis=0)
     if plane is None:
         up = np.array([0.0, -1.0, 0.0])  # no plane: assume the image's up is gravity's up
@@ -132,7 +132,7 @@ def _plane_frame(plane: np.ndarray | None, points: np.ndarray) -> tuple[np.ndarr
     y = np.cross(up, x)
     T = np.eye(4)
     T[:3, 0], T[:3, 1], T[:3, 2], T[:3, 3] = x, y, up, origin
-    return T, 0.0
+    return T
 
 
 class _FreeSpace:
@@ -184,7 +184,7 @@ def complete_from_depth(inp: ReconstructionInput, cfg: DepthBackendConfig) -> tu
 
     t0 = time.perf_counter()
     plane, plane_source = estimate_support_plane(inp, depth, mask, points, cfg)
-    T_cam_from_plane, _ = _plane_frame(plane, points)
+    T_cam_from_plane = _plane_frame(plane, points)
     T_plane_from_cam = np.linalg.inv(T_cam_from_plane)
     p_plane = apply_transform(T_plane_from_cam, points)
     timings["plane"] = time.perf_counter() - t0

@@ -41,8 +41,10 @@ def orbit_camera(polar_deg: float, azimuth_deg: float, radius: float) -> np.ndar
 
 
 def camera_rays(T_world_from_cam: np.ndarray, size: int, fov_deg: float = TRAINING_FOV_DEG) -> np.ndarray:
-    """(size * size, 6) ray origins and unit directions (object frame) of a square pinhole camera, row-major pixels,
-    plus nothing else; the z-component of the camera-frame direction is returned separately by :func:`ray_zscale`."""
+    """(size * size, 6) ray origins and directions (object frame) of a square pinhole camera, row-major pixels.
+
+    Directions are scaled so their camera-frame z component is 1: a ray parameter t is then the z-depth.
+    """
     intr = CameraIntrinsics.from_fov(fov_deg, size, size)
     v, u = np.mgrid[0:size, 0:size]
     d_cam = np.stack([(u - intr.cx) / intr.fx, (v - intr.cy) / intr.fy, np.ones_like(u, dtype=np.float64)], -1)

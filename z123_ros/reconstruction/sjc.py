@@ -67,6 +67,8 @@ class LearnedSetup:
     """Support plane used (camera frame), when known."""
     image_size: int
     """The model's image side (256 for the published models)."""
+    background: torch.Tensor
+    """(1, 4, 1, 1) latent of a white image: the field's background (the model's inputs are on white)."""
 
 
 def _to_tensor_image(image: np.ndarray, device: str) -> torch.Tensor:
@@ -169,15 +171,15 @@ def prepare_learned_setup(inp: ReconstructionInput, pipeline, config: Reconstruc
         T_cam_from_object=T_cam_from_object,
         plane_cam=plane_cam,
         image_size=size,
+        background=white.mean(dim=(2, 3), keepdim=True),
     )
-    setup.background = white.mean(dim=(2, 3), keepdim=True)  # type: ignore[attr-defined]
     return setup
 
 
 def make_field(setup: LearnedSetup, config: ReconstructionConfig) -> VoxelField:
     """A field initialised from the setup (depth completion or a ball), background = the white image's latent."""
     field = VoxelField(config.voxel_field, setup.init_density).to(setup.input_latents.device)
-    field.background.copy_(setup.background)  # type: ignore[attr-defined]
+    field.background.copy_(setup.background)
     return field
 
 

@@ -5,14 +5,15 @@ Pipeline (one worker thread; executor callbacks never wait for it)::
     colour + depth + camera info --(subscriptions: check header, enqueue)--> ApproximateTimeSync
         --> latest synchronised frame (one slot; a newer frame replaces an unprocessed one)
         --> worker, rate limited: decode + validate -> TabletopSegmenter -> ObjectTracker -> ~/segmentation
-        --> new or changed objects only: Dispatcher.submit(reconstruction job)  (Ray, or in process)
+        --> new or changed objects only: Dispatcher.submit(ReconstructionJob)  (Ray actors own the models)
         --> on completion: ~/reconstruction, ~/objects_cloud, ~/markers, (~/novel_views)
     a timer publishes /diagnostics: queue depths, latencies, drops by reason, backend state.
 
 Lifecycle: configure reads and validates the parameters and builds the segmenter; activate starts the dispatcher
-(embedded local Ray by default, a cluster with ``dispatch.address``), warms the models and subscribes; deactivate
-unsubscribes and releases the dispatcher; cleanup drops everything. ``main()`` configures and activates for users
-who do not drive lifecycles::
+(embedded local Ray by default, a cluster with ``dispatch.address``), whose actors load and warm the models, then
+subscribes; a dispatcher that cannot reach its cluster keeps retrying while frames are still segmented and jobs are
+counted as rejected (``/diagnostics`` shows ERROR). Deactivate unsubscribes and releases the dispatcher; cleanup
+drops everything. ``main()`` configures and activates for users who do not drive lifecycles::
 
     python -m z123_ros.ros.node --ros-args --params-file config/z123_node.yaml
 
@@ -96,7 +97,11 @@ class NodeConfig:
     max_marker_faces: int = field(default=5000, metadata={"range": (100, 1_000_000)})
     """Faces per object in the RViz markers (a further simplification of the published mesh)."""
     publish_novel_views: bool = False
-    """Publish the generated novel views (multiview backend) on ~/novel_views."""
+    """For every object sent to reconstruction, also generate Zero-1-to-3 novel views (needs
+    dispatch.novel_views.num_actors >= 1 and its model_path) and publish them, side by side, on ~/novel_views."""
+    novel_view_azimuths_deg: list[float] = field(default_factory=lambda: [90.0, 180.0, 270.0])
+    """Azimuths of the published novel views relative to the input view, degrees (same polar angle and distance).
+    Steps and guidance come from reconstruction.multiview."""
     diagnostics_period_s: float = field(default=1.0, metadata={"range": (0.05, 60.0), "read_only": True})
     """Period of the /diagnostics message, seconds."""
     log_throttle_s: float = field(default=5.0, metadata={"range": (0.0, 3600.0)})
@@ -350,6 +355,12 @@ class Z123Node(LifecycleNode):
         return self.config if self.config is not None else read_parameters(self, self._template, self._specs)
 
     def _validate(self, config: NodeConfig) -> None:
+        if config.publish_novel_views and not (
+            config.dispatch.novel_views.num_actors > 0 and config.dispatch.novel_views.model_path
+        ):
+            raise ConfigError(
+                "publish_novel_views needs dispatch.novel_views.num_actors >= 1 and dispatch.novel_views.model_path"
+            )
         if config.backend in ("multiview", "zero123") and not config.dispatch.reconstruction.model_path:
             raise ConfigError(
                 f"backend {config.backend!r} needs dispatch.reconstruction.model_path (a Zero-1-to-3 folder or hub id)"
@@ -415,6 +426,48 @@ class Z123Node(LifecycleNode):
             self._jobs[job_id] = (object_id, header, received)
         self._count("jobs_submitted")
         return job_id
+
+    def _submit_novel_views(self, object_id: int, frame: _Decoded, mask: np.ndarray, plane: Any) -> Any:
+        from z123_ros.dispatch import NovelViewsJob
+        from z123_ros.novel_views import preprocess_for_zero123
+
+        config = self.config
+        # The paper's input: the object cut out, centred on white, with the camera's polar angle over the table.
+        z_input = preprocess_for_zero123(
+            frame.rgb, mask, intrinsics=frame.intrinsics, depth_m=frame.depth_m, plane_cam=plane
+        )
+        job = NovelViewsJob(
+            image=z_input.image,
+            views=[(0.0, float(a), 0.0) for a in config.novel_view_azimuths_deg],
+            input_polar_deg=z_input.input_polar_deg,
+            num_inference_steps=config.reconstruction.multiview.num_inference_steps,
+            guidance_scale=config.reconstruction.multiview.guidance_scale,
+            key=f"views-{object_id}",
+        )
+        header = frame.header
+
+        def on_done(job_id: int, outcome: Any) -> None:
+            with self._lock:
+                self._results.append((object_id, job_id, outcome, (header, None)))
+                self._cv.notify_all()
+
+        job_id = self._dispatcher.submit(job, on_done=on_done)
+        with self._lock:
+            self._jobs[job_id] = (object_id, header, frame.received)
+        self._count("novel_view_jobs_submitted")
+        return job_id
+
+    def _publish_novel_views(self, object_id: int, outcome: Any, header: Header) -> None:
+        if not outcome.ok:
+            self._drop(f"novel_views_{outcome.reason}", f"novel views of object {object_id}: {outcome.error}")
+            return
+        images = np.asarray(outcome.value.images)
+        if images.dtype != np.uint8:
+            images = (np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        # (N, H, W, 3) -> one (H, N * W, 3) strip: one message per object keeps the views of one request together.
+        strip = np.ascontiguousarray(np.concatenate(list(images), axis=1))
+        self._pubs["novel_views"].publish(conv.numpy_to_image(strip, "rgb8", header))
+        self._count("novel_views_published")
 
     # ------------------------------------------------------------------------------------------- callbacks
 
@@ -643,6 +696,11 @@ class Z123Node(LifecycleNode):
             return
         track.dispatched_centroid, track.dispatched_extent = track.centroid, track.extent
         track.dispatched_area = track.area
+        if self.config.publish_novel_views:
+            try:
+                self._submit_novel_views(object_id, frame, mask, plane)
+            except DispatchError as exc:
+                self._drop(f"novel_views_{exc.reason}", f"object {object_id}: {exc}")
 
     def _forget_stale(self, now: float) -> None:
         ttl = self.config.forget_after_s
@@ -659,6 +717,9 @@ class Z123Node(LifecycleNode):
             known = self._jobs.pop(job_id, None)
         if known is None:
             return  # cancelled or superseded: its object has a newer job
+        if received is None:
+            self._publish_novel_views(object_id, outcome, header)
+            return
         track = self._tracks.get(object_id)
         if track is not None and track.job_id == job_id:
             track.job_id = None
@@ -683,9 +744,6 @@ class Z123Node(LifecycleNode):
         track.points = conv.pointcloud2_to_points(msg.cloud).xyz
         track.label = f"{object_id}: {result.backend} {result.confidence:.2f}"
         self._publish_aggregate(header)
-        if config.publish_novel_views:
-            for image in result.info.get("novel_views", []) if isinstance(result.info, dict) else []:
-                self._pubs["novel_views"].publish(conv.numpy_to_image(np.asarray(image, np.uint8), "rgb8", header))
 
     def _publish_aggregate(self, header: Header) -> None:
         done = [(k, t) for k, t in sorted(self._tracks.items()) if t.vertices is not None]

@@ -31,8 +31,8 @@ METHOD_SALIENCY = "rgb_saliency"
 #: Scores of the RGB-only methods: below every RGB-D object (>= 0.5), the box-seeded one above the unseeded one.
 SCORE_GRABCUT = 0.4
 SCORE_SALIENCY = 0.25
-#: A learned segmenter's own confidence is scaled into 0..SCORE_LEARNED_MAX (no depth backs it either).
-SCORE_LEARNED_MAX = 0.6
+#: A learned segmenter's own confidence is scaled into 0..SCORE_LEARNED_MAX: still below every RGB-D object.
+SCORE_LEARNED_MAX = 0.45
 
 
 def _resize_factor(shape: tuple[int, ...], max_side: int) -> float:
@@ -55,7 +55,7 @@ def _upsample(mask_small: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def grabcut_box(
-    rgb: np.ndarray, box_xyxy: tuple[int, int, int, int], iterations: int = 4, max_side: int = 320
+    rgb: np.ndarray, box_xyxy: tuple[int, int, int, int], iterations: int = 3, max_side: int = 240
 ) -> np.ndarray:
     """(H, W) bool mask of the object in ``box_xyxy`` by GrabCut, run on a copy at most ``max_side`` pixels wide."""
     H, W = rgb.shape[:2]
@@ -77,7 +77,7 @@ def grabcut_box(
 
 
 def saliency_mask(
-    rgb: np.ndarray, iterations: int = 4, max_side: int = 320, border_fraction: float = 0.06
+    rgb: np.ndarray, iterations: int = 3, max_side: int = 240, border_fraction: float = 0.06
 ) -> np.ndarray:
     """(H, W) bool mask of the most salient object: colour contrast to the image border, refined by GrabCut."""
     H, W = rgb.shape[:2]

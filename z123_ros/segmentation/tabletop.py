@@ -8,9 +8,10 @@ Pipeline of :meth:`TabletopSegmenter.segment` for one frame with depth:
    (inside the image hull of the plane's inliers) and closer than ``max_depth_m``: the workspace.
 4. Cluster them: connected components of the coarse pixel grid where neighbours are linked only when their 3D points
    are close. A depth jump (one object in front of another) cuts the link, so touching objects split at depth edges.
-   Touching objects at the same depth are split by colour: a cluster whose colour pieces meet only along a short
-   contact (most of each piece's boundary is table or a depth edge) becomes one object per piece. Fragments too small
-   to be objects (a rim seen edge-on) join the object next to them in 3D.
+   Two clusters of one colour meeting across a small depth step are one object hiding part of itself (a bottle's
+   head over its body) and are joined. Touching objects at the same depth are split by colour: a cluster whose
+   colour pieces meet only along a short contact (most of each piece's boundary is table or a depth edge) becomes
+   one object per piece. Fragments too small to be objects (a rim seen edge-on) join the object next to them in 3D.
 5. Back to full resolution: every foreground pixel takes the label of the surrounding coarse sample closest to it in
    depth, and in colour where two objects compete (so labels follow depth and colour edges, not the coarse grid);
    the thin band near the table is grown back, then each mask is cleaned: specks dropped, holes filled unless the
@@ -77,6 +78,13 @@ class SegmentationConfig:
     colours at the same depth). Turn off for strongly multi-coloured objects."""
     colour_edge_threshold: float = 18.0
     """Colour difference (see ``colour_features``) that cuts a link between neighbouring points."""
+    self_occlusion_gap_m: float = 0.04
+    """Join two clusters of one colour across a depth step whose smallest 3D gap is below this (one object hiding
+    part of itself); 0 = never. Needs ``colour_split``."""
+    grazing_angle_deg: float = 70.0
+    """A cluster one coarse cell wide whose surface is seen at more than this angle from its normal (a box's side
+    face seen edge-on, its depth ramping steeply across the image) joins the object within
+    ``self_occlusion_gap_m`` of it; 90 = never. Thin clusters facing the camera (a pen) stay objects."""
     max_contact_fraction: float = 0.5
     """A colour piece counts as an object of its own when at most this fraction of its boundary is contact with
     other colours of the same cluster (the rest: table, background, depth edges)."""
@@ -94,9 +102,9 @@ class SegmentationConfig:
     """Seed of the RANSAC sampler: the same frame always gives the same result."""
     rgb_fallback: bool = True
     """Without depth, or with depth but no plane, fall back to RGB-only segmentation (lower scores)."""
-    grabcut_iterations: int = 4
+    grabcut_iterations: int = 3
     """GrabCut iterations of the RGB-only fallback."""
-    grabcut_max_side: int = 320
+    grabcut_max_side: int = 240
     """The RGB-only fallback works on an image resized so its longer side is at most this (speed)."""
     min_roi_overlap: float = 0.5
     """With an roi, RGB-D objects are kept when at least this fraction of their mask lies inside it."""
@@ -113,6 +121,8 @@ class SegmentationConfig:
             raise ConfigError(f"min_plane_fraction must be in (0, 1), got {self.min_plane_fraction}")
         if self.ransac_iterations < 1 or self.ransac_sample_points < 3:
             raise ConfigError("ransac_iterations must be >= 1 and ransac_sample_points >= 3")
+        if not 0 < self.grazing_angle_deg <= 90:
+            raise ConfigError(f"grazing_angle_deg must be in (0, 90], got {self.grazing_angle_deg}")
 
 
 def check_roi(roi: tuple | list | np.ndarray | None, width: int, height: int) -> tuple[int, int, int, int] | None:
@@ -293,7 +303,7 @@ class TabletopSegmenter:
             # Mean colour of each coarse cell, CIE Lab (8-bit scaling), for splitting touching objects.
             small = cv2.resize(rgb[: zc.shape[0] * s, : zc.shape[1] * s], (zc.shape[1], zc.shape[0]), cv2.INTER_AREA)
             lab = colour_features(small)
-        coarse_labels = self._cluster(pts, fg, lab, intr, s)
+        coarse_labels = self._cluster(pts, fg, lab, intr, s, depth, off)
         timings["cluster"] = time.perf_counter() - t
 
         # 5. Full-resolution masks.
@@ -354,16 +364,23 @@ class TabletopSegmenter:
         return out
 
     def _cluster(
-        self, pts: np.ndarray, fg: np.ndarray, lab: np.ndarray | None, intr: CameraIntrinsics, s: int
+        self,
+        pts: np.ndarray,
+        fg: np.ndarray,
+        lab: np.ndarray | None,
+        intr: CameraIntrinsics,
+        s: int,
+        depth: np.ndarray,
+        off: int,
     ) -> np.ndarray:
-        """(h, w) int32 coarse labels 1..K, largest first: connected components of the 8-neighbour grid with links
-        cut at 3D gaps; then clusters that fall apart into colour pieces touching only along a short contact are
-        split (touching objects at the same depth)."""
+        """(h, w) int32 coarse labels 1..K (largest first, some numbers may be unused): connected components of the
+        8-neighbour grid with links cut at 3D gaps; then clusters that fall apart into colour pieces touching only
+        along a short contact are split (touching objects at the same depth); then fragments join their objects."""
         cfg = self.config
         h, w = fg.shape
         index = np.arange(h * w).reshape(h, w)
         spacing = pts[..., 2] * s / min(intr.fx, intr.fy)  # metres between grid neighbours, fronto-parallel
-        pairs_a, pairs_b, linked, same_colour = [], [], [], []
+        pairs_a, pairs_b, linked, same_colour, gaps = [], [], [], [], []
         for dv, du in ((0, 1), (1, 0), (1, 1), (1, -1)):
             a = (slice(0, h - dv), slice(max(0, -du), w - max(0, du)))
             b = (slice(dv, h), slice(max(0, du), w + min(0, du)))
@@ -375,6 +392,7 @@ class TabletopSegmenter:
             pairs_a.append(index[a][touches])
             pairs_b.append(index[b][touches])
             linked.append((fg[a] & fg[b] & (dist < tol))[touches])
+            gaps.append(np.where(fg[a] & fg[b], dist, np.inf)[touches])
             if lab is not None:
                 dc = lab[a][touches] - lab[b][touches]
                 de = np.sqrt(dc[:, 0] ** 2 + dc[:, 1] ** 2 + dc[:, 2] ** 2)
@@ -382,7 +400,11 @@ class TabletopSegmenter:
         pa, pb, link = np.concatenate(pairs_a), np.concatenate(pairs_b), np.concatenate(linked)
         comp = _components(pa[link], pb[link], h * w)
         if lab is not None:
-            keep = link & np.concatenate(same_colour)
+            same = np.concatenate(same_colour)
+            if cfg.self_occlusion_gap_m > 0:
+                link = self._bridge_self_occlusions(comp, pa, pb, link, same, np.concatenate(gaps))
+                comp = _components(pa[link], pb[link], h * w)
+            keep = link & same
             pieces = _components(pa[keep], pb[keep], h * w)
             comp = self._split_by_colour(comp, pieces, fg, pa, pb, link, keep)
         comp = comp.reshape(h, w)
@@ -394,19 +416,87 @@ class TabletopSegmenter:
         lut[ids[big]] = np.arange(1, len(big) + 1, dtype=np.int32)
         out = np.zeros((h, w), dtype=np.int32)
         out[fg] = lut[comp[fg]]
-        self._attach_fragments(out, comp, pts, fg, spacing)
+        grazing = self._grazing_clusters(out, depth, s, off, intr)
+        self._attach_fragments(out, comp, pts, fg, spacing, grazing)
         return out
 
+    def _grazing_clusters(
+        self, labels: np.ndarray, depth: np.ndarray, s: int, off: int, intr: CameraIntrinsics
+    ) -> np.ndarray:
+        """(h, w) bool, in place of ``labels``: the points of clusters that are a surface seen edge-on, which are then
+        cleared from ``labels`` (fragments to attach). A face nearly parallel to the rays (a box's side) ramps in
+        depth faster than the coarse link tolerance, so each of its grid columns breaks off as a cluster one cell
+        wide. Such a cluster is thin (no 2x2 block of its points on the grid) and steep: the median slope of the
+        full-resolution depth at its samples, in units of the pixel footprint ``z / f``, exceeds
+        ``tan(grazing_angle_deg)``. Each axis takes its gentler one-sided difference, so the cluster's own silhouette
+        (a jump to the background behind it) does not count as slope."""
+        cfg = self.config
+        grazing = np.zeros(labels.shape, dtype=bool)
+        if cfg.grazing_angle_deg >= 90 or not labels.any():
+            return grazing
+        corner = labels[:-1, :-1]
+        block = (corner > 0) & (corner == labels[1:, :-1]) & (corner == labels[:-1, 1:]) & (corner == labels[1:, 1:])
+        thin = np.setdiff1d(np.unique(labels[labels > 0]), np.unique(corner[block]))
+        if len(thin) == 0:
+            return grazing
+        H, W = depth.shape
+        ii, jj = np.nonzero(np.isin(labels, thin))
+        v, u = ii * s + off, jj * s + off
+        z = depth[v, u].astype(np.float64)
+
+        def gentler(dv: int, du: int) -> np.ndarray:
+            fwd = depth[np.clip(v + dv, 0, H - 1), np.clip(u + du, 0, W - 1)] - z
+            bwd = z - depth[np.clip(v - dv, 0, H - 1), np.clip(u - du, 0, W - 1)]
+            # NaN (no depth) on one side: use the other; on both: no slope measured.
+            return np.fmin(np.abs(fwd), np.abs(bwd))
+
+        slope = np.hypot(gentler(0, 1) / (z / intr.fx), gentler(1, 0) / (z / intr.fy))
+        steep = np.tan(np.radians(cfg.grazing_angle_deg))
+        for k in thin:
+            sel = labels[ii, jj] == k
+            ks = slope[sel]
+            ks = ks[np.isfinite(ks)]
+            if len(ks) and np.median(ks) > steep:
+                grazing[labels == k] = True
+        labels[grazing] = 0
+        return grazing
+
     def _attach_fragments(
-        self, labels: np.ndarray, comp: np.ndarray, pts: np.ndarray, fg: np.ndarray, spacing: np.ndarray
+        self,
+        labels: np.ndarray,
+        comp: np.ndarray,
+        pts: np.ndarray,
+        fg: np.ndarray,
+        spacing: np.ndarray,
+        grazing: np.ndarray,
     ) -> None:
-        """Give clusters too small to be objects to a nearby object (in place): a thin rim or handle seen edge-on
-        breaks off its object on the coarse grid. A fragment joins the object most of its points have a point of
-        within two grid cells and twice the link tolerance; fragments with no such neighbour stay dropped."""
+        """Give fragments to a nearby object (in place): clusters too small to be objects (a thin rim or handle
+        seen edge-on breaks off its object on the coarse grid) and faces seen edge-on (``grazing``, see
+        :meth:`_grazing_clusters`). A fragment joins the object most of its points have a point of within two grid
+        cells and twice the link tolerance (for a grazing face: ``self_occlusion_gap_m``, the depth it ramps over
+        between two samples). Passes repeat so a face several columns wide attaches column by column. Small
+        fragments with no such neighbour stay dropped; grazing faces with none stay objects of their own."""
+        original = labels.copy()
+        for _ in range(3):
+            if not self._attach_pass(labels, comp, pts, fg, spacing, grazing):
+                break
+        lone = grazing & (labels == 0)
+        labels[lone] = original[lone]
+
+    def _attach_pass(
+        self,
+        labels: np.ndarray,
+        comp: np.ndarray,
+        pts: np.ndarray,
+        fg: np.ndarray,
+        spacing: np.ndarray,
+        grazing: np.ndarray,
+    ) -> bool:
+        """One pass of :meth:`_attach_fragments`; True when a fragment was attached."""
         cfg = self.config
         small = fg & (labels == 0)
         if not small.any() or not labels.any():
-            return
+            return False
         r = 2
         # Work in the box around the fragments (plus the search radius).
         rows, cols = np.flatnonzero(small.any(axis=1)), np.flatnonzero(small.any(axis=0))
@@ -416,6 +506,7 @@ class TabletopSegmenter:
         pts_p = np.pad(pts, ((r, r), (r, r), (0, 0)), constant_values=np.nan)[y0 : y1 + 2 * r, x0 : x1 + 2 * r]
         sub_small, sub_pts = small[y0:y1, x0:x1], pts[y0:y1, x0:x1]
         tol = 2.0 * np.maximum(cfg.cluster_tolerance_m, cfg.cluster_tolerance_spacing * spacing[y0:y1, x0:x1])
+        tol = np.where(grazing[y0:y1, x0:x1], np.maximum(tol, cfg.self_occlusion_gap_m), tol)
         h, w = sub_small.shape
         best = np.full((h, w), np.inf)
         sub_label = np.zeros((h, w), dtype=np.int32)
@@ -433,11 +524,34 @@ class TabletopSegmenter:
         best_label[y0:y1, x0:x1] = sub_label
         voted = small & (best_label > 0)
         if not voted.any():
-            return
+            return False
         # Majority vote per fragment (there are few).
         frag, label = comp[voted], best_label[voted]
         for f in np.unique(frag):
             labels[small & (comp == f)] = np.bincount(label[frag == f]).argmax()
+        return True
+
+    def _bridge_self_occlusions(
+        self, comp: np.ndarray, pa: np.ndarray, pb: np.ndarray, link: np.ndarray, same: np.ndarray, gap: np.ndarray
+    ) -> np.ndarray:
+        """Link two clusters across a depth step when they are one object occluding itself (a spray bottle's head
+        over its body, a cup's rim before its inner wall): they meet along several neighbour pairs, nearly all of one
+        colour, and the smallest 3D step along that border is below ``self_occlusion_gap_m``. Returns the new links.
+        Two objects of one colour standing right behind each other are joined too: the price of this rule."""
+        cfg = self.config
+        across = ~link & np.isfinite(gap) & (comp[pa] != comp[pb])
+        if not across.any():
+            return link
+        idx = np.flatnonzero(across)
+        ca, cb = comp[pa[idx]], comp[pb[idx]]
+        key = np.minimum(ca, cb).astype(np.int64) * len(comp) + np.maximum(ca, cb)
+        bridged = link.copy()
+        for k in np.unique(key):
+            sel = idx[key == k]
+            if len(sel) < 3 or same[sel].mean() < 0.75 or gap[sel].min() > cfg.self_occlusion_gap_m:
+                continue
+            bridged[sel[same[sel]]] = True
+        return bridged
 
     def _split_by_colour(
         self,

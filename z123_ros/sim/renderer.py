@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from z123_ros.camera import CameraIntrinsics, check_rigid
+from z123_ros.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ class TinyRenderer:
             physicsClientId=self._client,
         )
         if shape < 0:
-            raise RuntimeError("pybullet could not create a visual shape from the mesh")
+            raise InputError(f"pybullet could not create a visual shape from a mesh of {len(faces)} faces (empty?)")
         position, orientation = _pose_to_pybullet(np.eye(4) if T_world_from_object is None else T_world_from_object)
         return self._p.createMultiBody(
             baseMass=0,

@@ -71,7 +71,9 @@ def evaluate_views(
             for t in targets:
                 pose = data.relative_pose(o, c, t)
                 # Back from the pose vector to (d_polar_deg, d_azimuth_deg, d_radius), the pipeline's view tuple.
-                rel.append((float(np.degrees(pose[0])), float(np.degrees(np.arctan2(pose[1], pose[2]))), float(pose[3])))
+                rel.append(
+                    (float(np.degrees(pose[0])), float(np.degrees(np.arctan2(pose[1], pose[2]))), float(pose[3]))
+                )
             generator = torch.Generator().manual_seed(seed)
             out = pipe(
                 cond,

@@ -1,13 +1,13 @@
 """Training renders for Zero-1-to-3: each object from 12 random viewpoints, in a documented folder format.
 
-Rendering follows the paper's Objaverse script (cvlab-columbia/zero123
+Rendering follows the paper's Objaverse script (cvlab-columbia/zero123,
 ``objaverse-rendering/scripts/blender_script.py``): the object is normalised so its bounding box's longest side is 1
-and its centre is the origin; each of the 12 cameras
-sits at ``normalise(uniform(-1, 1)^3) * uniform(1.5, 2.2)`` (the whole sphere, as ``sample_spherical(radius_min=1.5,
-radius_max=2.2, maxz=2.2, minz=-2.2)``), looks at the origin with world +z up, and images 256x256 pixels at a 49.1 deg
-field of view (35 mm lens on a 32 mm sensor). One light per object at a random position above the object
-(x, y ~ U(-1, 1), z ~ U(0.5, 1.5)) with a random strength. Blender's area light becomes pybullet TinyRenderer's
-directional light from that position, and the object gets one flat colour (the scans carry no texture).
+and the box is centred on the origin; each of the 12 cameras sits at ``normalise(uniform(-1, 1)^3) * uniform(1.5, 2.2)``
+(the whole sphere: ``sample_spherical(radius_min=1.5, radius_max=2.2, maxz=2.2, minz=-2.2)``), looks at the origin
+with world +z up, and images 256x256 pixels at a 49.1 deg field of view (a 35 mm lens on a 32 mm sensor). One light
+per object at a random position above it (x, y ~ U(-1, 1), z ~ U(0.5, 1.5)) with a random strength; Blender's area
+light becomes pybullet TinyRenderer's directional light from that position (z123_ros.sim renders), and the object
+gets one flat colour (the YCB scans carry no texture; a coloured or textured user mesh gets its mean colour).
 
 Folder format written by :func:`render_dataset` (documented here and in the README)::
 

@@ -403,6 +403,15 @@ def _truncate_log(path: Path, step: int) -> None:
     path.write_text("".join(line + "\n" for line in kept))
 
 
+def conditioning_dropout_masks(r: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Classifier-free-guidance dropout from one uniform draw per sample, as the reference's ``get_input``:
+    r < p drops the CLIP embedding alone, p <= r < 2p both, 2p <= r < 3p the image latent alone.
+
+    Returns boolean (B,) masks ``(drop_clip, drop_image_latent)``; the pose is never dropped.
+    """
+    return r < 2 * p, (r >= p) & (r < 3 * p)
+
+
 def encode_batch(
     parts: TrainingComponents,
     cond: torch.Tensor,
@@ -511,7 +520,16 @@ def train(config: TrainConfig, context: WorkerContext | None = None) -> TrainRes
     scaler = torch.amp.GradScaler("cuda") if config.mixed_precision == "fp16" else None
     ema = _Ema([p for _, p in _named_trainable(model)], config.ema_decay) if config.use_ema else None
 
-    # 3. Resume
+    # 3. Dataset (checked before anything is written)
+    dataset = ViewPairDataset(
+        config.data_dir,
+        image_size=image_size,
+        objects=config.objects,
+        views=config.train_views,
+        cache=config.cache_images,
+    )
+
+    # 4. Resume
     start_step = 0
     resume_from = None
     if config.resume == "auto":
@@ -534,14 +552,7 @@ def train(config: TrainConfig, context: WorkerContext | None = None) -> TrainRes
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
 
-    # 4. Data: batches indexed by micro-step, so resuming picks up exactly where the run stopped
-    dataset = ViewPairDataset(
-        config.data_dir,
-        image_size=image_size,
-        objects=config.objects,
-        views=config.train_views,
-        cache=config.cache_images,
-    )
+    # 5. Data: batches indexed by micro-step, so resuming picks up exactly where the run stopped
     accum = config.gradient_accumulation_steps
     sampler = StepBatchSampler(
         len(dataset), config.batch_size, config.seed, rank, start_step * accum, config.max_steps * accum
@@ -569,7 +580,7 @@ def train(config: TrainConfig, context: WorkerContext | None = None) -> TrainRes
         device,
     )
 
-    # 5. Loop
+    # 6. Loop
     p = config.conditioning_dropout
     step = start_step
     losses: list[tuple[int, float]] = []
@@ -600,11 +611,9 @@ def train(config: TrainConfig, context: WorkerContext | None = None) -> TrainRes
                 latents, cond_latents, clip_embeds = encode_batch(parts, cond, target, g, frozen_dtype)
         noise = torch.randn(latents.shape, generator=g).to(device)
         timesteps = torch.randint(0, num_train_timesteps, (bsz,), generator=g).to(device)
-        r = torch.rand(bsz, generator=g).to(device)
-        drop_clip = (r < 2 * p)[:, None, None]
-        drop_image = ((r >= p) & (r < 3 * p))[:, None, None, None]
-        clip_embeds = torch.where(drop_clip, torch.zeros_like(clip_embeds), clip_embeds)
-        cond_latents = torch.where(drop_image, torch.zeros_like(cond_latents), cond_latents)
+        drop_clip, drop_image = conditioning_dropout_masks(torch.rand(bsz, generator=g).to(device), p)
+        clip_embeds = torch.where(drop_clip[:, None, None], torch.zeros_like(clip_embeds), clip_embeds)
+        cond_latents = torch.where(drop_image[:, None, None, None], torch.zeros_like(cond_latents), cond_latents)
         noisy = parts.noise_scheduler.add_noise(latents, noise, timesteps)
         if prediction_type == "epsilon":
             target_pred = noise
@@ -669,6 +678,7 @@ def train(config: TrainConfig, context: WorkerContext | None = None) -> TrainRes
                 "lr_projection": optimizer.param_groups[1]["lr"],
                 "grad_norm": grad_norm,
                 "steps_per_second": (step - start_step) / max(elapsed, 1e-9),
+                "elapsed_s": elapsed,
                 "world_size": world,
             }
             if rank == 0:
