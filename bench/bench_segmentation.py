@@ -2,8 +2,9 @@
 
 For ~20 seeded scenes (2-5 objects, touching and apart, camera 0.3-0.9 m above the table), compares the RGB-D
 segmenter with the renderer's instance ids: mean mask IoU over objects at least 70% visible, objects found / missed /
-split / merged, false positives, support-plane and camera-polar errors, and milliseconds per 640x480 frame on this
-CPU. A second table times the support-plane RANSAC (numpy, ours) against Open3D's ``segment_plane`` on the same points.
+split / merged, fragments (pieces broken off an object, of any size), false positives, support-plane and camera-polar
+errors, and milliseconds per 640x480 frame on this CPU. A second table times the support-plane RANSAC (numpy, ours)
+against Open3D's ``segment_plane`` on the same points.
 
     python bench/bench_segmentation.py [--quick]
 """
@@ -93,6 +94,7 @@ def _evaluate(segmenter: TabletopSegmenter, scenes: list, noise_m: float) -> dic
         "missed": total.missed,
         "split": total.split,
         "merged": total.merged,
+        "fragments": total.fragments,
         "false_positives": total.false_positives,
         "plane_err_deg": round(float(np.mean(plane_err)), 3) if plane_err else float("nan"),
         "polar_err_deg": round(float(np.mean(polar_err)), 2) if polar_err else float("nan"),

@@ -57,6 +57,8 @@ class DepthBackendConfig:
     symmetry_min_consistency: float = 0.9
     """Fraction of the reflected visible points that must lie in space the camera did not see as empty for the
     symmetry hypothesis to be accepted."""
+    min_thickness_m: float = 0.01
+    """Everything within this distance behind the visible surface is kept, whatever the completion prior says."""
     fallback_thickness: float = 1.0
     """Without an accepted symmetry, the hidden side extends this many times the visible width behind the surface."""
     smooth_sigma: float = 0.8

@@ -143,8 +143,9 @@ class _FreeSpace:
     ) -> None:
         self.intr, self.depth, self.mask, self.tol = intrinsics, depth, mask_dilated, tolerance_m
 
-    def classify(self, points_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(free, in_mask) booleans for this object: in_mask = the point projects into the (dilated) mask; free =
+    def classify(self, points_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(free, in_mask, in_view, behind_m) for this object: in_view = the point projects into the image in front
+        of the camera; behind_m = how far (m) the point lies behind the observed surface (NaN where unknown); in_mask = the point projects into the (dilated) mask; free =
         the point cannot belong to the object because the camera sees past it, or, outside the mask, because it
         lies on another observed surface (the table): outside its silhouette the object can only hide strictly
         behind what the camera sees."""
@@ -160,7 +161,8 @@ class _FreeSpace:
         margin = np.where(in_mask, self.tol, -self.tol)
         with np.errstate(invalid="ignore"):
             free = inside & np.isfinite(observed) & (observed > z + margin)
-        return free, in_mask
+        behind = np.where(inside, z - observed, np.nan)
+        return free, in_mask, inside, behind
 
 
 def complete_from_depth(inp: ReconstructionInput, cfg: DepthBackendConfig) -> tuple[DepthCompletion, np.ndarray]:
@@ -212,7 +214,7 @@ def complete_from_depth(inp: ReconstructionInput, cfg: DepthBackendConfig) -> tu
     def to_cam(p: np.ndarray) -> np.ndarray:
         return apply_transform(T_cam_from_plane, p)
 
-    free, in_mask = space.classify(to_cam(centres_plane))
+    free, in_mask, _, behind = space.classify(to_cam(centres_plane))
     # Unknown space that belongs to this object: not seen through, behind the object's silhouette.
     candidate = ~free & in_mask
     timings["carve"] = time.perf_counter() - t0
@@ -229,7 +231,7 @@ def complete_from_depth(inp: ReconstructionInput, cfg: DepthBackendConfig) -> tu
                 break
             # Only candidate voxels can end up occupied: test their mirror images, not the whole grid.
             cand_idx = np.flatnonzero(candidate)
-            free_m, _ = space.classify(to_cam(_reflect(centres_plane[cand_idx], hypothesis)))
+            free_m, _, _, _ = space.classify(to_cam(_reflect(centres_plane[cand_idx], hypothesis)))
             occ_h = np.zeros_like(candidate)
             occ_h[cand_idx[~free_m]] = True
             volume = np.count_nonzero(occ_h)
@@ -239,6 +241,10 @@ def complete_from_depth(inp: ReconstructionInput, cfg: DepthBackendConfig) -> tu
     if prior == "thickness":
         # Bounded thickness: the hidden side ends a visible width behind the farthest visible point.
         occ = candidate & (centres_plane[:, 0] <= p_plane[:, 0].max() + cfg.fallback_thickness * width)
+    # What the camera saw is kept whatever the prior says: a shell behind the visible surface (asymmetric parts such
+    # as a spray head or a handle would otherwise be carved by their mirror image).
+    with np.errstate(invalid="ignore"):
+        occ |= candidate & (behind <= max(cfg.min_thickness_m, 2 * voxel))
     occ = occ.reshape(tuple(dims))
     if not occ.any():
         raise ReconstructionError(
@@ -291,16 +297,22 @@ def _symmetry_hypotheses(
     def scores(family: list[tuple[str, float, float]]) -> np.ndarray:
         # All offsets of a family in one vectorised projection: (K hypotheses x N points).
         mirrored = np.concatenate([_reflect(sample, h) for h in family])
-        free, _ = space.classify(to_cam(mirrored))
-        return 1.0 - free.reshape(len(family), len(sample)).mean(axis=1)
+        free, _, in_view, _ = space.classify(to_cam(mirrored))
+        # Support needs evidence: a mirrored point the camera cannot see (outside the image) supports nothing,
+        # else a mirror that throws the object out of view would be "consistent".
+        supported = ~free & in_view
+        return supported.reshape(len(family), len(sample)).mean(axis=1)
 
     families: list[list[tuple[str, float, float]]] = []
     for phi in np.deg2rad(np.arange(-60.0, 61.0, 15.0)):
         n = np.array([np.cos(phi), np.sin(phi), 0.0])
         proj = sample @ n
-        families.append([("mirror", float(phi), float(c)) for c in np.arange(proj.min(), proj.max() + hidden, step)])
+        # A symmetry plane passes through the object: within the visible extent, plus (along the view direction)
+        # part of the hidden depth, for objects whose visible side is the front half only.
+        c_max = proj.max() + 0.5 * hidden * abs(np.cos(phi))
+        families.append([("mirror", float(phi), float(c)) for c in np.arange(proj.min(), c_max, step)])
     cy = 0.5 * float(sample[:, 1].min() + sample[:, 1].max())
-    x_range = np.arange(sample[:, 0].min(), sample[:, 0].max() + hidden, step)
+    x_range = np.arange(sample[:, 0].min(), sample[:, 0].max() + 0.5 * hidden, step)
     families.append([("rot180", float(cx), cy) for cx in x_range])
     found = []
     for family in families:

@@ -1,4 +1,5 @@
-"""Scoring a segmentation against ground-truth instance ids: IoU matching and found / missed / split / merged counts.
+"""Scoring a segmentation against ground-truth instance ids: IoU matching and found / missed / split / merged /
+fragment counts.
 
 Used by the tests and bench/bench_segmentation.py.
 """
@@ -27,6 +28,9 @@ class SegmentationScore:
     merged: int = 0
     #: Predictions matching no ground-truth object at all (table patches, clutter).
     false_positives: int = 0
+    #: Extra predictions of any size lying mostly inside an instance that another prediction is matched to (a face
+    #: or rim broken off its object); ``split`` ignores pieces under 5% of the instance, this counts them.
+    fragments: int = 0
 
     @property
     def mean_iou(self) -> float:
@@ -39,6 +43,7 @@ class SegmentationScore:
         self.split += other.split
         self.merged += other.merged
         self.false_positives += other.false_positives
+        self.fragments += other.fragments
 
 
 def score_masks(
@@ -90,6 +95,11 @@ def score_masks(
         score.split = int(((part_of >= part_fraction) & (inside >= 0.05)).sum(axis=0).__ge__(2).sum())
         score.merged = int((inside >= part_fraction).sum(axis=1).__ge__(2).sum())
         score.false_positives = int((inter.sum(axis=1) < 0.2 * np.maximum(p_area, 1)).sum())
+        matched_row = {all_ids.index(g): r for g, (r, _) in match.items()}
+        host = np.argmax(part_of, axis=1)
+        score.fragments = sum(
+            1 for i in range(n_p) if part_of[i, host[i]] >= part_fraction and matched_row.get(int(host[i]), i) != i
+        )
     else:
         score.false_positives = n_p
     return score

@@ -423,13 +423,14 @@ class TabletopSegmenter:
     def _grazing_clusters(
         self, labels: np.ndarray, depth: np.ndarray, s: int, off: int, intr: CameraIntrinsics
     ) -> np.ndarray:
-        """(h, w) bool, in place of ``labels``: the points of clusters that are a surface seen edge-on, which are then
-        cleared from ``labels`` (fragments to attach). A face nearly parallel to the rays (a box's side) ramps in
+        """(h, w) bool: the points of clusters that are a surface seen edge-on, which are then cleared from
+        ``labels`` (in place) to be attached as fragments. A face nearly parallel to the rays (a box's side) ramps in
         depth faster than the coarse link tolerance, so each of its grid columns breaks off as a cluster one cell
         wide. Such a cluster is thin (no 2x2 block of its points on the grid) and steep: the median slope of the
         full-resolution depth at its samples, in units of the pixel footprint ``z / f``, exceeds
-        ``tan(grazing_angle_deg)``. Each axis takes its gentler one-sided difference, so the cluster's own silhouette
-        (a jump to the background behind it) does not count as slope."""
+        ``tan(grazing_angle_deg)``. The slope is taken over ``s`` pixels (one grid step), so depth noise does not
+        pass for slope, and each axis takes its gentler one-sided difference, so the cluster's own silhouette (a jump
+        to the background behind it) does not count."""
         cfg = self.config
         grazing = np.zeros(labels.shape, dtype=bool)
         if cfg.grazing_angle_deg >= 90 or not labels.any():
@@ -445,10 +446,11 @@ class TabletopSegmenter:
         z = depth[v, u].astype(np.float64)
 
         def gentler(dv: int, du: int) -> np.ndarray:
-            fwd = depth[np.clip(v + dv, 0, H - 1), np.clip(u + du, 0, W - 1)] - z
-            bwd = z - depth[np.clip(v - dv, 0, H - 1), np.clip(u - du, 0, W - 1)]
+            """Smaller absolute depth step to the pixels ``s`` away on either side along (dv, du), per pixel."""
+            fwd = depth[np.clip(v + s * dv, 0, H - 1), np.clip(u + s * du, 0, W - 1)] - z
+            bwd = z - depth[np.clip(v - s * dv, 0, H - 1), np.clip(u - s * du, 0, W - 1)]
             # NaN (no depth) on one side: use the other; on both: no slope measured.
-            return np.fmin(np.abs(fwd), np.abs(bwd))
+            return np.fmin(np.abs(fwd), np.abs(bwd)) / s
 
         slope = np.hypot(gentler(0, 1) / (z / intr.fx), gentler(1, 0) / (z / intr.fy))
         steep = np.tan(np.radians(cfg.grazing_angle_deg))
