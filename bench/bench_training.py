@@ -41,6 +41,7 @@ def time_training(
             checkpoint_every=10**9,
             keep_checkpoints=1,
             device=device,
+            resume=None,
         )
     )
     log = read_log(result.log_path)
@@ -68,13 +69,15 @@ def run(quick: bool, device: str = "cpu", real_size: bool = False) -> list[dict]
         tiny = save_tiny_zero123(tmp / "tiny", layout="kxic", seed=0)
         for precision in ("no", "bf16"):
             for cache in (False, True):
-                row = time_training(data, tiny, tmp / "out", steps, warmup, 8, precision, cache, device)
+                out = tmp / f"out-{precision}-{cache}"
+                row = time_training(data, tiny, out, steps, warmup, 8, precision, cache, device)
                 rows.append({"model": "tiny (64 px)", "device": device, **row})
         if real_size:
             big = save_tiny_zero123(tmp / "real", layout="kxic", seed=0, size="real")
             data256 = render_dataset(["025_mug", "006_mustard_bottle"], tmp / "data256", RenderConfig()).root
             for precision in ("fp16", "bf16"):
-                row = time_training(data256, big, tmp / "out-real", 8 if quick else 20, 3, 8, precision, True, device)
+                out = tmp / f"out-real-{precision}"
+                row = time_training(data256, big, out, 8 if quick else 20, 3, 8, precision, True, device)
                 rows.append({"model": "real-size (256 px)", "device": device, **row})
     return rows
 

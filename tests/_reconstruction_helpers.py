@@ -23,7 +23,12 @@ class ObjectView:
 
 
 def render_object_view(
-    name: str, seed: int = 0, width: int = 320, height: int = 240, azimuth_deg: float | None = 0.0
+    name: str,
+    seed: int = 0,
+    width: int = 320,
+    height: int = 240,
+    azimuth_deg: float | None = 0.0,
+    depth_noise_m: float = 0.0,
 ) -> ObjectView:
     """Render ``name`` alone on the table (sim engineer's renderer) and package it as a reconstruction input."""
     from z123_ros.sim import SceneConfig, render_tabletop_scene
@@ -37,6 +42,7 @@ def render_object_view(
             height=height,
             camera_azimuth_deg=azimuth_deg,
             compute_visible_fraction=False,
+            depth_noise_m=depth_noise_m,
         )
     )
     obj = scene.objects[0]

@@ -238,3 +238,25 @@ def test_cli(data, model, tmp_path, capsys):
     config = json.loads((tmp_path / "run" / "train_config.json").read_text())
     assert config["objects"] == ["box"] and config["train_views"] == [0, 1, 2] and config["use_ema"] is False
     assert (tmp_path / "run" / "checkpoints" / "step-000002" / "unet").is_dir()
+
+
+def test_stable_zero123_keeps_its_convention(data, root, tmp_path):
+    """Stable Zero123 puts the condition view's absolute polar in the 4th pose entry; its checkpoints stay marked
+    as Stable Zero123 so the pipeline uses the same convention at inference."""
+    model = tiny_model(root, layout="stable")
+    assert load_zero123(model, progress_bar=False).is_stable_zero123
+    result = train(_config(data, model, tmp_path / "run", max_steps=2, batch_size=2, use_ema=False))
+    assert all(np.isfinite(loss) for _, loss in result.losses)
+    assert load_zero123(result.checkpoint, progress_bar=False).is_stable_zero123
+
+
+def test_evaluate_views(data, model):
+    from z123_ros.training.evaluate import evaluate_views
+
+    pipe = load_zero123(model, progress_bar=False)
+    first = evaluate_views(pipe, data, cond_views=[0], target_views=[10, 11], objects=["box"], num_inference_steps=2)
+    again = evaluate_views(pipe, data, cond_views=[0], target_views=[10, 11], objects=["box"], num_inference_steps=2)
+    assert first.pairs == [("box", 0, 10), ("box", 0, 11)]
+    assert first.images.shape == (2, 64, 64, 3)
+    assert np.isfinite(first.psnr) and first.psnr == again.psnr  # same seed, same images, same score
+    assert first.psnr == pytest.approx(np.mean(first.per_pair_psnr))

@@ -106,7 +106,7 @@ class SJCConfig:
     near_view_jitter_deg: float = 5.0
     """Pose jitter of the near-view consistency loss."""
     t_range: tuple[float, float] = (0.2, 0.98)
-    """Fraction of the diffusion schedule noise levels are drawn from (annealed towards the middle)."""
+    """Range (fractions of the training schedule) the SJC noise level is drawn from, uniformly."""
     seed: int = 0
     """Random seed (initial field, cameras, noise)."""
 

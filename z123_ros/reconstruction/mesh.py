@@ -20,14 +20,17 @@ from z123_ros.errors import ReconstructionError
 logger = logging.getLogger(__name__)
 
 
-def largest_component(occupancy: np.ndarray) -> np.ndarray:
-    """The largest 6-connected component of a boolean volume (empty stays empty)."""
+def largest_component(occupancy: np.ndarray, min_fraction: float = 1.0) -> np.ndarray:
+    """The largest 6-connected component of a boolean volume, plus every other component with at least
+    ``min_fraction`` of its size (1.0: the largest only). Empty stays empty."""
     labels, count = ndimage.label(occupancy)
     if count <= 1:
         return occupancy.astype(bool)
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
-    return labels == int(np.argmax(sizes))
+    keep = sizes >= min_fraction * sizes.max()
+    keep[0] = False
+    return keep[labels]
 
 
 def extract_mesh(
@@ -106,7 +109,7 @@ def render_mesh_views(
     for az in azimuths_deg:
         a, elev = np.deg2rad(az), np.deg2rad(30.0)
         direction = np.cos(elev) * (np.cos(a) * fwd + np.sin(a) * side) + np.sin(elev) * up_vec
-        eye = centre + 1.6 * radius * direction
+        eye = centre + 1.2 * radius * direction
         T_world_from_cam = look_at(eye, centre, up_vec)
         R, t = T_world_from_cam[:3, :3], T_world_from_cam[:3, 3]
         p = (points - t) @ R

@@ -11,7 +11,10 @@ Pipeline of :meth:`TabletopSegmenter.segment` for one frame with depth:
    Two clusters of one colour meeting across a small depth step are one object hiding part of itself (a bottle's
    head over its body) and are joined. Touching objects at the same depth are split by colour: a cluster whose
    colour pieces meet only along a short contact (most of each piece's boundary is table or a depth edge) becomes
-   one object per piece. Fragments too small to be objects (a rim seen edge-on) join the object next to them in 3D.
+   one object per piece. Fragments too small to be objects (a rim seen edge-on) join the object next to them in 3D,
+   and so do faces seen edge-on: a cluster one grid cell wide whose depth ramps steeply across the image (a box's
+   side face at a grazing angle breaks off its box) joins the object within ``self_occlusion_gap_m``; a thin object
+   facing the camera (a pen) stays apart.
 5. Back to full resolution: every foreground pixel takes the label of the surrounding coarse sample closest to it in
    depth, and in colour where two objects compete (so labels follow depth and colour edges, not the coarse grid);
    the thin band near the table is grown back, then each mask is cleaned: specks dropped, holes filled unless the
@@ -428,9 +431,9 @@ class TabletopSegmenter:
         depth faster than the coarse link tolerance, so each of its grid columns breaks off as a cluster one cell
         wide. Such a cluster is thin (no 2x2 block of its points on the grid) and steep: the median slope of the
         full-resolution depth at its samples, in units of the pixel footprint ``z / f``, exceeds
-        ``tan(grazing_angle_deg)``. The slope is taken over ``s`` pixels (one grid step), so depth noise does not
-        pass for slope, and each axis takes its gentler one-sided difference, so the cluster's own silhouette (a jump
-        to the background behind it) does not count."""
+        ``tan(grazing_angle_deg)``. At each sample an axis takes its gentler one-sided difference, so the cluster's
+        own silhouette (a jump to the background behind it) does not count; the median is taken per axis over the
+        signed differences, so a face ramping one way is steep while depth noise (either sign) cancels out."""
         cfg = self.config
         grazing = np.zeros(labels.shape, dtype=bool)
         if cfg.grazing_angle_deg >= 90 or not labels.any():
@@ -446,19 +449,18 @@ class TabletopSegmenter:
         z = depth[v, u].astype(np.float64)
 
         def gentler(dv: int, du: int) -> np.ndarray:
-            """Smaller absolute depth step to the pixels ``s`` away on either side along (dv, du), per pixel."""
-            fwd = depth[np.clip(v + s * dv, 0, H - 1), np.clip(u + s * du, 0, W - 1)] - z
-            bwd = z - depth[np.clip(v - s * dv, 0, H - 1), np.clip(u - s * du, 0, W - 1)]
+            """Signed depth step to the neighbour along (dv, du) on the gentler side, in pixel footprints."""
+            fwd = depth[np.clip(v + dv, 0, H - 1), np.clip(u + du, 0, W - 1)] - z
+            bwd = z - depth[np.clip(v - dv, 0, H - 1), np.clip(u - du, 0, W - 1)]
             # NaN (no depth) on one side: use the other; on both: no slope measured.
-            return np.fmin(np.abs(fwd), np.abs(bwd)) / s
+            step = np.where(np.isnan(bwd) | (np.abs(fwd) <= np.abs(bwd)), fwd, bwd)
+            return step / (z / (intr.fx if du else intr.fy))
 
-        slope = np.hypot(gentler(0, 1) / (z / intr.fx), gentler(1, 0) / (z / intr.fy))
+        gu, gv = gentler(0, 1), gentler(1, 0)
         steep = np.tan(np.radians(cfg.grazing_angle_deg))
         for k in thin:
-            sel = labels[ii, jj] == k
-            ks = slope[sel]
-            ks = ks[np.isfinite(ks)]
-            if len(ks) and np.median(ks) > steep:
+            sel = (labels[ii, jj] == k) & np.isfinite(gu) & np.isfinite(gv)
+            if sel.any() and np.hypot(np.median(gu[sel]), np.median(gv[sel])) > steep:
                 grazing[labels == k] = True
         labels[grazing] = 0
         return grazing
@@ -769,10 +771,10 @@ class TabletopSegmenter:
                     id=obj_id,
                     mask=full,
                     box_xyxy=(
-                        int(uu.min()) + gx0,
-                        int(vv.min()) + gy0,
-                        int(uu.max()) + gx0 + 1,
-                        int(vv.max()) + gy0 + 1,
+                        int(uu.min() + gx0),
+                        int(vv.min() + gy0),
+                        int(uu.max() + gx0 + 1),
+                        int(vv.max() + gy0 + 1),
                     ),
                     centroid_cam=centroid,
                     extent_m=p.max(axis=0) - p.min(axis=0),

@@ -36,6 +36,7 @@ _EXPORTS = {
     "latest_checkpoint": "z123_ros.training.checkpoint",
     "EvalResult": "z123_ros.training.evaluate",
     "evaluate_views": "z123_ros.training.evaluate",
+    "RayTrainResult": "z123_ros.training.distributed",
     "train_with_ray": "z123_ros.training.distributed",
 }
 
