@@ -12,8 +12,12 @@ Errors are :class:`~z123_ros.errors.InputError` naming the file and what was wro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,3 +172,30 @@ def check_frame(
         raise InputError(f"depth is {depth_m.shape[1]}x{depth_m.shape[0]} but the camera says {w}x{h}")
     if mask is not None and mask.shape != (h, w):
         raise InputError(f"mask is {mask.shape[1]}x{mask.shape[0]} but the camera says {w}x{h}")
+
+
+@contextlib.contextmanager
+def staged_output(out: str | os.PathLike, stale_glob: str | None = None) -> Iterator[Path]:
+    """Write a command's outputs into a temporary sibling folder, then move them into ``out`` in one go.
+
+    Yields the temporary folder. On success it becomes ``out`` (a rename when ``out`` is new; otherwise files are
+    replaced one by one after removing ``out``'s files matching ``stale_glob``, leftovers of an earlier run). On any
+    error nothing reaches ``out`` and the temporary folder is removed: commands never leave partial outputs.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output {out} exists and is not a folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield tmp
+        if not out.exists():
+            tmp.rename(out)
+            return
+        if stale_glob:
+            for stale in out.glob(stale_glob):
+                stale.unlink()
+        for f in tmp.iterdir():
+            f.replace(out / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -17,9 +17,7 @@ import argparse
 import json
 import logging
 import math
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -115,23 +113,12 @@ def contact_sheet(input_image: np.ndarray, views: list[np.ndarray], labels: list
 
 
 def _write_outputs(out: Path, files: dict[str, np.ndarray], meta: dict) -> None:
-    from z123_ros.io import save_rgb
+    from z123_ros.io import save_rgb, staged_output
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_output(out, stale_glob="view_*.png") as tmp:
         for name, image in files.items():
             save_rgb(tmp / name, image)
         (tmp / "views.json").write_text(json.dumps(meta, indent=2) + "\n")
-        if not out.exists():
-            tmp.rename(out)
-            return
-        for stale in out.glob("view_*.png"):  # views of an earlier run in the same folder
-            stale.unlink()
-        for f in tmp.iterdir():
-            f.replace(out / f.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run(args: argparse.Namespace) -> int:

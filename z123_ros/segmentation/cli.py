@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -93,24 +91,13 @@ def objects_json(result, width: int, height: int) -> dict:
 
 
 def _write_outputs(out: Path, result, rgb: np.ndarray) -> None:
-    from z123_ros.io import save_mask, save_rgb
+    from z123_ros.io import save_mask, save_rgb, staged_output
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_output(out, stale_glob="mask_*.png") as tmp:
         for obj in result.objects:
             save_mask(tmp / f"mask_{obj.id:02d}.png", obj.mask)
         save_rgb(tmp / "overlay.png", overlay_image(rgb, result.objects))
         (tmp / "objects.json").write_text(json.dumps(objects_json(result, rgb.shape[1], rgb.shape[0]), indent=2))
-        if not out.exists():
-            tmp.rename(out)
-            return
-        for stale in out.glob("mask_*.png"):  # masks of an earlier run in the same folder
-            stale.unlink()
-        for f in tmp.iterdir():
-            f.replace(out / f.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run(args: argparse.Namespace) -> int:
