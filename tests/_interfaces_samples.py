@@ -29,7 +29,10 @@ def SAMPLES() -> dict:  # noqa: N802 - reads like the constant it stands for
     rec.metric = True
     rec.confidence = 0.75
     rec.backend = "depth"
-    rec.timings = [StageTiming(stage="segmentation", seconds=0.015625), StageTiming(stage="reconstruction", seconds=1.5)]
+    rec.timings = [
+        StageTiming(stage="segmentation", seconds=0.015625),
+        StageTiming(stage="reconstruction", seconds=1.5),
+    ]
 
     obj = SegmentedObject()
     obj.id = 3

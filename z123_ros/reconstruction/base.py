@@ -54,7 +54,7 @@ class DepthBackendConfig:
     """RANSAC inlier distance of the support-plane fit."""
     use_symmetry: bool = True
     """Complete the hidden side by reflecting the visible part about a vertical plane across the view direction."""
-    symmetry_min_consistency: float = 0.9
+    symmetry_min_consistency: float = 0.8
     """Fraction of the reflected visible points that must lie in space the camera did not see as empty for the
     symmetry hypothesis to be accepted."""
     min_thickness_m: float = 0.01

@@ -63,6 +63,7 @@ def _write_outputs(folder: Path, result, inp) -> None:
 def _commit(tmp: Path, out: Path) -> None:
     """Move the finished files into ``out``: a rename of the whole folder when it is new, else file by file."""
     if not out.exists():
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the output folder is an ordinary one
         os.replace(tmp, out)
         return
     for name in OUTPUT_FILES:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import trimesh
+from scipy.spatial import QhullError
 
 from z123_ros.errors import ReconstructionError
 from z123_ros.reconstruction.base import ReconstructionInput
@@ -19,9 +20,12 @@ def convex_hull_mesh(inp: ReconstructionInput) -> trimesh.Trimesh:
     if len(points) < 4:
         raise ReconstructionError(f"only {len(points)} valid depth pixels inside the mask; a hull needs 4")
     try:
-        hull = trimesh.convex.convex_hull(points)
-    except Exception as exc:  # qhull raises its own error type for flat/degenerate inputs
+        # Flat point sets give a zero-volume hull, whose centre of mass trimesh divides by zero to compute.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            hull = trimesh.convex.convex_hull(points)
+            volume = float(hull.volume)
+    except (QhullError, ValueError, IndexError) as exc:
         raise ReconstructionError(f"convex hull failed (the visible points are degenerate): {exc}") from exc
-    if hull.volume <= 0:
+    if not volume > 0:
         raise ReconstructionError("the visible points are flat: the convex hull has no volume")
     return hull
