@@ -51,8 +51,9 @@ def extract_mesh(
         vol = ndimage.gaussian_filter(vol, smooth_sigma)
     if not np.any(vol > level):
         raise ReconstructionError("the reconstructed volume is empty: no voxel above the surface level")
-    # A one-voxel border strictly outside closes every surface that touches the grid boundary.
-    pad_value = min(float(vol.min()), level) - 1.0
+    # A one-voxel border strictly outside closes every surface that touches the grid boundary; the value mirrors the
+    # field's maximum about the level, so a full voxel next to the border ends half a voxel out, as inside the grid.
+    pad_value = min(float(vol.min()), 2.0 * level - float(vol.max()))
     vol = np.pad(vol, 1, mode="constant", constant_values=pad_value)
     verts, faces, _, _ = marching_cubes(vol, level=level)
     verts = verts - 1.0  # undo the padding offset

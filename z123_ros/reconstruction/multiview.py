@@ -17,7 +17,13 @@ import torch.nn.functional as F  # noqa: N812 (the universal torch idiom)
 
 from z123_ros.reconstruction.base import ReconstructionConfig, ReconstructionInput, ReconstructionResult
 from z123_ros.reconstruction.field import orbit_camera
-from z123_ros.reconstruction.sjc import _progress, field_to_result, input_view_loss, make_field, prepare_learned_setup
+from z123_ros.reconstruction.sjc import (
+    field_to_result,
+    input_view_loss,
+    make_field,
+    prepare_learned_setup,
+    progress_bar,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +71,7 @@ def reconstruct_multiview(inp: ReconstructionInput, pipeline, config: Reconstruc
     optimiser = torch.optim.Adamax(field.parameters(), lr=cfg.lr)
     weight_depth = config.sjc.metric_depth_weight / config.sjc.input_view_weight
     field.train()
-    with _progress(cfg.fit_steps, config.show_progress, "multiview fit") as bar:
+    with progress_bar(cfg.fit_steps, config.show_progress, "multiview fit") as bar:
         for _ in range(cfg.fit_steps):
             # 3. Input view (latents, mask, metric depth) + all generated views (latents, silhouettes).
             in_loss, depth_loss = input_view_loss(field, setup, config)

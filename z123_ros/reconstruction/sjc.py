@@ -22,8 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 (the universal torch idiom)
 from scipy import ndimage
+from tqdm.auto import tqdm
 
-from z123_ros.camera import CameraIntrinsics, cartesian_to_spherical, zero123_pose_vector
+from z123_ros.camera import CameraIntrinsics, cartesian_to_spherical
 from z123_ros.errors import ReconstructionError
 from z123_ros.reconstruction.base import ReconstructionConfig, ReconstructionInput, ReconstructionResult
 from z123_ros.reconstruction.field import (
@@ -183,12 +184,6 @@ def make_field(setup: LearnedSetup, config: ReconstructionConfig) -> VoxelField:
     return field
 
 
-def relative_pose_vector(setup: LearnedSetup, polar: float, azimuth: float, radius: float) -> np.ndarray:
-    """Zero-1-to-3 pose vector of a target camera relative to the virtual input camera."""
-    p0, a0, r0 = setup.input_pose
-    return zero123_pose_vector(polar - p0, azimuth - a0, radius - r0)
-
-
 def pose_batch(pipeline, setup: LearnedSetup, poses: list[tuple[float, float, float]]) -> torch.Tensor:
     """(B, 4) pose vectors; Stable Zero123 takes the input's absolute polar as the 4th entry."""
     rel = [(p - setup.input_pose[0], a - setup.input_pose[1], r - setup.input_pose[2]) for p, a, r in poses]
@@ -257,9 +252,8 @@ def field_to_result(
     )
 
 
-def _progress(total: int, enabled: bool, desc: str):
-    from tqdm.auto import tqdm
-
+def progress_bar(total: int, enabled: bool, desc: str) -> tqdm:
+    """A tqdm bar for long optimisations (the CLI enables it; the library is silent by default)."""
     return tqdm(total=total, disable=not enabled, desc=desc, leave=False)
 
 
@@ -281,7 +275,7 @@ def reconstruct_sjc(inp: ReconstructionInput, pipeline, config: ReconstructionCo
     latent_size = int(pipeline.latent_size)
     optimiser = torch.optim.Adamax(field.parameters(), lr=cfg.lr)
     field.train()
-    with _progress(cfg.steps, config.show_progress, "SJC") as bar:
+    with progress_bar(cfg.steps, config.show_progress, "SJC") as bar:
         for step in range(cfg.steps):
             polar = float(rng.uniform(*cfg.polar_range_deg))
             azimuth = float(rng.uniform(0.0, 360.0))
