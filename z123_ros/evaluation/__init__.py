@@ -6,49 +6,34 @@ them (3D metrics in metres in the world frame and after unit-box normalisation, 
 model); ``write_report`` writes Markdown, JSON and plots.
 """
 
-from z123_ros.evaluation.dataset import (
-    EvalObject,
-    EvalSetConfig,
-    InputView,
-    build_eval_object,
-    build_eval_set,
-    iter_eval_set,
-    occupancy_grid,
-    save_eval_object,
-)
-from z123_ros.evaluation.image_metrics import mask_iou, psnr, ssim
-from z123_ros.evaluation.report import summary_table, write_report
-from z123_ros.evaluation.runner import (
-    BackendScore,
-    EvalConfig,
-    EvalResult,
-    NovelViewScore,
-    ObjectEvaluation,
-    evaluate,
-    score_backend,
-    score_novel_views,
-)
+from __future__ import annotations
 
-__all__ = [
-    "BackendScore",
-    "EvalConfig",
-    "EvalObject",
-    "EvalResult",
-    "EvalSetConfig",
-    "InputView",
-    "NovelViewScore",
-    "ObjectEvaluation",
-    "build_eval_object",
-    "build_eval_set",
-    "evaluate",
-    "iter_eval_set",
-    "mask_iou",
-    "occupancy_grid",
-    "psnr",
-    "save_eval_object",
-    "score_backend",
-    "score_novel_views",
-    "ssim",
-    "summary_table",
-    "write_report",
-]
+from z123_ros._lazy import lazy_exports
+
+_EXPORTS = {
+    "EvalObject": "z123_ros.evaluation.dataset",
+    "EvalSetConfig": "z123_ros.evaluation.dataset",
+    "InputView": "z123_ros.evaluation.dataset",
+    "build_eval_object": "z123_ros.evaluation.dataset",
+    "build_eval_set": "z123_ros.evaluation.dataset",
+    "iter_eval_set": "z123_ros.evaluation.dataset",
+    "occupancy_grid": "z123_ros.evaluation.dataset",
+    "save_eval_object": "z123_ros.evaluation.dataset",
+    "mask_iou": "z123_ros.evaluation.image_metrics",
+    "psnr": "z123_ros.evaluation.image_metrics",
+    "ssim": "z123_ros.evaluation.image_metrics",
+    "summary_table": "z123_ros.evaluation.report",
+    "write_report": "z123_ros.evaluation.report",
+    "BackendScore": "z123_ros.evaluation.runner",
+    "EvalConfig": "z123_ros.evaluation.runner",
+    "EvalResult": "z123_ros.evaluation.runner",
+    "NovelViewScore": "z123_ros.evaluation.runner",
+    "ObjectEvaluation": "z123_ros.evaluation.runner",
+    "evaluate": "z123_ros.evaluation.runner",
+    "score_backend": "z123_ros.evaluation.runner",
+    "score_novel_views": "z123_ros.evaluation.runner",
+}
+
+__all__ = sorted(_EXPORTS)
+# Lazy: `z123 --help` must not import torch and diffusers.
+__getattr__ = lazy_exports(__name__, _EXPORTS)

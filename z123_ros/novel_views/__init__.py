@@ -9,19 +9,23 @@ Core library code: imports neither rclpy nor Ray.
     out = pipe(inp, views=[(0.0, 90.0, 0.0), (20.0, 180.0, 0.0)])  # out.images: (2, 256, 256, 3) in [0, 1]
 """
 
-from z123_ros.novel_views.loading import ModelLayout, detect_layout, load_zero123
-from z123_ros.novel_views.pipeline import NovelViewOutput, View, Zero123Condition, Zero123Pipeline
-from z123_ros.novel_views.preprocess import Zero123Input, input_polar_deg, preprocess_for_zero123
+from __future__ import annotations
 
-__all__ = [
-    "ModelLayout",
-    "NovelViewOutput",
-    "View",
-    "Zero123Condition",
-    "Zero123Input",
-    "Zero123Pipeline",
-    "detect_layout",
-    "input_polar_deg",
-    "load_zero123",
-    "preprocess_for_zero123",
-]
+from z123_ros._lazy import lazy_exports
+
+_EXPORTS = {
+    "ModelLayout": "z123_ros.novel_views.loading",
+    "detect_layout": "z123_ros.novel_views.loading",
+    "load_zero123": "z123_ros.novel_views.loading",
+    "NovelViewOutput": "z123_ros.novel_views.pipeline",
+    "View": "z123_ros.novel_views.pipeline",
+    "Zero123Condition": "z123_ros.novel_views.pipeline",
+    "Zero123Pipeline": "z123_ros.novel_views.pipeline",
+    "Zero123Input": "z123_ros.novel_views.preprocess",
+    "input_polar_deg": "z123_ros.novel_views.preprocess",
+    "preprocess_for_zero123": "z123_ros.novel_views.preprocess",
+}
+
+__all__ = sorted(_EXPORTS)
+# Lazy: `z123 --help` and the metrics must not import torch and diffusers.
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -15,7 +15,7 @@ Names are imported lazily: rendering does not import torch, and Ray is imported 
 
 from __future__ import annotations
 
-import importlib
+from z123_ros._lazy import lazy_exports
 
 _EXPORTS = {
     "ObjectSource": "z123_ros.training.render",
@@ -42,8 +42,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> object:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'z123_ros.training' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)
