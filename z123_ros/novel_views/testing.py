@@ -17,24 +17,22 @@ Layouts (folder and file names as published):
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Literal
 
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-from safetensors.torch import save_file
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from z123_ros.novel_views.clip import CLIP_MEAN, CLIP_STD
 from z123_ros.novel_views.projection import POSE_DIM
+from z123_ros.novel_views.saving import write_json, write_projection_and_index
 
 Layout = Literal["kxic", "diffusers", "stable"]
 Size = Literal["tiny", "real"]
 
 #: diffusers version string written into the tiny configs (the published folders were saved with 0.19-0.21).
-_DIFFUSERS_VERSION = "0.21.0"
 
 #: The DDIM settings the Zero-1-to-3 port uses (see the project's zero123 notes).
 SCHEDULER_CONFIG = dict(
@@ -158,11 +156,6 @@ def build_components(size: Size = "tiny", seed: int = 0) -> dict:
     )
 
 
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
 def save_tiny_zero123(folder: str | os.PathLike, layout: Layout = "kxic", seed: int = 0, size: Size = "tiny") -> Path:
     """Write a complete random-weight Zero-1-to-3 folder in a published layout and return its path.
 
@@ -186,7 +179,7 @@ def save_tiny_zero123(folder: str | os.PathLike, layout: Layout = "kxic", seed: 
     image_size = parts["image_encoder"].config.image_size
     # Written as the published folders hold it; the pipeline never uses it (CLIP preprocessing is done in torch the
     # way OpenAI's code does it, which differs slightly from the HF image processor).
-    _write_json(
+    write_json(
         folder / "feature_extractor" / "preprocessor_config.json",
         {
             "crop_size": {"height": image_size, "width": image_size},
@@ -206,40 +199,13 @@ def save_tiny_zero123(folder: str | os.PathLike, layout: Layout = "kxic", seed: 
     )
 
     proj = parts["projection"].linear
-    clip_dim = proj.out_features
-    if layout == "diffusers":
-        projection_dir, projection_class, prefix = "clip_camera_projection", ["zero123", "CLIPCameraProjection"], "proj"
-        projection_cfg = {
-            "_class_name": "CLIPCameraProjection",
-            "_diffusers_version": _DIFFUSERS_VERSION,
-            "additional_embeddings": POSE_DIM,
-            "embedding_dim": clip_dim,
-        }
-        pipeline_class = "Zero123Pipeline"
-    else:
-        # The port's CCProjection never called register_to_config: its published config.json has no sizes.
-        projection_dir, projection_class, prefix = "cc_projection", ["pipeline_zero1to3", "CCProjection"], "projection"
-        projection_cfg = {"_class_name": "CCProjection", "_diffusers_version": _DIFFUSERS_VERSION}
-        pipeline_class = "Zero1to3StableDiffusionPipeline"
-    _write_json(folder / projection_dir / "config.json", projection_cfg)
-    save_file(
-        {f"{prefix}.weight": proj.weight.detach().contiguous(), f"{prefix}.bias": proj.bias.detach().contiguous()},
-        str(folder / projection_dir / "diffusion_pytorch_model.safetensors"),
+    # kxic folders keep the published CCProjection config, which has no sizes.
+    write_projection_and_index(
+        folder,
+        "diffusers" if layout == "diffusers" else "kxic",
+        proj.weight,
+        proj.bias,
+        register_sizes=False,
+        name_or_path="kxic/stable-zero123" if layout == "stable" else None,
     )
-
-    model_index = {
-        "_class_name": pipeline_class,
-        "_diffusers_version": _DIFFUSERS_VERSION,
-        projection_dir: projection_class,
-        "feature_extractor": ["transformers", "CLIPImageProcessor"],
-        "image_encoder": ["transformers", "CLIPVisionModelWithProjection"],
-        "requires_safety_checker": False,
-        "safety_checker": [None, None],
-        "scheduler": ["diffusers", "DDIMScheduler"],
-        "unet": ["diffusers", "UNet2DConditionModel"],
-        "vae": ["diffusers", "AutoencoderKL"],
-    }
-    if layout == "stable":
-        model_index["_name_or_path"] = "kxic/stable-zero123"
-    _write_json(folder / "model_index.json", model_index)
     return folder

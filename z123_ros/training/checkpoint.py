@@ -17,7 +17,6 @@ sub-folder the pipeline ignores::
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -26,18 +25,17 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-from safetensors.torch import save_file
 from transformers import CLIPVisionModelWithProjection
 
 from z123_ros.errors import ModelLoadError
 from z123_ros.novel_views.clip import CLIP_MEAN, CLIP_STD
 from z123_ros.novel_views.loading import build_scheduler, detect_layout, load_zero123
-from z123_ros.novel_views.projection import POSE_DIM, CameraProjection
+from z123_ros.novel_views.projection import CameraProjection
+from z123_ros.novel_views.saving import write_json, write_projection_and_index
 
 logger = logging.getLogger(__name__)
 
 #: diffusers version string written into the model_index.json / projection configs of checkpoints.
-_DIFFUSERS_VERSION = "0.21.0"
 _FROZEN_PARTS = ("vae", "image_encoder", "feature_extractor", "scheduler")
 
 
@@ -154,11 +152,6 @@ def load_training_components(model_path: str | os.PathLike, projection_init: str
     )
 
 
-def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
 def _save_frozen(parts: TrainingComponents, folder: Path) -> None:
     """VAE, CLIP, feature extractor config and sampling scheduler: written once per run, linked into checkpoints."""
     from diffusers import DDIMScheduler
@@ -167,7 +160,7 @@ def _save_frozen(parts: TrainingComponents, folder: Path) -> None:
     parts.image_encoder.save_pretrained(folder / "image_encoder", safe_serialization=True)
     DDIMScheduler.from_config(parts.scheduler_config).save_pretrained(folder / "scheduler")
     size = int(parts.image_encoder.config.image_size)
-    _write_json(
+    write_json(
         folder / "feature_extractor" / "preprocessor_config.json",
         {
             "crop_size": {"height": size, "width": size},
@@ -213,42 +206,15 @@ def write_model_folder(
         _link_tree(frozen_cache / part, folder / part)
     unet.save_pretrained(folder / "unet", safe_serialization=True)
 
-    weight = projection.linear.weight.detach().float().contiguous().cpu()
-    bias = projection.linear.bias.detach().float().contiguous().cpu()
-    clip_dim = weight.shape[0]
-    if layout == "diffusers":
-        projection_dir, prefix = "clip_camera_projection", "proj"
-        projection_class = ["zero123", "CLIPCameraProjection"]
-        config = {"_class_name": "CLIPCameraProjection", "additional_embeddings": POSE_DIM, "embedding_dim": clip_dim}
-        pipeline_class = "Zero123Pipeline"
-    else:
-        projection_dir, prefix = "cc_projection", "projection"
-        projection_class = ["pipeline_zero1to3", "CCProjection"]
-        # Sizes registered (the published CCProjection config has none, so a non-default size could not be reloaded).
-        config = {"_class_name": "CCProjection", "in_channel": clip_dim + POSE_DIM, "out_channel": clip_dim}
-        pipeline_class = "Zero1to3StableDiffusionPipeline"
-    config["_diffusers_version"] = _DIFFUSERS_VERSION
-    _write_json(folder / projection_dir / "config.json", config)
-    save_file(
-        {f"{prefix}.weight": weight, f"{prefix}.bias": bias},
-        str(folder / projection_dir / "diffusion_pytorch_model.safetensors"),
-    )
-    model_index = {
-        "_class_name": pipeline_class,
-        "_diffusers_version": _DIFFUSERS_VERSION,
-        projection_dir: projection_class,
-        "feature_extractor": ["transformers", "CLIPImageProcessor"],
-        "image_encoder": ["transformers", "CLIPVisionModelWithProjection"],
-        "requires_safety_checker": False,
-        "safety_checker": [None, None],
-        "scheduler": ["diffusers", "DDIMScheduler"],
-        "unet": ["diffusers", "UNet2DConditionModel"],
-        "vae": ["diffusers", "AutoencoderKL"],
-    }
-    if parts.stable_zero123:
+    write_projection_and_index(
+        folder,
+        layout,
+        projection.linear.weight,
+        projection.linear.bias,
+        register_sizes=True,
         # How the loader recognises the Stable Zero123 pose convention (see z123_ros.novel_views.loading).
-        model_index["_name_or_path"] = "stable-zero123-finetuned"
-    _write_json(folder / "model_index.json", model_index)
+        name_or_path="stable-zero123-finetuned" if parts.stable_zero123 else None,
+    )
 
 
 def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
