@@ -18,6 +18,7 @@ import tempfile
 import time
 
 import numpy as np
+from _table import markdown_table  # bench/ is sys.path[0] when a bench script runs
 
 from z123_ros.evaluation import EvalConfig, EvalSetConfig, build_eval_object
 from z123_ros.evaluation.runner import _mesh_in_world
@@ -107,11 +108,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     rows = run(args.quick)
-    cols = list(dict.fromkeys(k for row in rows for k in row))
-    print("| " + " | ".join(cols) + " |")
-    print("|" + "---|" * len(cols))
-    for row in rows:
-        print("| " + " | ".join(str(row.get(c, "")) for c in cols) + " |")
+    print(markdown_table(rows))
 
 
 if __name__ == "__main__":

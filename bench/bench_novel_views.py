@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import torch
+from _table import markdown_table  # bench/ is sys.path[0] when a bench script runs
 
 from z123_ros.novel_views import Zero123Pipeline, load_zero123
 from z123_ros.novel_views.testing import build_components, save_tiny_zero123
@@ -167,11 +168,7 @@ def main() -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     rows = run(args.quick, args.device, args.real_size)
-    cols = list(rows[0])
-    print("| " + " | ".join(cols) + " |")
-    print("|" + "---|" * len(cols))
-    for row in rows:
-        print("| " + " | ".join(f"{row[c]:.3g}" if isinstance(row[c], float) else str(row[c]) for c in cols) + " |")
+    print(markdown_table(rows))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ import time
 import traceback
 from pathlib import Path
 
+from _table import markdown_table  # bench/ is sys.path[0] when a bench script runs
+
 HERE = Path(__file__).resolve().parent
 # Explicit order: the pipeline from camera frame to mesh, then the system around it.
 BENCHMARKS = ("segmentation", "novel_views", "reconstruction", "eval", "dispatch", "node", "training")
@@ -40,21 +42,6 @@ def machine_description() -> str:
         f"{cpu}, {os.cpu_count()} cores, {mem_gb:.0f} GiB, {gpu}; Python {platform.python_version()}, "
         f"torch {torch.__version__}, numpy {numpy.__version__}, {platform.system()} {platform.release()}"
     )
-
-
-def markdown_table(rows: list[dict]) -> str:
-    if not rows:
-        return "(no rows)"
-    cols = list(dict.fromkeys(k for row in rows for k in row))
-
-    def fmt(v: object) -> str:
-        if isinstance(v, float):
-            return f"{v:.4g}"
-        return str(v)
-
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(row.get(c, "")) for c in cols) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def load(name: str):
