@@ -269,9 +269,12 @@ def complete_from_depth(inp: ReconstructionInput, cfg: DepthBackendConfig) -> tu
         # Bounded thickness: the hidden side ends a visible width behind the farthest visible point.
         occ = candidate & (centres_plane[:, 0] <= p_plane[:, 0].max() + cfg.fallback_thickness * width)
     # What the camera saw is kept whatever the prior says: a shell behind the visible surface (asymmetric parts such
-    # as a spray head or a handle would otherwise be carved by their mirror image).
+    # as a spray head or a handle would otherwise be carved by their mirror image). Only behind the object's own
+    # pixels: behind the dilated ring the camera sees the table, and a shell there is a skirt on the table.
     with np.errstate(invalid="ignore"):
-        occ |= candidate & (behind <= max(cfg.min_thickness_m, 2 * voxel))
+        shell = np.flatnonzero(candidate & (behind <= max(cfg.min_thickness_m, 2 * voxel)))
+    _, own_pixels, _, _ = _FreeSpace(inp.intrinsics, depth, mask, space.tol).classify(to_cam(centres_plane[shell]))
+    occ[shell[own_pixels]] = True
     occ = occ.reshape(tuple(dims))
     if not occ.any():
         raise ReconstructionError(
