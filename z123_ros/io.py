@@ -190,6 +190,7 @@ def staged_output(out: str | os.PathLike, stale_glob: str | None = None) -> Iter
     try:
         yield tmp
         if not out.exists():
+            os.chmod(tmp, 0o755)  # mkdtemp makes it private; the output folder is an ordinary one
             tmp.rename(out)
             return
         if stale_glob:

@@ -5,10 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +14,7 @@ from z123_ros.errors import Z123Error
 
 logger = logging.getLogger(__name__)
 
+#: What `z123 reconstruct` writes into --out.
 OUTPUT_FILES = ("mesh.ply", "points.ply", "result.json", "preview.png")
 
 
@@ -60,17 +58,6 @@ def _write_outputs(folder: Path, result, inp) -> None:
         raise OSError(f"cannot write {folder / 'preview.png'}")
 
 
-def _commit(tmp: Path, out: Path) -> None:
-    """Move the finished files into ``out``: a rename of the whole folder when it is new, else file by file."""
-    if not out.exists():
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the output folder is an ordinary one
-        os.replace(tmp, out)
-        return
-    for name in OUTPUT_FILES:
-        os.replace(tmp / name, out / name)
-    shutil.rmtree(tmp, ignore_errors=True)
-
-
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``z123 reconstruct``; returns the exit code (2 with one stderr line on bad input)."""
     try:
@@ -82,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from z123_ros.errors import ConfigError, InputError
-    from z123_ros.io import load_camera, load_depth, load_mask, load_rgb
+    from z123_ros.io import load_camera, load_depth, load_mask, load_rgb, staged_output
     from z123_ros.reconstruction import BACKENDS, ReconstructionConfig, ReconstructionInput, reconstruct
     from z123_ros.reconstruction.base import validate_input
 
@@ -117,14 +104,8 @@ def _run(args: argparse.Namespace) -> int:
         pipeline = load_zero123(args.model, device=args.device)
 
     result = reconstruct(inp, args.backend, config, pipeline)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_output(out) as tmp:
         _write_outputs(tmp, result, inp)
-        _commit(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     sys.stdout.write(
         f"{result.backend}: {len(result.faces)} faces, extent {np.round(result.extent_m, 3).tolist()} "
         f"({'m' if result.metric else 'unit box'}, {result.frame} frame), watertight={result.watertight} -> {out}\n"
