@@ -115,6 +115,17 @@ def _throughput(dispatcher: Dispatcher, jobs: list[CpuBurnJob], in_flight: int) 
     return len(jobs) / (time.perf_counter() - t0)
 
 
+def _round_trip_row(path: str, seconds: list[float], decimals: int) -> dict:
+    """One round-trip table row: median and p95 in milliseconds."""
+    return {
+        "bench": "dispatch_round_trip_rgba256",
+        "path": path,
+        "n": len(seconds),
+        "median_ms": round(float(np.median(seconds)) * 1e3, decimals),
+        "p95_ms": round(float(np.percentile(seconds, 95)) * 1e3, decimals),
+    }
+
+
 def run(quick: bool = False) -> list[dict]:
     n_round_trips = 30 if quick else 200
     n_jobs, rounds = (8, 100_000) if quick else (24, 300_000)
@@ -136,34 +147,10 @@ def run(quick: bool = False) -> list[dict]:
             raise RuntimeError(f"dispatcher not ready: {base.state_reason}")
         remote, local = _round_trips(base, n_round_trips)
         ms = 1e3
-        rows.append(
-            {
-                "bench": "dispatch_round_trip_rgba256",
-                "path": "dispatcher (Ray actor)",
-                "n": len(remote),
-                "median_ms": round(float(np.median(remote)) * ms, 3),
-                "p95_ms": round(float(np.percentile(remote, 95)) * ms, 3),
-            }
-        )
-        rows.append(
-            {
-                "bench": "dispatch_round_trip_rgba256",
-                "path": "in process",
-                "n": len(local),
-                "median_ms": round(float(np.median(local)) * ms, 4),
-                "p95_ms": round(float(np.percentile(local, 95)) * ms, 4),
-            }
-        )
+        rows.append(_round_trip_row("dispatcher (Ray actor)", remote, 3))
+        rows.append(_round_trip_row("in process", local, 4))
         raw = _raw_ray_round_trips(n_round_trips)
-        rows.append(
-            {
-                "bench": "dispatch_round_trip_rgba256",
-                "path": "bare Ray actor call",
-                "n": len(raw),
-                "median_ms": round(float(np.median(raw)) * ms, 3),
-                "p95_ms": round(float(np.percentile(raw, 95)) * ms, 3),
-            }
-        )
+        rows.append(_round_trip_row("bare Ray actor call", raw, 3))
         rows.append(
             {
                 "bench": "dispatch_overhead_rgba256",
