@@ -3,7 +3,9 @@
 ``build_eval_set`` / ``iter_eval_set`` draw a seeded set (GT mesh + 64^3 occupancy, one robot-like RGB-D view on a
 table, 12 held-out views on white at 256x256, FoV 49.1 deg); ``evaluate`` runs a backend and a baseline and scores
 them (3D metrics in metres in the world frame and after unit-box normalisation, silhouette IoU, PSNR/SSIM with a
-model); ``write_report`` writes Markdown, JSON and plots.
+model); ``write_report`` writes Markdown, JSON and plots. ``load_real_frames`` reads real RGB-D frames with their
+posed ground-truth meshes, ``open3d_plane_dbscan`` is the segmentation baseline and ``score_frame`` /
+``summarise_frames`` score segmentations per frame and per condition bucket.
 """
 
 from __future__ import annotations
@@ -24,6 +26,16 @@ _EXPORTS = {
     "ssim": "z123_ros.evaluation.image_metrics",
     "summary_table": "z123_ros.evaluation.report",
     "write_report": "z123_ros.evaluation.report",
+    "DEFAULT_REAL_ROOT": "z123_ros.evaluation.real",
+    "RealFrame": "z123_ros.evaluation.real",
+    "RealObject": "z123_ros.evaluation.real",
+    "load_real_frame": "z123_ros.evaluation.real",
+    "load_real_frames": "z123_ros.evaluation.real",
+    "Open3DBaselineConfig": "z123_ros.evaluation.baselines",
+    "open3d_plane_dbscan": "z123_ros.evaluation.baselines",
+    "FrameScore": "z123_ros.evaluation.segmentation",
+    "score_frame": "z123_ros.evaluation.segmentation",
+    "summarise_frames": "z123_ros.evaluation.segmentation",
     "BackendScore": "z123_ros.evaluation.runner",
     "EvalConfig": "z123_ros.evaluation.runner",
     "EvalResult": "z123_ros.evaluation.runner",
