@@ -8,6 +8,7 @@ instance ids, visible fractions); ``render_object_views`` renders one object alo
 from z123_ros.sim.objects import OBJECT_COLOURS, OBJECT_NAMES, load_object_mesh, object_colour
 from z123_ros.sim.renderer import LightConfig, RenderBuffers, TinyRenderer
 from z123_ros.sim.scene import RenderedScene, SceneConfig, SceneObject, camera_pose, render_tabletop_scene
+from z123_ros.sim.sensor import SENSOR_PRESETS, SensorConfig, apply_sensor
 from z123_ros.sim.views import ObjectViews, render_object_views
 
 __all__ = [
@@ -16,9 +17,12 @@ __all__ = [
     "LightConfig",
     "ObjectViews",
     "RenderBuffers",
+    "SENSOR_PRESETS",
     "RenderedScene",
     "SceneConfig",
     "SceneObject",
+    "SensorConfig",
+    "apply_sensor",
     "TinyRenderer",
     "camera_pose",
     "load_object_mesh",
