@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from z123_ros.camera import polar_from_extrinsics
 from z123_ros.errors import ConfigError
+from z123_ros.geometry import fit_plane_ransac
 from z123_ros.segmentation import SegmentationConfig, SegmentationScore, TabletopSegmenter, score_masks
-from z123_ros.segmentation.plane import fit_plane_ransac
 from z123_ros.sim import SceneConfig, render_tabletop_scene
 
 HEIGHTS_M = (0.3, 0.45, 0.6, 0.9)
@@ -120,7 +120,7 @@ def run(quick: bool = False) -> list[dict]:
     for scene in scenes:
         pts = scene.intrinsics.backproject(scene.depth_m)[0][::16]
         t0 = time.process_time()
-        fit_plane_ransac(pts, 0.008, 200, 1000, np.random.default_rng(0))
+        fit_plane_ransac(pts, 0.008, iterations=200, sample_points=1000, seed=0)
         ours_ms.append(1e3 * (time.process_time() - t0))
         try:
             import open3d as o3d

@@ -11,7 +11,6 @@ from z123_ros.segmentation import (
     METHOD_RGBD,
     SegmentationConfig,
     TabletopSegmenter,
-    fit_plane_ransac,
     score_masks,
 )
 
@@ -37,27 +36,6 @@ def segmenter() -> TabletopSegmenter:
 
 def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.degrees(np.arccos(np.clip(np.dot(a[:3], b[:3]), -1.0, 1.0))))
-
-
-def test_plane_ransac_finds_the_plane_among_outliers() -> None:
-    rng = np.random.default_rng(0)
-    n = np.array([0.1, -0.8, -0.5])
-    n /= np.linalg.norm(n)
-    d = 0.7
-    # 3000 points on the plane with 2 mm noise, 1500 outliers above it.
-    a = np.cross(n, [1.0, 0, 0])
-    a /= np.linalg.norm(a)
-    b = np.cross(n, a)
-    uv = rng.uniform(-0.5, 0.5, size=(3000, 2))
-    on = -d * n + uv[:, :1] * a + uv[:, 1:] * b + rng.normal(0, 0.002, size=(3000, 1)) * n
-    off = -d * n + rng.uniform(-0.5, 0.5, size=(1500, 3)) + 0.2 * n
-    fit = fit_plane_ransac(np.concatenate([on, off]), 0.008, rng=np.random.default_rng(1))
-    assert fit is not None
-    assert _angle_deg(fit.plane, np.r_[n, d]) < 0.5
-    assert fit.plane[3] > 0  # oriented towards the camera origin
-    assert abs(fit.plane[3] - d) < 0.003
-    assert fit.inliers[:3000].mean() > 0.99 and fit.inliers[3000:].mean() < 0.1
-    assert 0.001 < fit.sigma_m < 0.003
 
 
 def test_analytic_boxes_segmented_and_measured(segmenter: TabletopSegmenter) -> None:

@@ -82,6 +82,13 @@ class CameraIntrinsics:
         z = p[:, 2]
         return np.stack([self.fx * p[:, 0] / z + self.cx, self.fy * p[:, 1] / z + self.cy], axis=1)
 
+    def backproject_pixels(self, u: np.ndarray, v: np.ndarray, z: np.ndarray | float) -> np.ndarray:
+        """(..., 3) float64 camera-frame points of pixels ``(u, v)`` at z-depth ``z``, all three broadcast together
+        (the inverse of :meth:`project`; NaN depth gives NaN points)."""
+        u, v, z = np.asarray(u, dtype=np.float64), np.asarray(v, dtype=np.float64), np.asarray(z, dtype=np.float64)
+        u, v, z = np.broadcast_arrays(u, v, z)
+        return np.stack([(u - self.cx) / self.fx * z, (v - self.cy) / self.fy * z, z], axis=-1)
+
     def backproject(self, depth_m: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Back-project a metric z-depth image.
 
@@ -95,10 +102,7 @@ class CameraIntrinsics:
         if mask is not None:
             valid &= np.asarray(mask, dtype=bool)
         v, u = np.nonzero(valid)
-        z = depth_m[v, u].astype(np.float64)
-        x = (u - self.cx) * z / self.fx
-        y = (v - self.cy) * z / self.fy
-        return np.stack([x, y, z], axis=1), np.stack([v, u], axis=1)
+        return self.backproject_pixels(u, v, depth_m[v, u]), np.stack([v, u], axis=1)
 
 
 def check_rigid(T: np.ndarray, name: str = "T") -> np.ndarray:
@@ -127,7 +131,10 @@ def invert(T: np.ndarray) -> np.ndarray:
 def transform_points(T_a_from_b: np.ndarray, points_b: np.ndarray) -> np.ndarray:
     """Apply a 4x4 transform to (N, 3) points."""
     points_b = np.asarray(points_b, dtype=np.float64)
-    return points_b @ T_a_from_b[:3, :3].T + T_a_from_b[:3, 3]
+    T = np.asarray(T_a_from_b, dtype=np.float64)
+    # einsum, not ``@``: a (N, 3) x (3, 3) BLAS call is several times slower when the BLAS thread pool competes for
+    # busy cores, and reconstruction moves millions of points through this.
+    return np.einsum("ij,...j->...i", T[:3, :3], points_b) + T[:3, 3]
 
 
 def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = (0.0, 0.0, 1.0)) -> np.ndarray:

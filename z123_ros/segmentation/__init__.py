@@ -5,11 +5,11 @@
 for ids that stay stable across frames. Core code: no rclpy, no Ray.
 """
 
+from z123_ros.segmentation.config import SegmentationConfig
 from z123_ros.segmentation.evaluation import SegmentationScore, score_masks
 from z123_ros.segmentation.learned import PromptableSegmenter, SamSegmenter
-from z123_ros.segmentation.plane import PlaneFit, fit_plane_ransac
 from z123_ros.segmentation.rgb import METHOD_GRABCUT, METHOD_SALIENCY, grabcut_box, saliency_mask
-from z123_ros.segmentation.tabletop import METHOD_RGBD, SegmentationConfig, TabletopSegmenter
+from z123_ros.segmentation.tabletop import METHOD_RGBD, TabletopSegmenter
 from z123_ros.segmentation.tracker import ObjectTracker, Track, TrackerConfig
 from z123_ros.segmentation.types import FrameSegmentation, SegmentedObject
 
@@ -19,7 +19,6 @@ __all__ = [
     "METHOD_SALIENCY",
     "FrameSegmentation",
     "ObjectTracker",
-    "PlaneFit",
     "PromptableSegmenter",
     "SamSegmenter",
     "SegmentationConfig",
@@ -28,7 +27,6 @@ __all__ = [
     "TabletopSegmenter",
     "Track",
     "TrackerConfig",
-    "fit_plane_ransac",
     "grabcut_box",
     "saliency_mask",
     "score_masks",

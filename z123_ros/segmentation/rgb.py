@@ -12,17 +12,15 @@ scores (``SCORE_*`` below), and ``method`` says which one made the mask.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 from scipy import ndimage
 
+from z123_ros.segmentation.config import SegmentationConfig
+from z123_ros.segmentation.learned import PromptableSegmenter
+from z123_ros.segmentation.masks import clean_mask, mask_box
 from z123_ros.segmentation.types import SegmentedObject
-
-if TYPE_CHECKING:
-    from z123_ros.segmentation.learned import PromptableSegmenter
-    from z123_ros.segmentation.tabletop import SegmentationConfig
 
 logger = logging.getLogger(__name__)
 
@@ -37,16 +35,6 @@ SCORE_LEARNED_MAX = 0.45
 
 def _resize_factor(shape: tuple[int, ...], max_side: int) -> float:
     return min(1.0, max_side / max(shape[0], shape[1]))
-
-
-def clean_mask(mask: np.ndarray, speck_fraction: float = 0.1) -> np.ndarray:
-    """Keep the largest piece and the pieces at least ``speck_fraction`` of it; fill holes."""
-    n, cc, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    if n <= 1:
-        return np.zeros(mask.shape, dtype=bool)
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    keep = np.isin(cc, np.flatnonzero(areas >= speck_fraction * areas.max()) + 1)
-    return ndimage.binary_fill_holes(keep)
 
 
 def _upsample(mask_small: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -127,8 +115,6 @@ def saliency_mask(
 def _object(mask: np.ndarray, score: float, method: str) -> SegmentedObject | None:
     if not mask.any():
         return None
-    from z123_ros.segmentation.tabletop import mask_box
-
     return SegmentedObject(
         id=1, mask=mask, box_xyxy=mask_box(mask), centroid_cam=None, extent_m=None, score=score, method=method
     )

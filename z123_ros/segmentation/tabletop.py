@@ -38,135 +38,24 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from z123_ros.camera import CameraIntrinsics, polar_over_plane
-from z123_ros.errors import ConfigError, InputError
-from z123_ros.io import check_frame
-from z123_ros.segmentation.plane import PlaneFit, fit_plane_ransac, plane_axes, signed_distance
+from z123_ros.geometry import (
+    PlaneFit,
+    backproject_grid,
+    fit_plane_ransac,
+    height_image,
+    plane_axes,
+    project_points,
+    signed_distance,
+)
+from z123_ros.segmentation.config import SegmentationConfig
+from z123_ros.segmentation.inputs import check_depth, check_rgb, check_roi
+from z123_ros.segmentation.masks import fill_holes
+from z123_ros.segmentation.rgb import segment_rgb
 from z123_ros.segmentation.types import FrameSegmentation, SegmentedObject
 
 logger = logging.getLogger(__name__)
 
 METHOD_RGBD = "rgbd_tabletop"
-
-
-@dataclass
-class SegmentationConfig:
-    """Settings of :class:`TabletopSegmenter`. Distances in metres, sizes in full-resolution pixels."""
-
-    stride: int = 4
-    """Back-project and cluster every ``stride``-th pixel in each direction (4 on VGA: ~19 k points)."""
-    plane_distance_m: float = 0.008
-    """RANSAC inlier threshold for the support plane."""
-    ransac_iterations: int = 200
-    """Plane hypotheses drawn by RANSAC."""
-    ransac_sample_points: int = 1000
-    """Points each hypothesis is scored on (a random subsample of the coarse grid)."""
-    min_plane_fraction: float = 0.1
-    """The plane must hold at least this fraction of the valid coarse points, else the frame has no support plane."""
-    min_height_m: float = 0.006
-    """Points lower than this above the plane are table. Raised to 4 sigma of the plane's depth noise when larger."""
-    grow_height_m: float = 0.0015
-    """Pixels between this height and ``min_height_m`` next to an object are added back to it (its base)."""
-    max_height_m: float = 0.6
-    """Points higher than this above the plane are not objects on the table (shelves, people, walls)."""
-    max_depth_m: float = 4.0
-    """Workspace range along the optical axis."""
-    restrict_to_table: bool = True
-    """Keep only points whose foot on the plane falls inside the image hull of the plane's inlier pixels."""
-    cluster_tolerance_m: float = 0.012
-    """Neighbouring coarse points closer than this in 3D belong to the same object."""
-    cluster_tolerance_spacing: float = 2.5
-    """...or closer than this many times the coarse grid spacing at their depth (far or slanted surfaces)."""
-    colour_split: bool = True
-    """Split a depth cluster whose colour falls apart into several large pieces (touching objects of different
-    colours at the same depth). Turn off for strongly multi-coloured objects."""
-    colour_edge_threshold: float = 18.0
-    """Colour difference (see ``colour_features``) that cuts a link between neighbouring points."""
-    self_occlusion_gap_m: float = 0.04
-    """Join two clusters of one colour across a depth step whose smallest 3D gap is below this (one object hiding
-    part of itself); 0 = never. Needs ``colour_split``."""
-    grazing_angle_deg: float = 70.0
-    """A cluster one coarse cell wide whose surface is seen at more than this angle from its normal (a box's side
-    face seen edge-on, its depth ramping steeply across the image) joins the object within
-    ``self_occlusion_gap_m`` of it; 90 = never. Thin clusters facing the camera (a pen) stay objects."""
-    max_contact_fraction: float = 0.5
-    """A colour piece counts as an object of its own when at most this fraction of its boundary is contact with
-    other colours of the same cluster (the rest: table, background, depth edges)."""
-    min_object_points: int = 15
-    """Clusters with fewer coarse points are dropped as noise."""
-    min_object_area_px: int = 200
-    """Objects whose final mask is smaller are dropped."""
-    speck_fraction: float = 0.1
-    """Disconnected pieces of a mask smaller than this fraction of its largest piece are dropped as specks."""
-    fill_holes: bool = True
-    """Fill holes of a mask unless the table (valid depth on the plane) or another object shows through them."""
-    max_objects: int = 32
-    """At most this many objects per frame (the largest win)."""
-    seed: int = 0
-    """Seed of the RANSAC sampler: the same frame always gives the same result."""
-    rgb_fallback: bool = True
-    """Without depth, or with depth but no plane, fall back to RGB-only segmentation (lower scores)."""
-    grabcut_iterations: int = 3
-    """GrabCut iterations of the RGB-only fallback."""
-    grabcut_max_side: int = 240
-    """The RGB-only fallback works on an image resized so its longer side is at most this (speed)."""
-    min_roi_overlap: float = 0.5
-    """With an roi, RGB-D objects are kept when at least this fraction of their mask lies inside it."""
-
-    def validate(self) -> None:
-        if not 1 <= self.stride <= 32:
-            raise ConfigError(f"stride must be in 1..32, got {self.stride}")
-        for name in ("plane_distance_m", "min_height_m", "max_height_m", "max_depth_m", "cluster_tolerance_m"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.max_height_m <= self.min_height_m:
-            raise ConfigError(f"max_height_m ({self.max_height_m}) must exceed min_height_m ({self.min_height_m})")
-        if not 0 < self.min_plane_fraction < 1:
-            raise ConfigError(f"min_plane_fraction must be in (0, 1), got {self.min_plane_fraction}")
-        if self.ransac_iterations < 1 or self.ransac_sample_points < 3:
-            raise ConfigError("ransac_iterations must be >= 1 and ransac_sample_points >= 3")
-        if not 0 < self.grazing_angle_deg <= 90:
-            raise ConfigError(f"grazing_angle_deg must be in (0, 90], got {self.grazing_angle_deg}")
-
-
-def check_roi(roi: tuple | list | np.ndarray | None, width: int, height: int) -> tuple[int, int, int, int] | None:
-    """Validate an roi ``(x0, y0, x1, y1)`` (pixels, x1/y1 exclusive) and clip it to the image."""
-    if roi is None:
-        return None
-    arr = np.asarray(roi, dtype=np.float64).ravel()
-    if arr.size != 4 or not np.all(np.isfinite(arr)):
-        raise InputError(f"roi must be 4 finite numbers (x0, y0, x1, y1), got {roi!r}")
-    x0, y0 = int(max(0, np.floor(arr[0]))), int(max(0, np.floor(arr[1])))
-    x1, y1 = int(min(width, np.ceil(arr[2]))), int(min(height, np.ceil(arr[3])))
-    if x1 - x0 < 2 or y1 - y0 < 2:
-        raise InputError(f"roi {tuple(arr.tolist())} is empty or outside the {width}x{height} image")
-    return x0, y0, x1, y1
-
-
-def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """Tight box ``(x0, y0, x1, y1)`` of a non-empty mask, x1/y1 exclusive."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
-
-
-def _check_depth(depth_m: np.ndarray, intrinsics: CameraIntrinsics) -> np.ndarray:
-    if not isinstance(depth_m, np.ndarray):
-        raise InputError(f"depth must be a numpy array, got {type(depth_m).__name__}")
-    if not np.issubdtype(depth_m.dtype, np.floating):
-        raise InputError(
-            f"depth must be float metres, got {depth_m.dtype} (convert raw 16-bit millimetres with "
-            "z123_ros.io.load_depth or depth.astype(np.float32) / 1000)"
-        )
-    if depth_m.shape != (intrinsics.height, intrinsics.width):
-        raise InputError(
-            f"depth is {depth_m.shape[1] if depth_m.ndim > 1 else '?'}x{depth_m.shape[0]} but the camera says "
-            f"{intrinsics.width}x{intrinsics.height}"
-        )
-    depth = depth_m.astype(np.float32, copy=True)
-    depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
-    if not np.isfinite(depth).any():
-        raise InputError("depth has no valid pixel (all NaN, zero or negative): is the depth stream running?")
-    return depth
 
 
 def colour_features(rgb: np.ndarray) -> np.ndarray:
@@ -177,26 +66,82 @@ def colour_features(rgb: np.ndarray) -> np.ndarray:
     return lab
 
 
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """``mask`` with its holes filled: everything not reachable from the border through background (flood fill)."""
-    h, w = mask.shape
-    canvas = np.zeros((h + 2, w + 2), np.uint8)
-    canvas[1:-1, 1:-1] = mask
-    flood = np.zeros((h + 4, w + 4), np.uint8)
-    cv2.floodFill(canvas, flood, (0, 0), 1)
-    return (canvas[1:-1, 1:-1] == 0) | mask
-
-
 def _components(rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
     """Connected-component id of each of ``n`` nodes of the undirected graph with edges ``rows[i] - cols[i]``."""
     graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
     return connected_components(graph, directed=False)[1]
 
 
-def check_rgb(rgb: np.ndarray, intrinsics: CameraIntrinsics) -> None:
-    if not isinstance(rgb, np.ndarray):
-        raise InputError(f"RGB must be a numpy array, got {type(rgb).__name__}")
-    check_frame(rgb, intrinsics)
+@dataclass
+class CoarseGrid:
+    """The coarse sampling grid of one frame (every ``stride``-th pixel) and what the stages learn about it."""
+
+    stride: int
+    """Pixels between grid samples in each direction."""
+    offset: int
+    """Full-resolution pixel of grid sample 0 along each axis (``stride // 2``: cell centres)."""
+    points: np.ndarray
+    """(h, w, 3) float64 camera-frame points of the samples, NaN without depth."""
+    valid: np.ndarray
+    """(h, w) bool: the sample has depth within the workspace range."""
+    spacing: np.ndarray
+    """(h, w) metres between grid neighbours at the sample's depth on a fronto-parallel surface."""
+    depth: np.ndarray
+    """(H, W) float32 full-resolution depth, NaN = none."""
+    intrinsics: CameraIntrinsics
+    """Camera of the frame."""
+    lab: np.ndarray | None
+    """(h, w, 3) mean colour of each cell (``colour_features``), None when colour is not used."""
+    fit: PlaneFit | None = None
+    """The support plane, once fitted."""
+    height: np.ndarray | None = None
+    """(h, w) height of each sample above the plane (NaN where not valid), once fitted."""
+    fg: np.ndarray | None = None
+    """(h, w) bool: the sample is in the workspace above the table (candidate object point)."""
+    min_height_m: float = 0.0
+    """Samples lower than this above the plane are table."""
+
+    @classmethod
+    def build(cls, rgb: np.ndarray, depth: np.ndarray, intr: CameraIntrinsics, cfg: SegmentationConfig) -> CoarseGrid:
+        s, off = cfg.stride, cfg.stride // 2
+        pts = backproject_grid(intr, depth, s, off)
+        valid = np.isfinite(pts[..., 2]) & (pts[..., 2] < cfg.max_depth_m)
+        h, w = valid.shape
+        lab = None
+        if cfg.colour_split:
+            # Colour near each cell's centre (bilinear resize), for splitting touching objects.
+            lab = colour_features(cv2.resize(rgb[: h * s, : w * s], (w, h), interpolation=cv2.INTER_LINEAR))
+        spacing = pts[..., 2] * s / min(intr.fx, intr.fy)
+        return cls(s, off, pts, valid, spacing, depth, intr, lab)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.valid.shape
+
+    @property
+    def plane(self) -> np.ndarray:
+        return self.fit.plane
+
+    def set_plane(self, fit: PlaneFit, min_height_m: float, max_height_m: float) -> None:
+        """Store the support plane, the samples' heights above it and the workspace (between the two heights)."""
+        self.fit, self.min_height_m = fit, min_height_m
+        self.height = np.full(self.shape, np.nan)
+        self.height[self.valid] = signed_distance(fit.plane, self.points[self.valid])
+        self.fg = self.valid & (self.height > min_height_m) & (self.height < max_height_m)
+
+
+@dataclass
+class BoxedLabels:
+    """Full-resolution labels of the box around the clusters, and what the object masks are cleaned with."""
+
+    labels: np.ndarray
+    """(bh, bw) int32 labels (0 = background)."""
+    height: np.ndarray
+    """(bh, bw) float32 height of each pixel above the plane (NaN without depth)."""
+    box: tuple[slice, slice]
+    """Where the box lies in the full image."""
+    lab: np.ndarray | None
+    """(bh, bw, 3) colour features, None when colour is not used."""
 
 
 class TabletopSegmenter:
@@ -240,7 +185,7 @@ class TabletopSegmenter:
         if depth_m is None:
             result = self._segment_rgb(rgb, roi_box)
         else:
-            depth = _check_depth(depth_m, intrinsics)
+            depth = check_depth(depth_m, intrinsics)
             result = self._segment_rgbd(rgb, depth, intrinsics, roi_box)
             if result is None:
                 if not self.config.rgb_fallback:
@@ -258,90 +203,51 @@ class TabletopSegmenter:
         cfg = self.config
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        s = cfg.stride
-        H, W = depth.shape
-        off = s // 2  # sample pixel centres, so the coarse grid is symmetric in the image
-
-        # 1. Coarse back-projection: (h, w) grids of camera-frame coordinates.
-        us = np.arange(off, W, s, dtype=np.float64)
-        vs = np.arange(off, H, s, dtype=np.float64)
-        zc = depth[off::s, off::s].astype(np.float64)
-        xc = (us[None, :] - intr.cx) / intr.fx * zc
-        yc = (vs[:, None] - intr.cy) / intr.fy * zc
-        valid = np.isfinite(zc) & (zc < cfg.max_depth_m)
-        pts = np.stack([xc, yc, zc], axis=-1)  # (h, w, 3)
+        grid = CoarseGrid.build(rgb, depth, intr, cfg)
         timings["backproject"] = time.perf_counter() - t0
-
-        # 2. Support plane.
         t = time.perf_counter()
-        flat_valid = pts[valid]
         fit = fit_plane_ransac(
-            flat_valid,
+            grid.points[grid.valid],
             cfg.plane_distance_m,
-            cfg.ransac_iterations,
-            cfg.ransac_sample_points,
-            rng=np.random.default_rng(cfg.seed),
+            iterations=cfg.ransac_iterations,
+            sample_points=cfg.ransac_sample_points,
+            seed=cfg.seed,
         )
         timings["plane"] = time.perf_counter() - t
         if fit is None or fit.inlier_fraction < cfg.min_plane_fraction:
             frac = 0.0 if fit is None else fit.inlier_fraction
             logger.info("support plane holds %.0f%% of the points (< %.0f%%)", 100 * frac, 100 * cfg.min_plane_fraction)
             return None
-        plane = fit.plane
-        min_h = max(cfg.min_height_m, 4.0 * fit.sigma_m)
-
-        # 3. Workspace: above the plane, below max height, foot on the table.
         t = time.perf_counter()
-        height = np.full(zc.shape, np.nan)
-        height[valid] = signed_distance(plane, flat_valid)
-        fg = valid & (height > min_h) & (height < cfg.max_height_m)
-        if cfg.restrict_to_table and fg.any():
-            fg &= self._on_table(pts, height, fg, valid, fit, intr, s, off)
+        grid.set_plane(fit, max(cfg.min_height_m, 4.0 * fit.sigma_m), cfg.max_height_m)
+        if cfg.restrict_to_table and grid.fg.any():
+            grid.fg &= self._on_table(grid)
         timings["workspace"] = time.perf_counter() - t
-
-        # 4. Cluster the coarse grid.
         t = time.perf_counter()
-        lab = None
-        if cfg.colour_split:
-            # Mean colour of each coarse cell, CIE Lab (8-bit scaling), for splitting touching objects.
-            small = cv2.resize(rgb[: zc.shape[0] * s, : zc.shape[1] * s], (zc.shape[1], zc.shape[0]), cv2.INTER_AREA)
-            lab = colour_features(small)
-        coarse_labels = self._cluster(pts, fg, lab, intr, s, depth, off)
+        coarse_labels = self._cluster(grid)
         timings["cluster"] = time.perf_counter() - t
-
-        # 5. Full-resolution masks.
         t = time.perf_counter()
         objects: list[SegmentedObject] = []
         labels = np.zeros(depth.shape, dtype=np.int32)
         if coarse_labels.any():
-            box_labels, hf, box, lab_box = self._upsample_labels(
-                rgb, depth, coarse_labels, zc, lab, plane, intr, s, off, min_h
-            )
+            boxed = self._upsample_labels(grid, rgb, coarse_labels)
             timings["upsample"] = time.perf_counter() - t
             t = time.perf_counter()
-            objects, labels = self._make_objects(box_labels, box, depth, hf, lab_box, plane, intr, roi)
+            objects, labels = self._make_objects(grid, boxed, roi)
             timings["objects"] = time.perf_counter() - t
         polar = None
         if objects:
-            centre = np.mean([o.centroid_cam for o in objects], axis=0)
-            polar = polar_over_plane(plane, centre)
+            polar = polar_over_plane(fit.plane, np.mean([o.centroid_cam for o in objects], axis=0))
         timings["total"] = time.perf_counter() - t0
         return FrameSegmentation(
-            objects=objects, plane_cam=plane, camera_polar_deg=polar, labels=labels, timings=timings
+            objects=objects, plane_cam=fit.plane, camera_polar_deg=polar, labels=labels, timings=timings
         )
 
-    def _on_table(
-        self,
-        pts: np.ndarray,
-        height: np.ndarray,
-        fg: np.ndarray,
-        valid: np.ndarray,
-        fit: PlaneFit,
-        intr: CameraIntrinsics,
-        s: int,
-        off: int,
-    ) -> np.ndarray:
+    @staticmethod
+    def _on_table(grid: CoarseGrid) -> np.ndarray:
         """(h, w) bool: the foot of each point on the plane projects inside the image hull of the plane's inliers."""
+        fg, valid, fit, height = grid.fg, grid.valid, grid.fit, grid.height
+        s, off = grid.stride, grid.offset
         h, w = fg.shape
         inlier_grid = np.zeros((h, w), dtype=bool)
         inlier_grid[valid] = fit.inliers
@@ -353,36 +259,28 @@ class TabletopSegmenter:
         hull = cv2.convexHull(ends.astype(np.int32))
         table = np.zeros((h, w), dtype=np.uint8)
         cv2.fillConvexPoly(table, hull, 1)
-        feet = pts[fg] - height[fg, None] * fit.plane[None, :3]
+        feet = grid.points[fg] - height[fg, None] * fit.plane[None, :3]
         out = np.zeros((h, w), dtype=bool)
         in_front = feet[:, 2] > 1e-6
         fu = np.full(len(feet), -1, dtype=np.int64)
         fv = np.full(len(feet), -1, dtype=np.int64)
-        fu[in_front] = np.round((intr.fx * feet[in_front, 0] / feet[in_front, 2] + intr.cx - off) / s).astype(np.int64)
-        fv[in_front] = np.round((intr.fy * feet[in_front, 1] / feet[in_front, 2] + intr.cy - off) / s).astype(np.int64)
+        if in_front.any():
+            uv = (project_points(grid.intrinsics, feet[in_front]) - off) / s
+            fu[in_front], fv[in_front] = np.round(uv[:, 0]).astype(np.int64), np.round(uv[:, 1]).astype(np.int64)
         inside = (fu >= 0) & (fu < w) & (fv >= 0) & (fv < h)
         keep = np.zeros(len(feet), dtype=bool)
         keep[inside] = table[fv[inside], fu[inside]] > 0
         out[fg] = keep
         return out
 
-    def _cluster(
-        self,
-        pts: np.ndarray,
-        fg: np.ndarray,
-        lab: np.ndarray | None,
-        intr: CameraIntrinsics,
-        s: int,
-        depth: np.ndarray,
-        off: int,
-    ) -> np.ndarray:
+    def _cluster(self, grid: CoarseGrid) -> np.ndarray:
         """(h, w) int32 coarse labels 1..K (largest first, some numbers may be unused): connected components of the
         8-neighbour grid with links cut at 3D gaps; then clusters that fall apart into colour pieces touching only
         along a short contact are split (touching objects at the same depth); then fragments join their objects."""
         cfg = self.config
+        pts, fg, lab, spacing = grid.points, grid.fg, grid.lab, grid.spacing
         h, w = fg.shape
         index = np.arange(h * w).reshape(h, w)
-        spacing = pts[..., 2] * s / min(intr.fx, intr.fy)  # metres between grid neighbours, fronto-parallel
         pairs_a, pairs_b, linked, same_colour, gaps = [], [], [], [], []
         for dv, du in ((0, 1), (1, 0), (1, 1), (1, -1)):
             a = (slice(0, h - dv), slice(max(0, -du), w - max(0, du)))
@@ -419,13 +317,11 @@ class TabletopSegmenter:
         lut[ids[big]] = np.arange(1, len(big) + 1, dtype=np.int32)
         out = np.zeros((h, w), dtype=np.int32)
         out[fg] = lut[comp[fg]]
-        grazing = self._grazing_clusters(out, depth, s, off, intr)
-        self._attach_fragments(out, comp, pts, fg, spacing, grazing)
+        grazing = self._grazing_clusters(grid, out)
+        self._attach_fragments(grid, out, comp, grazing)
         return out
 
-    def _grazing_clusters(
-        self, labels: np.ndarray, depth: np.ndarray, s: int, off: int, intr: CameraIntrinsics
-    ) -> np.ndarray:
+    def _grazing_clusters(self, grid: CoarseGrid, labels: np.ndarray) -> np.ndarray:
         """(h, w) bool: the points of clusters that are a surface seen edge-on, which are then cleared from
         ``labels`` (in place) to be attached as fragments. A face nearly parallel to the rays (a box's side) ramps in
         depth faster than the coarse link tolerance, so each of its grid columns breaks off as a cluster one cell
@@ -443,9 +339,10 @@ class TabletopSegmenter:
         thin = np.setdiff1d(np.unique(labels[labels > 0]), np.unique(corner[block]))
         if len(thin) == 0:
             return grazing
+        depth, intr = grid.depth, grid.intrinsics
         H, W = depth.shape
         ii, jj = np.nonzero(np.isin(labels, thin))
-        v, u = ii * s + off, jj * s + off
+        v, u = ii * grid.stride + grid.offset, jj * grid.stride + grid.offset
         z = depth[v, u].astype(np.float64)
 
         def gentler(dv: int, du: int) -> np.ndarray:
@@ -465,15 +362,7 @@ class TabletopSegmenter:
         labels[grazing] = 0
         return grazing
 
-    def _attach_fragments(
-        self,
-        labels: np.ndarray,
-        comp: np.ndarray,
-        pts: np.ndarray,
-        fg: np.ndarray,
-        spacing: np.ndarray,
-        grazing: np.ndarray,
-    ) -> None:
+    def _attach_fragments(self, grid: CoarseGrid, labels: np.ndarray, comp: np.ndarray, grazing: np.ndarray) -> None:
         """Give fragments to a nearby object (in place): clusters too small to be objects (a thin rim or handle
         seen edge-on breaks off its object on the coarse grid) and faces seen edge-on (``grazing``, see
         :meth:`_grazing_clusters`). A fragment joins the object most of its points have a point of within two grid
@@ -482,22 +371,15 @@ class TabletopSegmenter:
         fragments with no such neighbour stay dropped; grazing faces with none stay objects of their own."""
         original = labels.copy()
         for _ in range(3):
-            if not self._attach_pass(labels, comp, pts, fg, spacing, grazing):
+            if not self._attach_pass(grid, labels, comp, grazing):
                 break
         lone = grazing & (labels == 0)
         labels[lone] = original[lone]
 
-    def _attach_pass(
-        self,
-        labels: np.ndarray,
-        comp: np.ndarray,
-        pts: np.ndarray,
-        fg: np.ndarray,
-        spacing: np.ndarray,
-        grazing: np.ndarray,
-    ) -> bool:
+    def _attach_pass(self, grid: CoarseGrid, labels: np.ndarray, comp: np.ndarray, grazing: np.ndarray) -> bool:
         """One pass of :meth:`_attach_fragments`; True when a fragment was attached."""
         cfg = self.config
+        pts, fg, spacing = grid.points, grid.fg, grid.spacing
         small = fg & (labels == 0)
         if not small.any() or not labels.any():
             return False
@@ -610,23 +492,11 @@ class TabletopSegmenter:
             next_id += len(objs)
         return out
 
-    def _upsample_labels(
-        self,
-        rgb: np.ndarray,
-        depth: np.ndarray,
-        coarse: np.ndarray,
-        zc: np.ndarray,
-        lab: np.ndarray | None,
-        plane: np.ndarray,
-        intr: CameraIntrinsics,
-        s: int,
-        off: int,
-        min_h: float,
-    ) -> tuple[np.ndarray, np.ndarray, tuple[slice, slice], np.ndarray | None]:
+    def _upsample_labels(self, grid: CoarseGrid, rgb: np.ndarray, coarse: np.ndarray) -> BoxedLabels:
         """Full-resolution labels: each foreground pixel takes the label of the neighbouring coarse sample closest
-        to it in depth (and colour, with ``lab``). Works in the box around the clusters only; returns
-        ``(labels, height above the plane, box, Lab colour or None)``, all of the box."""
+        to it in depth (and colour, when the grid has colour). Works in the box around the clusters only."""
         cfg = self.config
+        s, off, depth, intr = grid.stride, grid.offset, grid.depth, grid.intrinsics
         H, W = depth.shape
         h, w = coarse.shape
         cv_, cu_ = np.nonzero(coarse)
@@ -636,20 +506,13 @@ class TabletopSegmenter:
         x1 = min(W, (cu_.max() + 1) * s + off + s + 1)
         box = (slice(y0, y1), slice(x0, x1))
         d = depth[box]
-        # Height above the plane: z * (n . ray) + d with ray = ((u - cx)/fx, (v - cy)/fy, 1).
-        n = plane[:3]
-        ray_u = n[0] * (np.arange(x0, x1, dtype=np.float32) - intr.cx) / intr.fx
-        ray_v = n[1] * (np.arange(y0, y1, dtype=np.float32) - intr.cy) / intr.fy + n[2]
-        hf = d * (ray_v[:, None] + ray_u[None, :]).astype(np.float32) + np.float32(plane[3])
-        fg = np.isfinite(d) & (hf > min_h) & (hf < cfg.max_height_m)
+        hf = height_image(grid.plane, depth, intr, box)
+        fg = np.isfinite(d) & (hf > grid.min_height_m) & (hf < cfg.max_height_m)
         # Coarse neighbours of each pixel: rows i0, i0+1 and columns j0, j0+1.
         fi = np.clip(np.floor((np.arange(y0, y1) - off) / s).astype(np.int64), 0, h - 1)
         fj = np.clip(np.floor((np.arange(x0, x1) - off) / s).astype(np.int64), 0, w - 1)
-        zc32 = np.where(coarse > 0, zc, np.inf).astype(np.float32)  # a table sample never wins
+        zc32 = np.where(coarse > 0, grid.points[..., 2], np.inf).astype(np.float32)  # a table sample never wins
         tol = np.maximum(cfg.cluster_tolerance_m, d * np.float32(2.0 * cfg.cluster_tolerance_spacing * s / intr.fx))
-        lab_box = None
-        if lab is not None:
-            lab_box = colour_features(rgb[box])
         # 1. Depth alone: the candidate on the same surface (within tol) closest in depth.
         cand_labels, cand_dz = [], []
         for di in (0, 1):
@@ -664,25 +527,10 @@ class TabletopSegmenter:
         pick = np.argmin(dz_all, axis=0)
         best_dz = np.take_along_axis(dz_all, pick[None], 0)[0]
         best_label = np.take_along_axis(lab_all, pick[None], 0)[0]
-        # 2. Where candidates of two objects are both on the surface (touching objects at one depth), colour
-        # decides as well, with the clustering's colour weighting. Only these few pixels pay for it.
-        if lab_box is not None:
-            valid_c = np.isfinite(dz_all) & (lab_all > 0)
-            lab_masked = np.where(valid_c, lab_all, 0)
-            hi_l, lo_l = lab_masked.max(axis=0), np.where(valid_c, lab_all, np.iinfo(np.int32).max).min(axis=0)
-            amb = fg & valid_c.any(axis=0) & (hi_l != lo_l)
-            if amb.any():
-                av, au = np.nonzero(amb)
-                cost = np.full((4, len(av)), np.inf, dtype=np.float32)
-                for c, (di, dj) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
-                    ii = np.minimum(fi[av] + di, h - 1)
-                    jj = np.minimum(fj[au] + dj, w - 1)
-                    dc = lab_box[av, au] - lab[ii, jj]
-                    de = np.sqrt(dc[:, 0] ** 2 + dc[:, 1] ** 2 + dc[:, 2] ** 2)
-                    cost[c] = dz_all[c, av, au] / tol[av, au] + de / np.float32(cfg.colour_edge_threshold)
-                best = np.argmin(cost, axis=0)
-                best_label[av, au] = lab_all[best, av, au]
-                best_dz[av, au] = dz_all[best, av, au]
+        lab_box = None
+        if grid.lab is not None:
+            lab_box = colour_features(rgb[box])
+            self._resolve_by_colour(grid, lab_box, fg, fi, fj, dz_all, lab_all, tol, best_label, best_dz)
         labels = np.where(fg & (best_dz < tol), best_label, 0).astype(np.int32)
         # Foreground pixels at an object's rim whose coarse neighbours are all table: take a neighbour's label.
         # Then the object's base, between grow_height_m and min_h above the table, the same way (a few pixels).
@@ -696,27 +544,75 @@ class TabletopSegmenter:
                 if not take.any():
                     break
                 labels[take] = grown[take]
-        return labels, hf, box, lab_box
+        return BoxedLabels(labels=labels, height=hf, box=box, lab=lab_box)
+
+    def _resolve_by_colour(
+        self,
+        grid: CoarseGrid,
+        lab_box: np.ndarray,
+        fg: np.ndarray,
+        fi: np.ndarray,
+        fj: np.ndarray,
+        dz_all: np.ndarray,
+        lab_all: np.ndarray,
+        tol: np.ndarray,
+        best_label: np.ndarray,
+        best_dz: np.ndarray,
+    ) -> None:
+        """Where candidates of two objects are both on the surface (touching objects at one depth), colour decides
+        as well, with the clustering's colour weighting; updates ``best_label``/``best_dz`` in place. Only these
+        few pixels pay for it."""
+        h, w = grid.shape
+        valid_c = np.isfinite(dz_all) & (lab_all > 0)
+        lab_masked = np.where(valid_c, lab_all, 0)
+        hi_l, lo_l = lab_masked.max(axis=0), np.where(valid_c, lab_all, np.iinfo(np.int32).max).min(axis=0)
+        amb = fg & valid_c.any(axis=0) & (hi_l != lo_l)
+        if not amb.any():
+            return
+        av, au = np.nonzero(amb)
+        cost = np.full((4, len(av)), np.inf, dtype=np.float32)
+        for c, (di, dj) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+            ii = np.minimum(fi[av] + di, h - 1)
+            jj = np.minimum(fj[au] + dj, w - 1)
+            dc = lab_box[av, au] - grid.lab[ii, jj]
+            de = np.sqrt(dc[:, 0] ** 2 + dc[:, 1] ** 2 + dc[:, 2] ** 2)
+            cost[c] = dz_all[c, av, au] / tol[av, au] + de / np.float32(self.config.colour_edge_threshold)
+        best = np.argmin(cost, axis=0)
+        best_label[av, au] = lab_all[best, av, au]
+        best_dz[av, au] = dz_all[best, av, au]
 
     def _make_objects(
-        self,
-        labels: np.ndarray,
-        box: tuple[slice, slice],
-        depth: np.ndarray,
-        hf: np.ndarray,
-        lab_box: np.ndarray | None,
-        plane: np.ndarray,
-        intr: CameraIntrinsics,
-        roi: tuple[int, int, int, int] | None,
+        self, grid: CoarseGrid, boxed: BoxedLabels, roi: tuple[int, int, int, int] | None
     ) -> tuple[list[SegmentedObject], np.ndarray]:
-        """Clean each cluster's mask (specks, holes) and measure it. ``labels``, ``hf`` and ``lab_box`` (Lab colour
-        or None) cover ``box`` only."""
+        """Clean each cluster's mask (specks, holes), keep the largest ``max_objects`` (inside ``roi`` when given)
+        and measure them; returns the objects and the full-image label image."""
         cfg = self.config
-        H, W = depth.shape
-        by, bx = box[0].start, box[1].start
+        H, W = grid.depth.shape
+        by, bx = boxed.box[0].start, boxed.box[1].start
+        axes = plane_axes(grid.plane)
+        objects: list[SegmentedObject] = []
+        new_labels = np.zeros((H, W), dtype=np.int32)
+        for m, (y0, y1, x0, x1), area in self._clean_masks(boxed)[: cfg.max_objects]:
+            gy0, gy1, gx0, gx1 = y0 + by, y1 + by, x0 + bx, x1 + bx  # crop in full-image pixels
+            if roi is not None:
+                rx0, ry0, rx1, ry1 = roi
+                inside = m[max(0, ry0 - gy0) : max(0, ry1 - gy0), max(0, rx0 - gx0) : max(0, rx1 - gx0)].sum()
+                if inside < cfg.min_roi_overlap * area:
+                    continue
+            full = np.zeros((H, W), dtype=bool)
+            full[gy0:gy1, gx0:gx1] = m
+            obj = self._measure(grid, full, axes, len(objects) + 1)
+            if obj is not None:
+                new_labels[full] = obj.id
+                objects.append(obj)
+        return objects, new_labels
+
+    def _clean_masks(self, boxed: BoxedLabels) -> list[tuple[np.ndarray, tuple[int, int, int, int], int]]:
+        """``(mask crop, (y0, y1, x0, x1) in the box, area)`` of every cleaned cluster large enough, largest first."""
+        cfg = self.config
+        labels = boxed.labels
         bh, bw = labels.shape
-        d_box = depth[box]
-        table_seen = np.isfinite(d_box) & (hf <= cfg.grow_height_m)
+        table_seen = np.isfinite(boxed.height) & (boxed.height <= cfg.grow_height_m)
         candidates: list[tuple[np.ndarray, tuple[int, int, int, int], int]] = []
         for k, sl in enumerate(ndimage.find_objects(labels), start=1):
             if sl is None:
@@ -732,60 +628,42 @@ class TabletopSegmenter:
                 m = np.isin(cc, np.flatnonzero(areas >= cfg.speck_fraction * areas.max()) + 1)
             if cfg.fill_holes:
                 crop = (slice(y0, y1), slice(x0, x1))
-                m |= self._holes_to_fill(m, lab == 0, table_seen[crop], None if lab_box is None else lab_box[crop])
+                colour = None if boxed.lab is None else boxed.lab[crop]
+                m |= self._holes_to_fill(m, lab == 0, table_seen[crop], colour)
             area = int(m.sum())
             if area >= cfg.min_object_area_px:
                 candidates.append((m, (y0, y1, x0, x1), area))
         candidates.sort(key=lambda item: -item[2])
-        axes = plane_axes(plane)
-        objects: list[SegmentedObject] = []
-        new_labels = np.zeros((H, W), dtype=np.int32)
-        for m, (y0, y1, x0, x1), area in candidates[: cfg.max_objects]:
-            gy0, gy1, gx0, gx1 = y0 + by, y1 + by, x0 + bx, x1 + bx  # crop in full-image pixels
-            if roi is not None:
-                rx0, ry0, rx1, ry1 = roi
-                inside = m[max(0, ry0 - gy0) : max(0, ry1 - gy0), max(0, rx0 - gx0) : max(0, rx1 - gx0)].sum()
-                if inside < cfg.min_roi_overlap * area:
-                    continue
-            vv, uu = np.nonzero(m)
-            z = d_box[y0:y1, x0:x1][vv, uu]
-            ok = np.isfinite(z)
-            if ok.sum() < 3:
-                continue
-            z = z[ok].astype(np.float64)
-            u = uu[ok] + gx0
-            v = vv[ok] + gy0
-            p = np.stack([(u - intr.cx) / intr.fx * z, (v - intr.cy) / intr.fy * z, z], axis=1)
-            centroid = p.mean(axis=0)
-            q = p[:, 0:1] * axes[:, 0] + p[:, 1:2] * axes[:, 1] + p[:, 2:3] * axes[:, 2]  # plane frame
-            size_on_plane = np.array([np.ptp(q[:, 0]), np.ptp(q[:, 1]), max(0.0, float(q[:, 2].max() + plane[3]))])
-            coverage = float(ok.mean())
-            # Confidence: depth backs the mask, and there are enough points to trust the cluster.
-            size_term = min(1.0, len(z) / (20.0 * cfg.min_object_points))
-            obj_id = len(objects) + 1
-            full = np.zeros((H, W), dtype=bool)
-            full[gy0:gy1, gx0:gx1] = m
-            new_labels[gy0:gy1, gx0:gx1][m] = obj_id
-            objects.append(
-                SegmentedObject(
-                    id=obj_id,
-                    mask=full,
-                    box_xyxy=(
-                        int(uu.min() + gx0),
-                        int(vv.min() + gy0),
-                        int(uu.max() + gx0 + 1),
-                        int(vv.max() + gy0 + 1),
-                    ),
-                    centroid_cam=centroid,
-                    extent_m=p.max(axis=0) - p.min(axis=0),
-                    score=float(np.clip(0.5 + 0.5 * coverage * size_term, 0.0, 1.0)),
-                    method=METHOD_RGBD,
-                    camera_polar_deg=polar_over_plane(plane, centroid),
-                    size_on_plane_m=size_on_plane,
-                    depth_coverage=coverage,
-                )
-            )
-        return objects, new_labels
+        return candidates
+
+    def _measure(self, grid: CoarseGrid, mask: np.ndarray, axes: np.ndarray, obj_id: int) -> SegmentedObject | None:
+        """The object of a full-image mask: box, 3D centroid and extent, size on the plane, polar, confidence; None
+        with fewer than 3 depth pixels."""
+        plane = grid.plane
+        vv, uu = np.nonzero(mask)
+        z = grid.depth[vv, uu]
+        ok = np.isfinite(z)
+        if ok.sum() < 3:
+            return None
+        p = grid.intrinsics.backproject_pixels(uu[ok], vv[ok], z[ok])
+        centroid = p.mean(axis=0)
+        q = np.einsum("ki,ni->nk", axes, p)  # plane frame: footprint along e1, e2, height along n
+        size_on_plane = np.array([np.ptp(q[:, 0]), np.ptp(q[:, 1]), max(0.0, float(q[:, 2].max() + plane[3]))])
+        coverage = float(ok.mean())
+        # Confidence: depth backs the mask, and there are enough points to trust the cluster.
+        size_term = min(1.0, len(p) / (20.0 * self.config.min_object_points))
+        return SegmentedObject(
+            id=obj_id,
+            mask=mask,
+            box_xyxy=(int(uu.min()), int(vv.min()), int(uu.max()) + 1, int(vv.max()) + 1),
+            centroid_cam=centroid,
+            extent_m=p.max(axis=0) - p.min(axis=0),
+            score=float(np.clip(0.5 + 0.5 * coverage * size_term, 0.0, 1.0)),
+            method=METHOD_RGBD,
+            camera_polar_deg=polar_over_plane(plane, centroid),
+            size_on_plane_m=size_on_plane,
+            depth_coverage=coverage,
+        )
 
     @staticmethod
     def _holes_to_fill(
@@ -796,7 +674,7 @@ class TabletopSegmenter:
         whose bottom is within millimetres of the table; a mug handle shows the table and stays open)."""
         # Close small gaps first: a thin rim seen edge-on (the front lip of a bowl) must not open the hole.
         closed = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8)) > 0
-        filled = _fill_holes(closed | mask)
+        filled = fill_holes(closed | mask)
         holes = filled & ~mask & free
         if not holes.any():
             return holes
@@ -815,8 +693,6 @@ class TabletopSegmenter:
 
     # ------------------------------------------------------------------- RGB
     def _segment_rgb(self, rgb: np.ndarray, roi: tuple[int, int, int, int] | None) -> FrameSegmentation:
-        from z123_ros.segmentation.rgb import segment_rgb
-
         t0 = time.perf_counter()
         objects = segment_rgb(rgb, roi, self.config, promptable=self.promptable)
         labels = np.zeros(rgb.shape[:2], dtype=np.int32)

@@ -1,0 +1,87 @@
+"""Settings of the segmentation stage (one dataclass, read by the CLI, the benchmark and the node's parameters)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from z123_ros.errors import ConfigError
+
+
+@dataclass
+class SegmentationConfig:
+    """Settings of :class:`TabletopSegmenter`. Distances in metres, sizes in full-resolution pixels."""
+
+    stride: int = 4
+    """Back-project and cluster every ``stride``-th pixel in each direction (4 on VGA: ~19 k points)."""
+    plane_distance_m: float = 0.008
+    """RANSAC inlier threshold for the support plane."""
+    ransac_iterations: int = 200
+    """Plane hypotheses drawn by RANSAC."""
+    ransac_sample_points: int = 1000
+    """Points each hypothesis is scored on (a random subsample of the coarse grid)."""
+    min_plane_fraction: float = 0.1
+    """The plane must hold at least this fraction of the valid coarse points, else the frame has no support plane."""
+    min_height_m: float = 0.006
+    """Points lower than this above the plane are table. Raised to 4 sigma of the plane's depth noise when larger."""
+    grow_height_m: float = 0.0015
+    """Pixels between this height and ``min_height_m`` next to an object are added back to it (its base)."""
+    max_height_m: float = 0.6
+    """Points higher than this above the plane are not objects on the table (shelves, people, walls)."""
+    max_depth_m: float = 4.0
+    """Workspace range along the optical axis."""
+    restrict_to_table: bool = True
+    """Keep only points whose foot on the plane falls inside the image hull of the plane's inlier pixels."""
+    cluster_tolerance_m: float = 0.012
+    """Neighbouring coarse points closer than this in 3D belong to the same object."""
+    cluster_tolerance_spacing: float = 2.5
+    """...or closer than this many times the coarse grid spacing at their depth (far or slanted surfaces)."""
+    colour_split: bool = True
+    """Split a depth cluster whose colour falls apart into several large pieces (touching objects of different
+    colours at the same depth). Turn off for strongly multi-coloured objects."""
+    colour_edge_threshold: float = 18.0
+    """Colour difference (see ``colour_features``) that cuts a link between neighbouring points."""
+    self_occlusion_gap_m: float = 0.04
+    """Join two clusters of one colour across a depth step whose smallest 3D gap is below this (one object hiding
+    part of itself); 0 = never. Needs ``colour_split``."""
+    grazing_angle_deg: float = 70.0
+    """A cluster one coarse cell wide whose surface is seen at more than this angle from its normal (a box's side
+    face seen edge-on, its depth ramping steeply across the image) joins the object within
+    ``self_occlusion_gap_m`` of it; 90 = never. Thin clusters facing the camera (a pen) stay objects."""
+    max_contact_fraction: float = 0.5
+    """A colour piece counts as an object of its own when at most this fraction of its boundary is contact with
+    other colours of the same cluster (the rest: table, background, depth edges)."""
+    min_object_points: int = 15
+    """Clusters with fewer coarse points are dropped as noise."""
+    min_object_area_px: int = 200
+    """Objects whose final mask is smaller are dropped."""
+    speck_fraction: float = 0.1
+    """Disconnected pieces of a mask smaller than this fraction of its largest piece are dropped as specks."""
+    fill_holes: bool = True
+    """Fill holes of a mask unless the table (valid depth on the plane) or another object shows through them."""
+    max_objects: int = 32
+    """At most this many objects per frame (the largest win)."""
+    seed: int = 0
+    """Seed of the RANSAC sampler: the same frame always gives the same result."""
+    rgb_fallback: bool = True
+    """Without depth, or with depth but no plane, fall back to RGB-only segmentation (lower scores)."""
+    grabcut_iterations: int = 3
+    """GrabCut iterations of the RGB-only fallback."""
+    grabcut_max_side: int = 240
+    """The RGB-only fallback works on an image resized so its longer side is at most this (speed)."""
+    min_roi_overlap: float = 0.5
+    """With an roi, RGB-D objects are kept when at least this fraction of their mask lies inside it."""
+
+    def validate(self) -> None:
+        if not 1 <= self.stride <= 32:
+            raise ConfigError(f"stride must be in 1..32, got {self.stride}")
+        for name in ("plane_distance_m", "min_height_m", "max_height_m", "max_depth_m", "cluster_tolerance_m"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.max_height_m <= self.min_height_m:
+            raise ConfigError(f"max_height_m ({self.max_height_m}) must exceed min_height_m ({self.min_height_m})")
+        if not 0 < self.min_plane_fraction < 1:
+            raise ConfigError(f"min_plane_fraction must be in (0, 1), got {self.min_plane_fraction}")
+        if self.ransac_iterations < 1 or self.ransac_sample_points < 3:
+            raise ConfigError("ransac_iterations must be >= 1 and ransac_sample_points >= 3")
+        if not 0 < self.grazing_angle_deg <= 90:
+            raise ConfigError(f"grazing_angle_deg must be in (0, 90], got {self.grazing_angle_deg}")
