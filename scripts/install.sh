@@ -2,7 +2,8 @@
 # Set up z123_ros on a fresh Debian/Ubuntu machine with no ROS installed. Idempotent: a second run takes seconds.
 #   1. apt packages the stack needs (only those missing; needs root or sudo)
 #   2. a virtual environment .venv with the pinned Python stack (constraints.txt), ROS 2 from pip wheels
-#   3. the z123_interfaces messages built with CMake into the venv (scripts/build_interfaces.py)
+#   3. the z123_interfaces messages (and tf2_msgs, which has no pip wheel, unless one is installed) built with CMake
+#      into the venv (scripts/build_interfaces.py)
 #   4. the z123_ros package itself (console scripts z123, z123-node, z123-sim-camera; share files in the ament index)
 # Environment: PYTHON (default python3, must be 3.11: the ROS 2 wheels are cp311), VENV (default .venv).
 set -euo pipefail
@@ -51,5 +52,5 @@ fi
 # 4. the package (non-editable: data_files land in the ament index; reinstalled on every run, ~2 s)
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation .
 rm -rf build/lib build/bdist.* ./*.egg-info
-"$VENV/bin/python" -c "import z123_ros, z123_interfaces.msg, rclpy" 
+"$VENV/bin/python" -c "import z123_ros, z123_interfaces.msg, tf2_msgs.msg, rclpy"
 echo "[install] ready in $(( $(date +%s) - start )) s: $(du -sh "$VENV" | cut -f1) in $VENV"

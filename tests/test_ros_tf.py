@@ -1,0 +1,221 @@
+"""The transform buffer (z123_ros.ros.tf, no ROS needed) and its /tf listener (rclpy)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from z123_ros.camera import invert, look_at, transform_points
+from z123_ros.ros.tf import (
+    TransformBuffer,
+    TransformError,
+    make_transform,
+    matrix_to_quaternion,
+    quaternion_to_matrix,
+    slerp,
+)
+
+S = 1_000_000_000  # ns per second
+
+
+def _random_rotation(rng: np.random.Generator) -> np.ndarray:
+    q = rng.normal(size=4)
+    return quaternion_to_matrix(q / np.linalg.norm(q))
+
+
+def _set(buffer: TransformBuffer, parent: str, child: str, stamp_ns: int, T: np.ndarray, static: bool = False) -> None:
+    buffer.set_transform(parent, child, stamp_ns, T[:3, 3], matrix_to_quaternion(T[:3, :3]), static=static)
+
+
+def _rot_z(deg: float, t=(0.0, 0.0, 0.0)) -> np.ndarray:
+    a = np.deg2rad(deg)
+    T = np.eye(4)
+    T[:2, :2] = [[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]
+    T[:3, 3] = t
+    return T
+
+
+def test_quaternion_round_trip_and_slerp_halfway() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        R = _random_rotation(rng)
+        np.testing.assert_allclose(quaternion_to_matrix(matrix_to_quaternion(R)), R, atol=1e-12)
+    # 180 degree rotations (trace = -1) are the hard case of matrix -> quaternion.
+    for axis in np.eye(3):
+        R = 2 * np.outer(axis, axis) - np.eye(3)
+        np.testing.assert_allclose(quaternion_to_matrix(matrix_to_quaternion(R)), R, atol=1e-12)
+    q0, q1 = matrix_to_quaternion(_rot_z(0)[:3, :3]), matrix_to_quaternion(_rot_z(90)[:3, :3])
+    np.testing.assert_allclose(quaternion_to_matrix(slerp(q0, q1, 0.5)), _rot_z(45)[:3, :3], atol=1e-12)
+    # q and -q are the same rotation: slerp takes the short arc (30 degrees, not 330).
+    np.testing.assert_allclose(quaternion_to_matrix(slerp(q0, -q1, 1 / 3)), _rot_z(30)[:3, :3], atol=1e-12)
+
+
+def test_interpolates_translation_linearly_and_rotation_by_slerp() -> None:
+    buffer = TransformBuffer()
+    _set(buffer, "world", "camera", 10 * S, _rot_z(0, (0.0, 0.0, 1.0)))
+    _set(buffer, "world", "camera", 12 * S, _rot_z(60, (1.0, 2.0, 1.0)))
+    T = buffer.lookup("world", "camera", 11 * S + S // 2)  # 3/4 of the way
+    np.testing.assert_allclose(T, _rot_z(45, (0.75, 1.5, 1.0)), atol=1e-12)
+    np.testing.assert_allclose(buffer.lookup("world", "camera", 10 * S), _rot_z(0, (0, 0, 1.0)), atol=1e-12)
+    # The inverse direction is the inverse transform.
+    np.testing.assert_allclose(buffer.lookup("camera", "world", 11 * S), invert(_rot_z(30, (0.5, 1, 1))), atol=1e-12)
+
+
+def test_no_extrapolation_beyond_the_samples() -> None:
+    buffer = TransformBuffer()
+    _set(buffer, "world", "camera", 10 * S, np.eye(4))
+    _set(buffer, "world", "camera", 11 * S, np.eye(4))
+    with pytest.raises(TransformError, match="known from 10.000 to 11.000"):
+        buffer.lookup("world", "camera", 12 * S)
+    with pytest.raises(TransformError):
+        buffer.lookup("world", "camera", 9 * S)
+    tolerant = TransformBuffer(extrapolation_s=0.5)
+    _set(tolerant, "world", "camera", 10 * S, np.eye(4))
+    assert tolerant.can_transform("world", "camera", 10 * S + S // 4)
+    assert not tolerant.can_transform("world", "camera", 11 * S)
+
+
+def test_chains_static_and_dynamic_edges_through_intermediate_frames() -> None:
+    """map -> odom (static) -> base_link (moving) -> camera_link (static) -> optical (static), and a second branch
+    base_link -> gripper: every lookup equals the product of the edges."""
+    rng = np.random.default_rng(1)
+    edges = {}
+    for name in ("odom", "camera_link", "optical", "gripper"):
+        T = np.eye(4)
+        T[:3, :3], T[:3, 3] = _random_rotation(rng), rng.normal(size=3)
+        edges[name] = T
+    buffer = TransformBuffer()
+    _set(buffer, "map", "odom", 0, edges["odom"], static=True)
+    _set(buffer, "base_link", "camera_link", 0, edges["camera_link"], static=True)
+    _set(buffer, "camera_link", "optical", 0, edges["optical"], static=True)
+    _set(buffer, "base_link", "gripper", 0, edges["gripper"], static=True)
+    _set(buffer, "odom", "base_link", 1 * S, _rot_z(0, (0, 0, 0)))
+    _set(buffer, "odom", "base_link", 3 * S, _rot_z(90, (2, 0, 0)))
+    base_at_2 = _rot_z(45, (1, 0, 0))
+    expected = edges["odom"] @ base_at_2 @ edges["camera_link"] @ edges["optical"]
+    np.testing.assert_allclose(buffer.lookup("map", "optical", 2 * S), expected, atol=1e-12)
+    gripper_from_optical = invert(edges["gripper"]) @ edges["camera_link"] @ edges["optical"]
+    # Both frames hang off base_link: the moving edge cancels out, any time (even outside its samples) works.
+    np.testing.assert_allclose(buffer.lookup("gripper", "optical", 99 * S), gripper_from_optical, atol=1e-12)
+    # Points map through the chain as through the product.
+    p = rng.normal(size=(5, 3))
+    np.testing.assert_allclose(
+        transform_points(buffer.lookup("optical", "map", 2 * S), transform_points(expected, p)), p, atol=1e-12
+    )
+    assert buffer.frames() == {"map", "odom", "base_link", "camera_link", "optical", "gripper"}
+
+
+def test_time_zero_is_the_latest_common_time() -> None:
+    buffer = TransformBuffer()
+    _set(buffer, "world", "a", 1 * S, _rot_z(0, (0, 0, 0)))
+    _set(buffer, "world", "a", 3 * S, _rot_z(0, (3, 0, 0)))
+    _set(buffer, "world", "b", 1 * S, _rot_z(0, (0, 0, 0)))
+    _set(buffer, "world", "b", 2 * S, _rot_z(0, (0, 1, 0)))
+    # Latest common time is 2 s (b's last sample), where a is halfway between x = 0 and x = 3.
+    np.testing.assert_allclose(buffer.lookup("b", "a", 0)[:3, 3], [1.5, -1.0, 0.0], atol=1e-12)
+
+
+def test_errors_name_the_problem() -> None:
+    buffer = TransformBuffer()
+    _set(buffer, "world", "camera", 0, np.eye(4), static=True)
+    _set(buffer, "robot", "wrist", 0, np.eye(4), static=True)
+    with pytest.raises(TransformError, match="'base' does not exist"):
+        buffer.lookup("base", "camera")
+    with pytest.raises(TransformError, match="not connected"):
+        buffer.lookup("world", "wrist")
+    with pytest.raises(TransformError, match="non-finite"):
+        buffer.set_transform("world", "x", 0, (np.nan, 0, 0), (0, 0, 0, 1))
+    with pytest.raises(TransformError, match="zero quaternion"):
+        buffer.set_transform("world", "x", 0, (0, 0, 0), (0, 0, 0, 0))
+    with pytest.raises(TransformError, match="must be set and differ"):
+        buffer.set_transform("world", "world", 0, (0, 0, 0), (0, 0, 0, 1))
+    # A non-unit quaternion is normalised, as tf2 does.
+    buffer.set_transform("world", "y", 0, (0, 0, 0), (0, 0, 0, 2), static=True)
+    np.testing.assert_allclose(buffer.lookup("world", "y"), np.eye(4))
+
+
+def test_cache_keeps_only_recent_samples() -> None:
+    buffer = TransformBuffer(cache_time_s=2.0)
+    for t in range(10):
+        _set(buffer, "world", "camera", t * S, _rot_z(0, (t, 0, 0)))
+    assert buffer.can_transform("world", "camera", 8 * S) and not buffer.can_transform("world", "camera", 6 * S)
+    # Out-of-order arrival inside the window is inserted in time order.
+    _set(buffer, "world", "camera", 8 * S + S // 2, _rot_z(0, (100, 0, 0)))
+    assert buffer.lookup("world", "camera", 8 * S + S // 2)[0, 3] == 100.0
+
+
+def test_wait_for_returns_when_the_transform_arrives() -> None:
+    buffer = TransformBuffer()
+    started = threading.Event()
+
+    def publish_later() -> None:
+        started.wait()
+        _set(buffer, "world", "camera", 5 * S, look_at(np.array([1.0, 0, 1]), np.zeros(3)))
+
+    thread = threading.Thread(target=publish_later)
+    thread.start()
+    started.set()
+    # Generous timeout: the test only fails if the notification never wakes the waiter.
+    T = buffer.wait_for("world", "camera", 5 * S, timeout_s=60.0)
+    thread.join()
+    np.testing.assert_allclose(T[:3, 3], [1.0, 0, 1])
+    with pytest.raises(TransformError, match="does not exist"):
+        buffer.wait_for("world", "nowhere", 5 * S, timeout_s=0.01)
+
+
+def test_make_transform_matches_the_matrix() -> None:
+    T = look_at(np.array([0.5, -0.3, 0.4]), np.array([0.0, 0.0, 0.05]))
+    np.testing.assert_allclose(make_transform(T[:3, 3], matrix_to_quaternion(T[:3, :3])), T, atol=1e-12)
+
+
+@pytest.mark.ros
+def test_listener_receives_static_and_dynamic_tf() -> None:
+    """A probe publishes /tf_static before the listener exists (latched) and /tf after: both are looked up."""
+    rclpy = pytest.importorskip("rclpy")
+    from rclpy.executors import SingleThreadedExecutor
+    from tf2_msgs.msg import TFMessage
+
+    from z123_ros.ros import tf_listener as tfl
+
+    context = rclpy.context.Context()
+    rclpy.init(context=context, args=[])
+    try:
+        pub_node = rclpy.create_node("tf_probe", context=context)
+        static_pub = pub_node.create_publisher(TFMessage, tfl.TF_STATIC_TOPIC, tfl.TF_STATIC_QOS)
+        tf_pub = pub_node.create_publisher(TFMessage, tfl.TF_TOPIC, tfl.TF_QOS)
+        stamp = pub_node.get_clock().now().to_msg()
+        mount = _rot_z(90, (0.1, 0.0, 0.5))
+        static_pub.publish(TFMessage(transforms=[tfl.transform_stamped("base_link", "camera", mount, stamp)]))
+        listen_node = rclpy.create_node("tf_listen", context=context)
+        listener = tfl.TfListener(listen_node, prefer_tf2_ros=False)
+        assert listener.backend == "z123"
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(pub_node)
+        executor.add_node(listen_node)
+        odom = _rot_z(30, (1.0, 2.0, 0.0))
+        bad = tfl.transform_stamped("world", "broken", np.eye(4), stamp)
+        bad.transform.rotation.w = 0.0
+        tf_pub.publish(TFMessage(transforms=[tfl.transform_stamped("world", "base_link", odom, stamp), bad]))
+        done = threading.Event()
+
+        def spin() -> None:
+            while not done.is_set():
+                executor.spin_once(timeout_sec=0.05)
+
+        spinner = threading.Thread(target=spin)
+        spinner.start()
+        try:
+            T = listener.lookup("world", "camera", tfl.stamp_to_ns(stamp), timeout_s=60.0)
+        finally:
+            done.set()
+            spinner.join()
+        np.testing.assert_allclose(T, odom @ mount, atol=1e-9)
+        assert listener.rejected == 1
+        with pytest.raises(TransformError):
+            listener.lookup("world", "nowhere", 0, timeout_s=0.01)
+        listener.destroy()
+        executor.shutdown()
+    finally:
+        rclpy.shutdown(context=context)
