@@ -7,18 +7,21 @@ the node turns those into counted, dropped frames.
 
 Supported image encodings: rgb8, bgr8, rgba8, bgra8, mono8, 16UC1 (alias mono16), 32FC1. Row padding (``step`` larger
 than ``width * bytes_per_pixel``) and big-endian data (``is_bigendian``) are handled on input; outputs are written
-little-endian, unpadded unless asked.
+little-endian, unpadded unless asked. Compressed inputs (sensor_msgs/CompressedImage, as image_transport's
+``compressed`` and ``compressedDepth`` plugins publish them) are decoded at the end of this module.
 """
 
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from geometry_msgs.msg import Point, Pose, Vector3
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField, RegionOfInterest
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField, RegionOfInterest
 from shape_msgs.msg import Mesh, MeshTriangle
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
@@ -571,3 +574,112 @@ def reconstruction_to_msg(
 def header_stamp_s(header: Header) -> float:
     """A header's stamp in seconds (float)."""
     return float(header.stamp.sec) + 1e-9 * float(header.stamp.nanosec)
+
+
+# ------------------------------------------------------------------------------------- compressed images
+# sensor_msgs/CompressedImage as image_transport's plugins write it (robots stream colour and depth this way over
+# Wi-Fi). Colour ("compressed" transport): format "<raw encoding>; <jpeg|png> compressed <bgr8|rgb8|mono8>", older
+# publishers just "jpeg" / "png"; the payload is a plain JPEG/PNG file. Depth ("compressedDepth" transport): format
+# "<16UC1|32FC1>; compressedDepth png", payload = a 12-byte ConfigHeader (int32 format, float32 depthParam[2],
+# little-endian) then a 16-bit PNG: millimetres for 16UC1, quantised inverse depth for 32FC1
+# (depth_m = depthParam[0] / (value - depthParam[1]), 0 = no reading).
+
+#: The ConfigHeader of compressed_depth_image_transport (format enum INV_DEPTH = 0, two quantisation floats).
+COMPRESSED_DEPTH_HEADER = struct.Struct("<iff")
+#: Largest compressed payload accepted, bytes: far above any real camera frame, below a memory-exhausting one.
+MAX_COMPRESSED_BYTES = 64 * 1024 * 1024
+
+
+def _decode_payload(data: bytes, flags: int, what: str) -> np.ndarray:
+    if not 0 < len(data) <= MAX_COMPRESSED_BYTES:
+        raise InputError(f"{what} compressed payload has {len(data)} bytes (must be 1..{MAX_COMPRESSED_BYTES})")
+    try:
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
+    except cv2.error as exc:
+        raise InputError(f"{what} compressed payload could not be decoded: {exc}") from exc
+    if image is None or image.size == 0:
+        raise InputError(f"{what} compressed payload is not a decodable JPEG/PNG image")
+    height, width = image.shape[:2]
+    if not (height <= MAX_IMAGE_SIDE and width <= MAX_IMAGE_SIDE):
+        raise InputError(f"{what} compressed image size {width}x{height} is above {MAX_IMAGE_SIDE} pixels")
+    return image
+
+
+def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
+    """A ``compressed``-transport colour image (JPEG or PNG) -> (H, W, 3) uint8 RGB."""
+    fmt = msg.format.lower()
+    if "compresseddepth" in fmt:
+        raise InputError(f"colour input has a compressedDepth format {msg.format!r}; use it as depth input")
+    if "jpeg" not in fmt and "jpg" not in fmt and "png" not in fmt:
+        raise InputError(f"colour compressed format {msg.format!r} is neither jpeg nor png")
+    image = _decode_payload(bytes(msg.data), cv2.IMREAD_UNCHANGED, "colour")
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2).astype(np.uint8, copy=False)
+    if image.dtype != np.uint8 or image.shape[2] not in (3, 4):
+        raise InputError(f"colour compressed image has {image.shape[2]} channels of {image.dtype}; need 8-bit colour")
+    # cv2 returns the channels in the order they were written: the plugin writes bgr8 unless the format says rgb8.
+    if "compressed rgb" in fmt:
+        return np.ascontiguousarray(image[:, :, :3])
+    return np.ascontiguousarray(image[:, :, 2::-1])
+
+
+def rgb_to_compressed(
+    rgb: np.ndarray, fmt: str = "jpeg", header: Header | None = None, jpeg_quality: int = 95
+) -> CompressedImage:
+    """(H, W, 3) uint8 RGB -> a CompressedImage as compressed_image_transport publishes it (bgr8 payload)."""
+    if fmt not in ("jpeg", "png"):
+        raise InputError(f"compressed colour format {fmt!r} is not supported; use jpeg or png")
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise InputError(f"colour to compress must be (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}")
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if fmt == "jpeg" else [cv2.IMWRITE_PNG_COMPRESSION, 3]
+    ok, payload = cv2.imencode(f".{fmt}", np.ascontiguousarray(rgb[:, :, ::-1]), params)
+    if not ok:
+        raise InputError(f"OpenCV could not encode a {rgb.shape[1]}x{rgb.shape[0]} image as {fmt}")
+    msg = CompressedImage(format=f"rgb8; {fmt} compressed bgr8", data=payload.tobytes())
+    if header is not None:
+        msg.header = header
+    return msg
+
+
+def compressed_depth_to_metres(msg: CompressedImage) -> np.ndarray:
+    """A ``compressedDepth``-transport image (16UC1 or 32FC1, png) -> (H, W) float32 metres, NaN = no reading."""
+    encoding, _, codec = msg.format.partition(";")
+    encoding, codec = encoding.strip(), codec.strip()
+    if codec and codec not in ("compressedDepth", "compressedDepth png"):
+        raise InputError(f"depth compressed format {msg.format!r} is not supported; need '16UC1; compressedDepth png'")
+    if encoding not in ("16UC1", "mono16", "32FC1"):
+        raise InputError(f"compressedDepth encoding {encoding!r} is not supported; use 16UC1 or 32FC1")
+    data = bytes(msg.data)
+    if len(data) <= COMPRESSED_DEPTH_HEADER.size:
+        raise InputError(f"compressedDepth payload has {len(data)} bytes, no room for the 12-byte header and a PNG")
+    _, quant_a, quant_b = COMPRESSED_DEPTH_HEADER.unpack_from(data)
+    raw = _decode_payload(data[COMPRESSED_DEPTH_HEADER.size :], cv2.IMREAD_UNCHANGED, "depth")
+    if raw.ndim != 2 or raw.dtype != np.uint16:
+        raise InputError(f"compressedDepth PNG must be one 16-bit channel, got shape {raw.shape} {raw.dtype}")
+    if encoding == "32FC1":
+        if not (math.isfinite(quant_a) and math.isfinite(quant_b) and quant_a > 0):
+            raise InputError(f"compressedDepth header has bad quantisation parameters ({quant_a}, {quant_b})")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            depth = (quant_a / (raw.astype(np.float32) - np.float32(quant_b))).astype(np.float32)
+    else:
+        depth = raw.astype(np.float32) * np.float32(1e-3)
+    depth[(raw == 0) | ~np.isfinite(depth) | (depth <= 0)] = np.nan
+    return depth
+
+
+def depth_to_compressed_depth(depth_m: np.ndarray, header: Header | None = None) -> CompressedImage:
+    """(H, W) metres (NaN = no reading) -> '16UC1; compressedDepth png' (millimetres), as the plugin publishes it."""
+    depth_m = np.asarray(depth_m, dtype=np.float32)
+    if depth_m.ndim != 2:
+        raise InputError(f"depth to compress must be (H, W), got {depth_m.shape}")
+    mm = np.where(np.isfinite(depth_m) & (depth_m > 0), np.round(depth_m * 1000.0), 0.0)
+    ok, payload = cv2.imencode(".png", np.clip(mm, 0, 65535).astype(np.uint16), [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not ok:
+        raise InputError("OpenCV could not encode the depth image as a 16-bit PNG")
+    msg = CompressedImage(
+        format="16UC1; compressedDepth png", data=COMPRESSED_DEPTH_HEADER.pack(0, 0.0, 0.0) + payload.tobytes()
+    )
+    if header is not None:
+        msg.header = header
+    return msg
