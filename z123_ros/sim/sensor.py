@@ -312,7 +312,7 @@ def _flying_pixels(depth: np.ndarray, config: SensorConfig, band: np.ndarray, rn
     candidates = band & finite & np.isfinite(lo) & np.isfinite(hi) & (hi - lo > config.edge_jump_m * lo)
     pick = candidates & (rng.uniform(size=depth.shape) < config.flying_pixel_prob)
     mix = rng.uniform(size=depth.shape)
-    filled[pick] = (lo + mix * (hi - lo))[pick]
+    filled[pick] = lo[pick] + mix[pick] * (hi[pick] - lo[pick])
     return filled
 
 
