@@ -8,20 +8,35 @@ view, 12 held-out views, 64^3 occupancy) and scoring one reconstruction (IoU, Ch
 All rows come from one run, side by side, so the ratios to ``hull`` are comparable.
 
     python bench/bench_eval.py [--quick]
+
+``--conditions`` instead regenerates the conditions report kept in docs/evaluation (conditions.md, conditions.json,
+plots): segmentation and reconstruction per condition bucket and on the real dev frames, beside the Open3D and hull
+baselines (z123_ros.evaluation.conditions). Minutes on 2 cores:
+
+    python bench/bench_eval.py --conditions [--spec all] [--seeds 2] [--name conditions] [--out docs/evaluation]
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from _table import markdown_table  # bench/ is sys.path[0] when a bench script runs
 
+# Run against this working tree, not an installed copy of the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from z123_ros.evaluation import EvalConfig, EvalSetConfig, build_eval_object
+from z123_ros.evaluation.conditions import ConditionsConfig, run_conditions
+from z123_ros.evaluation.conditions_report import write_conditions_report
+from z123_ros.evaluation.real import DEFAULT_REAL_ROOT
 from z123_ros.evaluation.runner import _mesh_in_world
+from z123_ros.io import staged_output
 from z123_ros.reconstruction import ReconstructionConfig, ReconstructionInput, reconstruct
 from z123_ros.reconstruction.metrics import evaluate_mesh
 
@@ -102,11 +117,37 @@ def run(quick: bool = False) -> list[dict]:
     return rows
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_conditions_report(spec: str, seeds: int, out: Path, name: str) -> Path:
+    """Run the conditions benchmark (with the real dev frames when present) and write its report into ``out``."""
+    real = DEFAULT_REAL_ROOT / "ycbv-dev"
+    config = ConditionsConfig(spec=spec, seeds_per_bucket=seeds, real=str(real) if real.is_dir() else None)
+    if config.real is None:
+        logger.warning("%s is absent: the report has no real-frame rows", real)
+    command = f"python bench/bench_eval.py --conditions --spec {spec} --seeds {seeds} --name {name}"
+    if out.resolve() != (REPO / "docs" / "evaluation").resolve():
+        command += f" --out {out}"
+    result = run_conditions(config, progress=lambda done, total, case: logger.info("[%d/%d] %s", done, total, case))
+    with staged_output(out) as staging:
+        paths = write_conditions_report(result, staging, command=command, name=name)
+    return out / paths["markdown"].name
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 objects instead of 10")
+    parser.add_argument("--conditions", action="store_true", help="regenerate the conditions report instead")
+    parser.add_argument("--spec", default="all", help="condition buckets (see z123 eval --conditions)")
+    parser.add_argument("--seeds", type=int, default=ConditionsConfig.seeds_per_bucket, help="scenes per bucket")
+    parser.add_argument("--name", default="conditions", help="report file stem (conditions_before for the baseline)")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "evaluation", help="report folder")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(level=logging.INFO if args.conditions else logging.WARNING, stream=sys.stderr)
+    if args.conditions:
+        print(f"report: {run_conditions_report(args.spec, args.seeds, args.out, args.name)}")
+        return
     rows = run(args.quick)
     print(markdown_table(rows))
 

@@ -2,6 +2,13 @@
 
     z123 eval --backend depth --baseline hull --objects 20 --seed 0 --out eval_out
 
+With ``--conditions SPEC`` and/or ``--real DIR`` it runs the conditions benchmark instead
+(z123_ros.evaluation.conditions): segmentation (the project's segmenter vs the Open3D baseline) and reconstruction
+(``--backend`` vs ``--baseline``) per condition bucket and on real frames, written as DIR/conditions.md,
+DIR/conditions.json and plots:
+
+    z123 eval --conditions all --real ../shared/data/real/ycbv-dev --out docs/evaluation --overwrite
+
 Writes DIR/report.md (tables, plots), DIR/results.json and the plots; with ``--save-set`` also DIR/set/<object>/
 (the inputs in the ``z123 reconstruct`` file conventions plus ground truth). Everything is written to a temporary
 folder first and moved into place at the end, so a failed run leaves nothing partial.
@@ -47,11 +54,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--view-steps", type=int, default=defaults.novel_view_steps, help="DDIM steps for novel views")
     p.add_argument("--device", default=defaults.device, help="torch device: cpu, cuda, cuda:1 ...")
     p.add_argument("--preset", default=defaults.preset, help="reconstruction preset: default or quick")
-    p.add_argument("--iou-resolution", type=int, default=defaults.iou_resolution, help="IoU grid side (64)")
+    p.add_argument(
+        "--iou-resolution", type=int, default=None, help="IoU grid side (64; 32 with --conditions/--real)"
+    )
     p.add_argument("--depth-noise", type=float, default=0.0, help="Gaussian depth noise of the input views, metres")
     p.add_argument("--no-silhouettes", action="store_true", help="skip the held-out silhouette IoU renders")
     p.add_argument("--save-set", action="store_true", help="also write the evaluation set under DIR/set/")
+    _add_conditions_arguments(p)
     p.set_defaults(func=run_eval)
+
+
+def _add_conditions_arguments(p: argparse.ArgumentParser) -> None:
+    from z123_ros.evaluation.conditions import ConditionsConfig
+
+    c = ConditionsConfig()
+    g = p.add_argument_group("conditions benchmark (instead of the paper-style set)")
+    g.add_argument(
+        "--conditions",
+        default=None,
+        metavar="SPEC",
+        help="condition buckets: all, a comma list of names (clean,range_far,...), random:N, or a mix",
+    )
+    g.add_argument("--real", default=None, metavar="DIR", help="folder of labelled real frames (ycbv-dev layout)")
+    g.add_argument("--seeds", type=int, default=c.seeds_per_bucket, help="scenes per named bucket")
+    g.add_argument("--segmenter", default=c.segmenter, help="segmenter under test (tabletop)")
+    g.add_argument("--seg-baseline", default=c.segmentation_baseline, help="segmentation baseline (open3d, none)")
+    g.add_argument("--max-objects", type=int, default=c.max_objects, help="objects reconstructed per frame")
+    g.add_argument("--no-segmentation", action="store_true", help="skip the segmentation part")
+    g.add_argument("--no-reconstruction", action="store_true", help="skip the reconstruction part")
+    g.add_argument("--report-name", default="conditions", help="file stem of the report (NAME.md, NAME.json)")
 
 
 def _configs(args: argparse.Namespace):
@@ -72,7 +103,7 @@ def _configs(args: argparse.Namespace):
         model=args.model,
         steps=args.steps,
         device=args.device,
-        iou_resolution=args.iou_resolution,
+        iou_resolution=args.iou_resolution or EvalConfig.iou_resolution,
         silhouettes=not args.no_silhouettes,
         novel_view_steps=args.view_steps,
         seed=args.seed,
@@ -87,8 +118,55 @@ def _check_out(out: Path, overwrite: bool) -> None:
         raise InputError(f"--out {out} is not empty; choose a new folder or pass --overwrite")
 
 
+def _conditions_config(args: argparse.Namespace):
+    from z123_ros.evaluation.conditions import ConditionsConfig
+
+    return ConditionsConfig(
+        spec=args.conditions or "",
+        seeds_per_bucket=args.seeds,
+        seed=args.seed,
+        real=args.real,
+        segmenter=args.segmenter,
+        segmentation_baseline=args.seg_baseline,
+        backend=args.backend,
+        baseline=str(args.baseline or "none"),
+        segmentation=not args.no_segmentation,
+        reconstruction=not args.no_reconstruction,
+        max_objects=args.max_objects,
+        iou_resolution=args.iou_resolution or ConditionsConfig.iou_resolution,
+    )
+
+
+def run_conditions_eval(args: argparse.Namespace) -> int:
+    """``z123 eval --conditions/--real``: the conditions benchmark, written atomically into ``--out``."""
+    from z123_ros.evaluation.conditions import resolve_spec, run_conditions
+    from z123_ros.evaluation.conditions_report import write_conditions_report
+    from z123_ros.io import staged_output
+
+    out = Path(args.out)
+    try:
+        config = _conditions_config(args)
+        config.check()
+        _check_out(out, args.overwrite)
+        command = "z123 " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if "eval" in sys.argv[1:] else None
+        bar = _progress_bar(len(resolve_spec(config.spec, config.seeds_per_bucket, config.seed)), unit="frame")
+        try:
+            with staged_output(out) as staging:
+                result = run_conditions(config, progress=lambda done, total, name: bar.update(1))
+                paths = write_conditions_report(result, staging, command=command, name=args.report_name)
+        finally:
+            bar.close()
+    except Z123Error as exc:
+        sys.stderr.write(f"z123 eval: error: {exc}\n")
+        return 2
+    sys.stdout.write(f"report: {out / paths['markdown'].name}\n")
+    return 0
+
+
 def run_eval(args: argparse.Namespace) -> int:
     """Entry point of ``z123 eval``; returns the exit code."""
+    if args.conditions is not None or args.real is not None:
+        return run_conditions_eval(args)
     from z123_ros.evaluation.dataset import iter_eval_set, save_eval_object
     from z123_ros.evaluation.report import summary_table, write_report
     from z123_ros.evaluation.runner import evaluate
@@ -132,7 +210,7 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress_bar(total: int):
+def _progress_bar(total: int, unit: str = "object"):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="z123 eval", unit="object", file=sys.stderr)
+    return tqdm(total=total, desc="z123 eval", unit=unit, file=sys.stderr)

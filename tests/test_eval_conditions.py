@@ -1,0 +1,127 @@
+"""The conditions benchmark (z123_ros.evaluation.conditions / conditions_report) and ``z123 eval --conditions``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import trimesh
+from _segmentation_helpers import box_scene
+
+from z123_ros.camera import transform_points
+from z123_ros.errors import ConfigError
+from z123_ros.evaluation.cli import register
+from z123_ros.evaluation.conditions import (
+    Case,
+    CaseObject,
+    ConditionsConfig,
+    ConditionsResult,
+    bucket_names,
+    reconstruct_case,
+    resolve_spec,
+    segment_case,
+)
+from z123_ros.evaluation.conditions_report import bucket_summaries, plot_names, write_conditions_report
+from z123_ros.evaluation.real import DEFAULT_REAL_ROOT
+
+FAST = dict(iou_resolution=16, num_points=500, max_objects=2)
+BOXES = [((0.0, -0.1, 0.0), (0.06, 0.06, 0.08), (200, 30, 30)), ((0.0, 0.1, 0.0), (0.05, 0.08, 0.05), (30, 30, 200))]
+
+
+def cli_main(argv: list[str]) -> int:
+    """``z123 eval`` alone (the full CLI also imports the training stack, seconds on a busy machine)."""
+    parser = argparse.ArgumentParser(prog="z123")
+    register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def _box_case(bucket: str = "boxes") -> Case:
+    """Two boxes on a table, ray-cast exactly, with their meshes as ground truth in the camera frame."""
+    rgb, depth, ids, intr, T_cam_from_world = box_scene(BOXES)
+    objects = []
+    for k, (centre, size, _) in enumerate(BOXES, start=1):
+        box = trimesh.creation.box(extents=size)
+        box.apply_translation((centre[0], centre[1], centre[2] + size[2] / 2))
+        mesh = trimesh.Trimesh(transform_points(T_cam_from_world, box.vertices), box.faces)
+        objects.append(CaseObject(k, f"box{k}", mesh, 1.0, int((ids == k).sum()), 0.7, 45.0))
+    return Case(bucket, f"{bucket}/0", rgb, depth, intr, ids, objects, "ideal", T_cam_from_world)
+
+
+def test_specs_resolve_to_buckets_and_seeds():
+    names = bucket_names()
+    assert "clean" in names
+    assert resolve_spec("clean", 2, seed=5) == [("clean", 5), ("clean", 6)]
+    assert resolve_spec("random:3", 2) == [("random", 0), ("random", 1), ("random", 2)]
+    everything = resolve_spec("all", 1)
+    assert [b for b, _ in everything] == [n for n in names if n != "random"]
+    assert resolve_spec("clean,clean", 1) == [("clean", 0)]
+    with pytest.raises(ConfigError, match="no_such_bucket"):
+        resolve_spec("clean,no_such_bucket", 1)
+    with pytest.raises(ConfigError, match="random:N"):
+        resolve_spec("random:many", 1)
+    with pytest.raises(ConfigError, match="nothing to run"):
+        ConditionsConfig(spec="").check()
+    with pytest.raises(ConfigError, match="segmenter"):
+        ConditionsConfig(segmenter="magic").check()
+
+
+def test_a_case_is_segmented_and_reconstructed_by_both_methods_and_summarised(tmp_path):
+    pytest.importorskip("open3d")
+    from z123_ros.evaluation.conditions import _Segmenters
+
+    config = ConditionsConfig(spec="clean", **FAST)
+    case = _box_case()
+    seg = segment_case(case, config.segmenters(), _Segmenters())
+    rec = reconstruct_case(case, config)
+    assert [r.method for r in seg] == ["tabletop", "open3d"]
+    for record in seg:  # two boxes standing apart on a plain table: both methods find both
+        assert record.score.found == 2 and record.score.false_positives == 0, record.method
+    assert sorted((r.object, r.backend) for r in rec) == [
+        ("box1", "depth"), ("box1", "hull"), ("box2", "depth"), ("box2", "hull"),
+    ]  # fmt: skip
+    assert all(r.ok and 0.3 < r.iou <= 1.0 and r.chamfer_mm < 20 and r.components >= 1 for r in rec)
+
+    result = ConditionsResult(config, seg, rec, cases=[case.name])
+    summary = bucket_summaries(result)["boxes"]
+    depth_ious = sorted(r.iou for r in rec if r.backend == "depth")
+    assert summary["reconstruction"]["depth"]["iou_median"] == pytest.approx(np.median(depth_ious))
+    assert summary["reconstruction"]["depth"]["objects"] == 2
+    assert summary["segmentation"]["tabletop"]["found"] == 2
+    assert 0.0 <= summary["win_rate"] <= 1.0
+
+    paths = write_conditions_report(result, tmp_path, command="z123 eval --conditions clean", name="demo")
+    text = paths["markdown"].read_text()
+    assert "| boxes | 2 |" in text and "open3d IoU mean" in text and "beats hull" in text
+    data = json.loads(paths["json"].read_text())
+    assert data["buckets"]["boxes"]["reconstruction"]["hull"]["objects"] == 2
+    for name in plot_names("demo"):
+        assert (tmp_path / name).stat().st_size > 1000, name
+
+
+def test_bad_specs_get_one_error_line_and_nothing_written(tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = cli_main(["eval", "--conditions", "clean,nowhere", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "nowhere" in err[0]
+    rc = cli_main(["eval", "--real", str(tmp_path / "no_frames"), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "no_frames" in err[0]
+    assert not out.exists()
+
+
+@pytest.mark.skipif(not (DEFAULT_REAL_ROOT / "ycbv-dev").is_dir(), reason="../shared/data/real is absent")
+def test_cli_scores_a_real_frame_without_a_camera_pose(tmp_path, capsys):
+    frame = DEFAULT_REAL_ROOT / "ycbv-dev" / "0000_000001"
+    out = tmp_path / "out"
+    argv = ["eval", "--real", str(frame), "--out", str(out), "--max-objects", "1", "--iou-resolution", "16"]
+    rc = cli_main([*argv, "--seg-baseline", "none"])
+    assert rc == 0, capsys.readouterr().err
+    data = json.loads((out / "conditions.json").read_text())
+    bucket = data["buckets"]["real:0000_000001"]
+    assert bucket["segmentation"]["tabletop"]["objects"] >= 1
+    (record,) = [r for r in data["reconstruction"] if r["backend"] == "depth"]
+    assert record["sensor"] == "real" and record["ok"], record
+    assert 0.5 < record["range_m"] < 1.5 and 0 < record["elevation_deg"] < 90

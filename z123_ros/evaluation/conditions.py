@@ -1,0 +1,455 @@
+"""The conditions benchmark: segmentation and reconstruction per viewing condition, beside the baselines.
+
+``run_conditions(ConditionsConfig(spec="all", real="../shared/data/real/ycbv-dev"))`` renders a few seeded scenes
+per condition bucket (``z123_ros.sim.conditions.CONDITION_BUCKETS``: sensor presets, textures, clutter, range,
+elevation, FoV, resolution, occlusion, hollow objects ...) and reads the real frames, then in the same run:
+
+- segments every frame with the project's segmenter and with the Open3D ``segment_plane`` + ``cluster_dbscan``
+  baseline, scored per ground-truth object (:mod:`z123_ros.evaluation.segmentation`);
+- reconstructs every ground-truth object from its own ground-truth mask with the ``depth`` backend and the convex
+  hull, scored against the ground-truth mesh in the camera frame (volumetric IoU, Chamfer, F@5mm). Simulated frames
+  give the backends the camera pose (a robot knows it); real frames do not (the backend must fit the table itself).
+
+Everything is a pure function of the config (seeded scenes, seeded baselines); only the timings vary.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import trimesh
+
+from z123_ros.camera import CameraIntrinsics, transform_points
+from z123_ros.errors import ConfigError, InputError, Z123Error
+from z123_ros.evaluation.baselines import open3d_plane_dbscan
+from z123_ros.evaluation.real import RealFrame, load_real_frames, visible_fractions
+from z123_ros.evaluation.segmentation import MIN_VISIBLE, FrameScore, score_frame
+from z123_ros.geometry import fit_plane_ransac
+from z123_ros.sim import RenderedScene, SceneConfig, render_tabletop_scene
+
+logger = logging.getLogger(__name__)
+
+#: Segmentation methods the runner knows: the project's segmenter and the baseline a user would write instead.
+SEGMENTERS = ("tabletop", "open3d")
+
+
+@dataclass
+class ConditionsConfig:
+    """What the conditions benchmark runs."""
+
+    spec: str = "all"
+    """Buckets: ``all`` (every named bucket but the random sweep), a comma list of names, ``random:N`` (N seeds of
+    the seeded sweep over everything), or a mix (``all,random:20``); empty = only the real frames."""
+    seeds_per_bucket: int = 2
+    """Scenes rendered per named bucket (each a different seed)."""
+    seed: int = 0
+    """First scene seed; bucket scenes use ``seed, seed + 1, ...``."""
+    real: str | None = None
+    """Folder of real frames (a set such as ``ycbv-dev`` or one frame); labelled frames become the bucket
+    ``real:<folder name>``, unlabelled ones are skipped (no ground truth)."""
+    segmenter: str = "tabletop"
+    """The project's segmenter under test."""
+    segmentation_baseline: str = "open3d"
+    """Segmentation baseline run side by side (``none`` to skip)."""
+    backend: str = "depth"
+    """Reconstruction backend under test."""
+    baseline: str = "hull"
+    """Reconstruction baseline run side by side (``none`` to skip)."""
+    segmentation: bool = True
+    """Run the segmentation part."""
+    reconstruction: bool = True
+    """Run the reconstruction part."""
+    max_objects: int = 3
+    """Objects reconstructed per frame at most (the most visible first): reconstruction and its scoring dominate
+    the run time."""
+    min_pixels: int = 200
+    """Objects with fewer visible pixels are not reconstructed (too little evidence for any method)."""
+    iou_resolution: int = 32
+    """Occupancy grid side of the volumetric IoU (the paper-style report uses 64; 32 keeps a full sweep within
+    minutes on 2 cores and moves IoU by about 0.01)."""
+    num_points: int = 5000
+    """Surface samples per mesh for Chamfer and F-score."""
+    f_threshold_m: float = 0.005
+    """F-score threshold, metres."""
+    min_visible: float = MIN_VISIBLE
+    """Objects at least this visible count for found / missed."""
+
+    def check(self) -> None:
+        from z123_ros.reconstruction import BACKENDS
+
+        if self.seeds_per_bucket < 1 or self.max_objects < 1 or self.min_pixels < 1:
+            raise ConfigError("seeds_per_bucket, max_objects and min_pixels must be >= 1")
+        if self.iou_resolution < 8 or self.num_points < 100 or not self.f_threshold_m > 0:
+            raise ConfigError("iou_resolution >= 8, num_points >= 100 and f_threshold_m > 0 are required")
+        for name in (self.segmenter, self.segmentation_baseline):
+            if name not in (*SEGMENTERS, "none"):
+                raise ConfigError(f"unknown segmenter {name!r}; choose one of {', '.join(SEGMENTERS)}")
+        for name in (self.backend, self.baseline):
+            if name not in (*BACKENDS, "none"):
+                raise ConfigError(f"unknown reconstruction backend {name!r}; choose one of {', '.join(BACKENDS)}")
+        if not self.spec.strip() and not self.real:
+            raise ConfigError("nothing to run: give condition buckets (--conditions) or real frames (--real)")
+        resolve_spec(self.spec, self.seeds_per_bucket, self.seed)  # raises on unknown bucket names
+
+    def segmenters(self) -> list[str]:
+        out = [self.segmenter] if self.segmentation else []
+        if self.segmentation and self.segmentation_baseline not in ("none", self.segmenter):
+            out.append(self.segmentation_baseline)
+        return out
+
+    def backends(self) -> list[str]:
+        out = [self.backend] if self.reconstruction and self.backend != "none" else []
+        if self.reconstruction and self.baseline not in ("none", self.backend):
+            out.append(self.baseline)
+        return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Scene sources: the simulator's named condition buckets (13sim), or today's scene variations until they exist.
+
+
+def _fallback_buckets() -> dict[str, dict[str, Any]]:
+    """SceneConfig variations standing in for the named buckets while ``z123_ros.sim.conditions`` does not exist."""
+    return {
+        "clean": {},
+        "touching": {"touching": True},
+        "noise_3mm": {"depth_noise_m": 0.003},
+        "range_close": {"camera_height_m": 0.22, "camera_distance_m": 0.15, "placement_radius_m": 0.05},
+        "range_far": {"camera_height_m": 0.75, "camera_distance_m": 0.95},
+        "elev_low": {"camera_height_m": 0.15, "camera_distance_m": 0.6},
+        "elev_high": {"camera_height_m": 0.7, "camera_distance_m": 0.15},
+        "fov_wide": {"fov_deg": 85.0},
+        "res_low": {"width": 320, "height": 240},
+    }
+
+
+def _conditions_module():
+    try:
+        return importlib.import_module("z123_ros.sim.conditions")
+    except ModuleNotFoundError:
+        return None
+
+
+def bucket_names() -> list[str]:
+    """The named buckets of this simulator (``CONDITION_BUCKETS``, or the stand-ins when it has none yet)."""
+    module = _conditions_module()
+    return list(module.CONDITION_BUCKETS) if module is not None else list(_fallback_buckets())
+
+
+def resolve_spec(spec: str, seeds_per_bucket: int, seed: int = 0) -> list[tuple[str, int]]:
+    """``(bucket, scene seed)`` pairs of a spec such as ``all``, ``clean,range_far`` or ``all,random:20``."""
+    names = bucket_names()
+    out: list[tuple[str, int]] = []
+    for token in (t.strip() for t in spec.split(",")):
+        if not token:
+            continue
+        if token == "all":
+            out += [(b, seed + i) for b in names if b != "random" for i in range(seeds_per_bucket)]
+        elif token.startswith("random:"):
+            try:
+                count = int(token.split(":", 1)[1])
+            except ValueError as exc:
+                raise ConfigError(f"bad condition spec {token!r}: random:N needs a number") from exc
+            out += [("random", seed + i) for i in range(count)]
+        elif token in names:
+            out += [(token, seed + i) for i in range(seeds_per_bucket)]
+        else:
+            raise ConfigError(f"unknown condition bucket {token!r}; choose from {', '.join(names)}, all, random:N")
+    return list(dict.fromkeys(out))
+
+
+def render_bucket(bucket: str, seed: int) -> RenderedScene:
+    """The scene of one bucket and seed, from the simulator's condition buckets when it has them."""
+    module = _conditions_module()
+    if module is not None:
+        return module.render_condition(bucket, seed)
+    return render_tabletop_scene(SceneConfig(seed=seed, camera_azimuth_deg=None, **_fallback_buckets()[bucket]))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One frame with ground truth, whatever its source.
+
+
+@dataclass
+class CaseObject:
+    """A ground-truth object of a frame."""
+
+    id: int
+    """Its value in ``Case.gt_ids``."""
+    name: str
+    """YCB name."""
+    mesh_cam: trimesh.Trimesh
+    """Ground-truth mesh in the camera frame, metres."""
+    visible_fraction: float
+    """Visible pixels / pixels when alone in the image (NaN unknown)."""
+    pixels: int
+    """Visible pixels."""
+    range_m: float
+    """Distance from the camera to the centre of its bounding box."""
+    elevation_deg: float
+    """Elevation of the camera seen from the object over the support plane (90 = from straight above)."""
+
+
+@dataclass
+class Case:
+    """One frame of the benchmark."""
+
+    bucket: str
+    name: str
+    rgb: np.ndarray
+    depth_m: np.ndarray
+    intrinsics: CameraIntrinsics
+    gt_ids: np.ndarray
+    """(H, W) int32 instance ids, 0 = background (table, clutter, walls)."""
+    objects: list[CaseObject]
+    sensor: str
+    """Sensor preset of a simulated frame; ``real`` for real frames."""
+    T_cam_from_world: np.ndarray | None = None
+    """Camera pose given to the reconstruction backends (simulated frames only)."""
+
+
+def _place(mesh: trimesh.Trimesh, plane_cam: np.ndarray | None) -> tuple[float, float]:
+    centre = np.asarray(mesh.bounds, dtype=np.float64).mean(axis=0)
+    distance = float(np.linalg.norm(centre))
+    if plane_cam is None or distance == 0:
+        return distance, math.nan
+    # The camera is at the origin: the object-to-camera direction is -centre; the plane normal points to the camera.
+    sin_elev = float(np.clip(-(plane_cam[:3] @ centre) / distance, -1.0, 1.0))
+    return distance, math.degrees(math.asin(sin_elev))
+
+
+def _sensor_name(config: Any) -> str:
+    sensor = getattr(config, "sensor", "ideal")
+    return str(getattr(sensor, "name", sensor))
+
+
+def case_from_scene(bucket: str, seed: int, scene: RenderedScene) -> Case:
+    """A simulated frame as a benchmark case (ground truth moved into the camera frame)."""
+    plane = scene.support_plane_cam
+    objects = []
+    for obj in scene.objects:
+        mesh = trimesh.Trimesh(
+            transform_points(scene.T_cam_from_world, np.asarray(obj.mesh_world.vertices)), obj.mesh_world.faces
+        )
+        objects.append(CaseObject(obj.id, obj.name, mesh, obj.visible_fraction, obj.pixel_count, *_place(mesh, plane)))
+    return Case(
+        bucket=bucket,
+        name=f"{bucket}/{seed}",
+        rgb=scene.rgb,
+        depth_m=scene.depth_m,
+        intrinsics=scene.intrinsics,
+        gt_ids=scene.instance_ids,
+        objects=objects,
+        sensor=_sensor_name(scene.config),
+        T_cam_from_world=scene.T_cam_from_world,
+    )
+
+
+def case_from_real(bucket: str, frame: RealFrame) -> Case:
+    """A labelled real frame as a benchmark case (no camera pose: the table is fitted here only for the plots)."""
+    points, _ = frame.intrinsics.backproject(frame.depth_m, frame.labels == 0)
+    fit = fit_plane_ransac(points[::7], 0.01, seed=0) if len(points) >= 3 else None
+    plane = fit.plane if fit is not None else None
+    fractions = visible_fractions(frame)
+    objects = [
+        CaseObject(
+            o.instance_id, o.name, o.mesh_cam, fractions[o.instance_id], int(o.mask.sum()), *_place(o.mesh_cam, plane)
+        )
+        for o in frame.objects
+    ]
+    name = f"{bucket}/{frame.name}"
+    return Case(bucket, name, frame.rgb, frame.depth_m, frame.intrinsics, frame.labels, objects, "real")
+
+
+def iter_cases(config: ConditionsConfig) -> Iterator[Case]:
+    """The simulated scenes of ``config.spec`` in order, then the labelled real frames."""
+    for bucket, seed in resolve_spec(config.spec, config.seeds_per_bucket, config.seed):
+        try:
+            scene = render_bucket(bucket, seed)
+        except ConfigError as exc:  # e.g. the sim cannot place this many touching objects for this seed
+            logger.warning("bucket %s seed %d: no scene (%s)", bucket, seed, exc)
+            continue
+        yield case_from_scene(bucket, seed, scene)
+    if config.real:
+        labelled = [f for f in load_real_frames(config.real) if f.labelled and f.objects]
+        if not labelled:
+            raise InputError(f"{config.real}: no labelled real frames (label.png + objects.json) to score")
+        for frame in labelled:
+            yield case_from_real(f"real:{Path(config.real).resolve().name}", frame)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Running the methods on a case.
+
+
+@dataclass
+class SegmentationRecord:
+    """One segmenter on one frame."""
+
+    bucket: str
+    case: str
+    method: str
+    sensor: str
+    score: FrameScore
+    range_m: float
+    """Median range of the frame's ground-truth objects."""
+    elevation_deg: float
+    """Median camera elevation over the frame's ground-truth objects."""
+    error: str | None = None
+    """Why the segmenter failed on this frame (then every object counts as missed)."""
+    object_range_m: dict[int, float] = field(default_factory=dict)
+    """Ground-truth id -> range of that object (for per-object plots)."""
+    object_elevation_deg: dict[int, float] = field(default_factory=dict)
+    """Ground-truth id -> camera elevation over that object."""
+
+
+@dataclass
+class ReconstructionRecord:
+    """One reconstruction backend on one object."""
+
+    bucket: str
+    case: str
+    object: str
+    backend: str
+    sensor: str
+    range_m: float
+    elevation_deg: float
+    visible_fraction: float
+    ok: bool
+    error: str | None = None
+    iou: float = math.nan
+    chamfer_mm: float = math.nan
+    f_score: float = math.nan
+    seconds: float = math.nan
+    components: int = 0
+    """Connected components of the mesh (a grasp planner needs 1)."""
+    confidence: float = math.nan
+    """The confidence the backend reported."""
+
+
+class _Segmenters:
+    """The segmenters of a run, built once."""
+
+    def __init__(self) -> None:
+        from z123_ros.segmentation import SegmentationConfig, TabletopSegmenter
+
+        self._tabletop = TabletopSegmenter(SegmentationConfig())
+
+    def __call__(self, method: str, case: Case) -> list[np.ndarray]:
+        if method == "open3d":
+            labels = open3d_plane_dbscan(case.rgb, case.depth_m, case.intrinsics)
+            return [labels == k for k in range(1, int(labels.max()) + 1)]
+        result = self._tabletop.segment(case.rgb, case.intrinsics, case.depth_m)
+        return [o.mask for o in result.objects]
+
+
+def segment_case(case: Case, methods: list[str], segmenters: Callable[[str, Case], list[np.ndarray]]):
+    """One :class:`SegmentationRecord` per method."""
+    visible = {o.id: o.visible_fraction for o in case.objects}
+    ranges = [o.range_m for o in case.objects]
+    elevations = [o.elevation_deg for o in case.objects]
+    where = {
+        "range_m": float(np.nanmedian(ranges)) if ranges else math.nan,
+        "elevation_deg": float(np.nanmedian(elevations)) if elevations and np.isfinite(elevations).any() else math.nan,
+        "object_range_m": {o.id: o.range_m for o in case.objects},
+        "object_elevation_deg": {o.id: o.elevation_deg for o in case.objects},
+    }
+    records = []
+    for method in methods:
+        t0 = time.perf_counter()
+        error = None
+        try:
+            masks = segmenters(method, case)
+        except Z123Error as exc:
+            logger.warning("%s on %s failed: %s", method, case.name, exc)
+            masks, error = [], f"{type(exc).__name__}: {exc}"
+        score = score_frame(masks, case.gt_ids, visible, seconds=time.perf_counter() - t0)
+        records.append(SegmentationRecord(case.bucket, case.name, method, case.sensor, score, error=error, **where))
+    return records
+
+
+def _score_mesh(result, gt: trimesh.Trimesh, config: ConditionsConfig, record: ReconstructionRecord) -> None:
+    from z123_ros.reconstruction.metrics import evaluate_mesh
+
+    if not result.metric or result.frame != "camera":
+        record.ok, record.error = False, f"not a metric camera-frame result (frame {result.frame!r})"
+        return
+    pred = trimesh.Trimesh(np.asarray(result.vertices, np.float64), np.asarray(result.faces, np.int64), process=False)
+    metric = evaluate_mesh(pred, gt, config.num_points, config.f_threshold_m, False, config.iou_resolution)
+    record.iou, record.f_score = metric["iou"], metric["f_score"]
+    record.chamfer_mm = 1e3 * metric["chamfer"]
+    record.components = len(trimesh.graph.connected_components(pred.face_adjacency, nodes=np.arange(len(pred.faces))))
+    record.confidence = float(result.confidence)
+
+
+def reconstruct_case(case: Case, config: ConditionsConfig) -> list[ReconstructionRecord]:
+    """Reconstruct the most visible objects of a case from their ground-truth masks with every backend."""
+    from z123_ros.reconstruction import ReconstructionInput, reconstruct
+
+    chosen = sorted((o for o in case.objects if o.pixels >= config.min_pixels), key=lambda o: -o.pixels)
+    records = []
+    for obj in chosen[: config.max_objects]:
+        inp = ReconstructionInput(
+            rgb=case.rgb,
+            mask=case.gt_ids == obj.id,
+            intrinsics=case.intrinsics,
+            depth_m=case.depth_m,
+            T_cam_from_world=case.T_cam_from_world,
+        )
+        for backend in config.backends():
+            record = ReconstructionRecord(
+                case.bucket, case.name, obj.name, backend, case.sensor, obj.range_m, obj.elevation_deg,
+                obj.visible_fraction, ok=True,
+            )  # fmt: skip
+            t0 = time.perf_counter()
+            try:
+                result = reconstruct(inp, backend)
+                record.seconds = time.perf_counter() - t0
+                _score_mesh(result, obj.mesh_cam, config, record)
+            except Z123Error as exc:
+                logger.warning("%s on %s %s failed: %s", backend, case.name, obj.name, exc)
+                record.ok, record.error = False, f"{type(exc).__name__}: {exc}"
+            records.append(record)
+    return records
+
+
+@dataclass
+class ConditionsResult:
+    """Every record of one conditions run."""
+
+    config: ConditionsConfig
+    segmentation: list[SegmentationRecord] = field(default_factory=list)
+    reconstruction: list[ReconstructionRecord] = field(default_factory=list)
+    cases: list[str] = field(default_factory=list)
+    """Case names in run order."""
+    seconds_total: float = 0.0
+
+
+def run_conditions(
+    config: ConditionsConfig, progress: Callable[[int, int, str], None] | None = None
+) -> ConditionsResult:
+    """Run the benchmark; ``progress(done, total, case name)`` after each case (total counts simulated scenes)."""
+    config.check()
+    start = time.perf_counter()
+    total = len(resolve_spec(config.spec, config.seeds_per_bucket, config.seed))
+    segmenters = _Segmenters() if config.segmentation else None
+    result = ConditionsResult(config)
+    for done, case in enumerate(iter_cases(config), start=1):
+        if segmenters is not None:
+            result.segmentation += segment_case(case, config.segmenters(), segmenters)
+        if config.reconstruction:
+            result.reconstruction += reconstruct_case(case, config)
+        result.cases.append(case.name)
+        logger.info("[%d/%d] %s done", done, total, case.name)
+        if progress is not None:
+            progress(done, total, case.name)
+    result.seconds_total = time.perf_counter() - start
+    return result
