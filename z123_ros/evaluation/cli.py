@@ -54,9 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--view-steps", type=int, default=defaults.novel_view_steps, help="DDIM steps for novel views")
     p.add_argument("--device", default=defaults.device, help="torch device: cpu, cuda, cuda:1 ...")
     p.add_argument("--preset", default=defaults.preset, help="reconstruction preset: default or quick")
-    p.add_argument(
-        "--iou-resolution", type=int, default=None, help="IoU grid side (64; 32 with --conditions/--real)"
-    )
+    p.add_argument("--iou-resolution", type=int, default=None, help="IoU grid side (64; 32 with --conditions/--real)")
     p.add_argument("--depth-noise", type=float, default=0.0, help="Gaussian depth noise of the input views, metres")
     p.add_argument("--no-silhouettes", action="store_true", help="skip the held-out silhouette IoU renders")
     p.add_argument("--save-set", action="store_true", help="also write the evaluation set under DIR/set/")
