@@ -7,6 +7,7 @@
     z123 demo         the simulated tabletop demo, end to end (camera -> node -> Ray -> meshes)
     z123 dispatch-check  is Ray (embedded or a cluster) reachable, and does a job go through it
     z123 render-dataset / train   fine-tune Zero-1-to-3 on your own objects (Ray Train)
+    z123 bag          record / play rosbag2 bags (sim camera, /tf) without a ROS install
     z123 info         versions, share directory, devices
 
 Every subcommand exits 0 on success and 2 with one line on stderr for bad input; nothing partial is written.
@@ -29,6 +30,7 @@ SUBCOMMAND_MODULES = (
     "z123_ros.demo",
     "z123_ros.dispatch.cli",
     "z123_ros.training.cli",
+    "z123_ros.ros.bag_cli",
 )
 
 
