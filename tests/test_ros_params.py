@@ -153,3 +153,54 @@ def test_yaml_dict_nests() -> None:
     out = to_yaml_dict(_Config(), "n")
     params = out["n"]["ros__parameters"]
     assert params["inner"]["count"] == 3 and params["rate_hz"] == 2.0 and params["window"] == [0.2, 0.8]
+
+
+@dataclass
+class _WithMaps:
+    resources: dict[str, float] = field(default_factory=lambda: {"gpu_node": 1.0})
+    """Custom resources."""
+    labels: dict[str, str] = field(default_factory=dict)
+    """Labels."""
+
+
+def test_dict_fields_are_key_value_string_arrays() -> None:
+    specs = {s.name: s for s in parameter_specs(_WithMaps())}
+    assert specs["resources"].ros_type == ParameterType.PARAMETER_STRING_ARRAY
+    assert specs["resources"].default == ["gpu_node=1.0"] and specs["labels"].default == []
+    assert '"key=value"' in specs["resources"].descriptor().description
+    cfg = build_config(_WithMaps(), list(specs.values()), {"resources": ["a=2", " b = 0.5 "], "labels": ["x=y=z"]})
+    assert cfg.resources == {"a": 2.0, "b": 0.5} and cfg.labels == {"x": "y=z"}
+    with pytest.raises(ConfigError, match="not a float"):
+        build_config(_WithMaps(), list(specs.values()), {"resources": ["a=lots"]})
+    with pytest.raises(ConfigError, match='not "key=value"'):
+        build_config(_WithMaps(), list(specs.values()), {"resources": ["a"]})
+
+
+def test_dict_field_declared_and_read_from_the_command_line() -> None:
+    context = rclpy.context.Context()
+    rclpy.init(context=context, args=["--ros-args", "-p", "resources:=[node_b=2.0]"])
+    node = rclpy.create_node("params_map_test", context=context)
+    try:
+        specs = declare_parameters(node, _WithMaps())
+        assert read_parameters(node, _WithMaps(), specs).resources == {"node_b": 2.0}
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
+@dataclass
+class _Unsupported:
+    flag: bool | None = None
+    """Optional bool: no ROS encoding."""
+
+
+@dataclass
+class _NestedUnsupported:
+    table: dict[str, list[int]] = field(default_factory=dict)
+    """A dict of lists."""
+
+
+@pytest.mark.parametrize("config", [_Unsupported(), _NestedUnsupported()], ids=["optional_bool", "dict_of_lists"])
+def test_unsupported_field_types_are_refused_loudly(config) -> None:
+    with pytest.raises(ConfigError, match="has no ROS parameter type"):
+        parameter_specs(config)

@@ -22,7 +22,6 @@ import random
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from z123_ros.errors import ConfigError, Z123Error
+from z123_ros.io import new_staging, replace_folder
 
 logger = logging.getLogger(__name__)
 
@@ -254,7 +254,7 @@ def run_demo(config: DemoConfig) -> tuple[list[ObjectScore], list[int]]:
     config.check()
     t0 = time.monotonic()
     out = Path(config.out)
-    work = Path(tempfile.mkdtemp(prefix=".z123_demo_", dir=out.parent if out.parent.exists() else None))
+    work = new_staging(out)  # swapped in as a whole at the end: a killed demo leaves the previous output whole
     try:
         gt_dir = work / "ground_truth"
         env = _ros_env(work / "ros_log")
@@ -322,10 +322,7 @@ def run_demo(config: DemoConfig) -> tuple[list[ObjectScore], list[int]]:
                 indent=2,
             )
         )
-        if out.exists():
-            shutil.rmtree(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        work.rename(out)
+        replace_folder(work, out)
         return scores, missing
     finally:
         if work.exists():

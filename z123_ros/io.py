@@ -13,13 +13,17 @@ Errors are :class:`~z123_ros.errors.InputError` naming the file and what was wro
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import fnmatch
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -174,29 +178,150 @@ def check_frame(
         raise InputError(f"mask is {mask.shape[1]}x{mask.shape[0]} but the camera says {w}x{h}")
 
 
-@contextlib.contextmanager
-def staged_output(out: str | os.PathLike, stale_glob: str | None = None) -> Iterator[Path]:
-    """Write a command's outputs into a temporary sibling folder, then move them into ``out`` in one go.
+_STAGING = ".z123-staging-"
+_OLD = ".z123-old-"
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
 
-    Yields the temporary folder. On success it becomes ``out`` (a rename when ``out`` is new; otherwise files are
-    replaced one by one after removing ``out``'s files matching ``stale_glob``, leftovers of an earlier run). On any
-    error nothing reaches ``out`` and the temporary folder is removed: commands never leave partial outputs.
+
+def _renameat2() -> Any:
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return fn
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    fn = _renameat2()
+    if fn is None:
+        return False
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False  # this filesystem or kernel cannot swap: the caller falls back to two renames
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_staging(out: str | os.PathLike) -> None:
+    """Remove the staging folders of ``out`` left by killed runs; put back an old ``out`` a killed swap had moved."""
+    out = Path(out)
+    if not out.parent.is_dir():
+        return
+    olds = []
+    for path in out.parent.glob(f".{glob_escape(out.name)}.z123-*"):
+        pid_text = path.name.rsplit("-", 2)[-2] if path.name.count("-") >= 2 else ""
+        if not pid_text.isdigit() or _pid_alive(int(pid_text)) and int(pid_text) != os.getpid():
+            continue  # not ours, or a run still in progress
+        if _OLD in path.name:
+            olds.append(path)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+    for old in sorted(olds):
+        if not out.exists():
+            old.rename(out)  # the fallback swap was killed between its two renames: the old output is whole
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def new_staging(out: str | os.PathLike, owned: Sequence[str] = ("*",)) -> Path:
+    """A fresh, empty staging folder beside ``out`` (same filesystem, so the swap is a rename); stale ones go first.
+
+    ``owned``: glob patterns of what the command writes; ("*",) = everything in ``out`` is the command's (folders
+    that are its own by construction). Other files in an existing ``out`` are the user's: :func:`staged_output`
+    carries them over into the new folder. A sub-folder it does not own is refused (InputError) rather than
+    copied or dropped, so a mistyped ``--out`` never costs anyone a folder.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"output {out} exists and is not a folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    folders = [p.name for p in _foreign(out, owned) if p.is_dir() and not p.is_symlink()]
+    if folders:
+        raise InputError(
+            f"output folder {out} holds a folder this command does not write ({sorted(folders)[0]!r}): "
+            "choose a new or empty folder"
+        )
     try:
-        yield tmp
+        out.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale_staging(out)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}{_STAGING}{os.getpid()}-", dir=out.parent))
+        os.chmod(staging, 0o755)  # mkdtemp makes it private; the output folder is an ordinary one
+    except OSError as exc:
+        raise InputError(f"cannot write the output folder {out}: {exc.strerror or exc} ({exc.filename})") from exc
+    return staging
+
+
+def _foreign(out: Path, owned: Sequence[str]) -> list[Path]:
+    if not out.is_dir():
+        return []
+    return [p for p in out.iterdir() if not any(fnmatch.fnmatch(p.name, g) for g in owned)]
+
+
+def carry_foreign_files(out: Path, staging: Path, owned: Sequence[str]) -> None:
+    """Hard-link (or copy) the files of ``out`` that the command does not own into ``staging``, so the swap keeps
+    them; the command's own old outputs are not carried (the new run's replace them, or they are gone)."""
+    for path in _foreign(out, owned):
+        target = staging / path.name
+        if target.exists() or path.is_dir():
+            continue
+        try:
+            os.link(path, target, follow_symlinks=False)
+        except OSError:
+            shutil.copy2(path, target, follow_symlinks=False)
+
+
+def replace_folder(staging: str | os.PathLike, out: str | os.PathLike) -> None:
+    """Make the complete folder ``staging`` become ``out`` in one rename; the old ``out`` stays whole until then.
+
+    With an existing ``out`` the two are swapped atomically (renameat2 RENAME_EXCHANGE) and the old one deleted;
+    where the filesystem cannot swap, ``out`` is first renamed aside (a run killed in between leaves it whole under
+    that name, and :func:`clean_stale_staging` puts it back)."""
+    staging, out = Path(staging), Path(out)
+    try:
         if not out.exists():
-            os.chmod(tmp, 0o755)  # mkdtemp makes it private; the output folder is an ordinary one
-            tmp.rename(out)
+            staging.rename(out)
             return
-        if stale_glob:
-            for stale in out.glob(stale_glob):
-                stale.unlink()
-        for f in tmp.iterdir():
-            f.replace(out / f.name)
+        if not _exchange(staging, out):
+            aside = Path(tempfile.mkdtemp(prefix=f".{out.name}{_OLD}{os.getpid()}-", dir=out.parent))
+            out.replace(aside)  # onto the empty folder mkdtemp reserved
+            staging.rename(out)
+            staging = aside
+    except OSError as exc:
+        raise InputError(f"cannot replace the output folder {out}: {exc.strerror or exc}") from exc
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_output(out: str | os.PathLike, owned: Sequence[str] = ("*",)) -> Iterator[Path]:
+    """Write a command's outputs into a staging folder beside ``out``, then swap it in as a whole.
+
+    Yields the staging folder (``owned``: see :func:`new_staging`). On success it replaces ``out`` with one
+    rename (:func:`replace_folder`); on any error, or if the process is killed, ``out`` is untouched (the old
+    complete folder, or none) and the staging folder is removed (by the next run when killed).
+    """
+    out = Path(out)
+    staging = new_staging(out, owned)
+    try:
+        yield staging
+        carry_foreign_files(out, staging, owned)
+        replace_folder(staging, out)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)

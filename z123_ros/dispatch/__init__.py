@@ -2,6 +2,8 @@
 
 Ray is imported only in this package (and only when a Dispatcher starts). With no address an embedded local Ray is
 started and stopped with the dispatcher; with ``DispatchConfig.address`` it joins a cluster (see ray_cluster/README.md).
+The node uses :class:`SupervisedDispatcher` (``make_dispatcher``): the same interface, with the Ray driver in a
+supervised child process, so that Ray's death never ends the node.
 
     from z123_ros.dispatch import DispatchConfig, Dispatcher, ReconstructionJob
 
@@ -21,6 +23,7 @@ from z123_ros.dispatch.dispatcher import (
     WorkerInfo,
     probe_tcp,
 )
+from z123_ros.dispatch.supervisor import SupervisedDispatcher, make_dispatcher
 from z123_ros.dispatch.workers import (
     WORKER_KINDS,
     CpuBurnJob,
@@ -49,10 +52,12 @@ __all__ = [
     "JobTimings",
     "NovelViewsJob",
     "ReconstructionJob",
+    "SupervisedDispatcher",
     "WorkerInfo",
     "WorkerPoolConfig",
     "WorkerReply",
     "cpu_burn",
+    "make_dispatcher",
     "make_worker",
     "probe_tcp",
 ]

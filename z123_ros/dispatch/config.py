@@ -104,14 +104,25 @@ class DispatchConfig:
     """First wait before reconnecting to an unreachable cluster; doubled after every failed attempt."""
     reconnect_backoff_max_s: float = 30.0
     """Longest wait between reconnection attempts."""
-    health_check_period_s: float = 1.0
-    """Period of the cluster liveness probe (a TCP connect to the head's GCS port)."""
+    health_check_period_s: float = 0.5
+    """Period of the Ray liveness probe (TCP connects to the head's GCS port and to the local raylet): with
+    ``health_check_failures`` = 2 a lost Ray is noticed within about 1 s."""
     health_check_failures: int = 2
     """Consecutive failed probes after which the cluster counts as lost (jobs fail with ``cluster_lost``)."""
     gcs_reconnect_timeout_s: int = 600
     """Sets RAY_gcs_rpc_server_reconnect_timeout_s in this process before Ray starts (unless already set): Ray's own
     default (60 s) terminates the whole process when the head stays away that long; the dispatcher detects the loss
     in seconds and disconnects cleanly instead."""
+    isolate: bool = True
+    """Run the Ray driver in a supervised child process (:class:`SupervisedDispatcher`, what the node uses): Ray
+    terminates a driver whose raylet dies, and this way that is the child, which is restarted, never the node.
+    False = the driver lives in the calling process (:class:`Dispatcher`; tests and benchmarks of the bare layer)."""
+    child_silence_s: float = 10.0
+    """Isolated only: a dispatch child that sends nothing (it sends stats 4 times a second) for this long is taken
+    as hung, killed with its embedded Ray and restarted."""
+    resubmit_lost_jobs: bool = True
+    """Isolated only: jobs in flight when Ray was lost are submitted again once it is back (until their deadline);
+    False = they end at once with ``cluster_lost``."""
     wait_slice_s: float = 0.01
     """Longest ray.wait() of the collector thread while jobs run: the latency for new jobs to reach a free actor."""
     latency_window: int = 512
@@ -130,7 +141,13 @@ class DispatchConfig:
         """Raise ConfigError naming the first out-of-range value."""
         for kind in KINDS:
             self.pool(kind).validate(kind)
-        positive = ("job_timeout_s", "connect_timeout_s", "reconnect_backoff_s", "health_check_period_s")
+        positive = (
+            "job_timeout_s",
+            "connect_timeout_s",
+            "reconnect_backoff_s",
+            "health_check_period_s",
+            "child_silence_s",
+        )
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"dispatch.{name} must be > 0, got {getattr(self, name)}")

@@ -154,6 +154,10 @@ class DispatchStats:
     rejected_by_reason: dict[str, int]
     latency_s: dict[str, float]
     """Percentiles of the successful jobs in the window: total_p50, total_p95, total_max, queue_p50, run_p50."""
+    ray_restarts: int = 0
+    """Times Ray was lost and the dispatch process came back (SupervisedDispatcher only)."""
+    resubmitted: int = 0
+    """Jobs lost with Ray and submitted again to the next dispatch process (SupervisedDispatcher only)."""
 
     def flat(self) -> dict[str, float | int | str]:
         out: dict[str, float | int | str] = {}
@@ -238,6 +242,18 @@ def probe_tcp(address: str, timeout_s: float = 1.0) -> str:
         return f"{type(exc).__name__}: {exc}"
 
 
+def _raylet_address() -> str:
+    """host:port of the raylet this driver talks to ("" for Ray Client, which has no local raylet)."""
+    import ray
+
+    node = getattr(ray._private.worker, "_global_node", None)
+    worker_node = getattr(ray._private.worker.global_worker, "node", None)
+    node = node or worker_node
+    if node is None or not getattr(node, "node_manager_port", None):
+        return ""
+    return f"{node.node_ip_address}:{node.node_manager_port}"
+
+
 def _apply_ray_environment(cfg: DispatchConfig) -> None:
     """Put the settings Ray reads from the environment in place before ray.init (see DispatchConfig).
 
@@ -293,6 +309,7 @@ class Dispatcher:
         self._down_reason: dict[str, str] = {}
         self._owns_ray = False
         self._probe_address = ""
+        self._raylet_address = ""
         self._last_probe = 0.0
         self._probe_failures = 0
         self._counts: collections.Counter[str] = collections.Counter()
@@ -343,6 +360,17 @@ class Dispatcher:
                 if remaining <= 0:
                     return False
                 self._lock.wait(min(remaining, 0.5))
+
+    def wait_while(self, state: DispatcherState, timeout_s: float | None = None) -> DispatcherState:
+        """Block while the state is ``state`` (or until ``timeout_s``); returns the state then."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._lock:
+            while self._state is state:
+                remaining = 1.0 if deadline is None else deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._lock.wait(min(remaining, 1.0))
+            return self._state
 
     def submit(self, job: Job, on_done: Callable[[int, JobResult], None] | None = None) -> int:
         """Queue ``job``; ``on_done(job_id, JobResult)`` is called exactly once, on the collector thread.
@@ -573,6 +601,7 @@ class Dispatcher:
             self._probe_address = cfg.address if cfg.address and cfg.address != "auto" else ""
             if not self._probe_address:
                 self._probe_address = ray.get_runtime_context().gcs_address
+            self._raylet_address = _raylet_address()
             self._create_slots()
         except Exception as exc:
             # ray.init raises ConnectionError, RuntimeError, TimeoutError, ValueError... depending on the failure.
@@ -717,14 +746,19 @@ class Dispatcher:
         if now - self._last_probe < self.config.health_check_period_s:
             return
         self._last_probe = now
-        error = probe_tcp(self._probe_address) if self._probe_address else ""
+        # The raylet too, not only the GCS: a driver whose raylet died is useless (and Ray ends it at its next call).
+        error, what = "", ""
+        for name, address in (("Ray head (GCS)", self._probe_address), ("local raylet", self._raylet_address)):
+            error, what = (probe_tcp(address) if address else ""), name
+            if error:
+                break
         if not error:
             self._probe_failures = 0
             return
         self._probe_failures += 1
-        logger.warning("Ray head %s probe failed (%d in a row): %s", self._probe_address, self._probe_failures, error)
+        logger.warning("%s probe failed (%d in a row): %s", what, self._probe_failures, error)
         if self._probe_failures >= self.config.health_check_failures:
-            raise _ClusterLostError(f"Ray head at {self._probe_address} unreachable: {error}")
+            raise _ClusterLostError(f"{what} unreachable: {error}")
 
     def _enforce_deadlines(self, now: float) -> None:
         import ray

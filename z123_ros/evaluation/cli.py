@@ -19,12 +19,11 @@ from __future__ import annotations
 import argparse
 import logging
 import shlex
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from z123_ros.errors import InputError, Z123Error
+from z123_ros.io import staged_output
 
 logger = logging.getLogger(__name__)
 
@@ -175,10 +174,9 @@ def run_eval(args: argparse.Namespace) -> int:
         set_config.check()
         config.check()
         _check_out(out, args.overwrite)
-        out.parent.mkdir(parents=True, exist_ok=True)
         command = "z123 " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if "eval" in sys.argv[1:] else None
-        with tempfile.TemporaryDirectory(prefix=".z123_eval_", dir=out.parent) as tmp:
-            staging = Path(tmp)
+        # One swap at the end: a killed run leaves the previous report whole (_check_out asked for --overwrite).
+        with staged_output(out) as staging:
 
             def objects():
                 for obj in iter_eval_set(set_config):
@@ -194,12 +192,6 @@ def run_eval(args: argparse.Namespace) -> int:
             finally:
                 bar.close()
             write_report(result, staging, command=command)
-            out.mkdir(parents=True, exist_ok=True)
-            for item in staging.iterdir():
-                target = out / item.name
-                if target.is_dir():
-                    shutil.rmtree(target)
-                shutil.move(str(item), str(target))
     except Z123Error as exc:
         sys.stderr.write(f"z123 eval: error: {exc}\n")
         return 2

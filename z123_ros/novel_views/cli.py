@@ -115,7 +115,7 @@ def contact_sheet(input_image: np.ndarray, views: list[np.ndarray], labels: list
 def _write_outputs(out: Path, files: dict[str, np.ndarray], meta: dict) -> None:
     from z123_ros.io import save_rgb, staged_output
 
-    with staged_output(out, stale_glob="view_*.png") as tmp:
+    with staged_output(out, owned=("*.png", "views.json")) as tmp:
         for name, image in files.items():
             save_rgb(tmp / name, image)
         (tmp / "views.json").write_text(json.dumps(meta, indent=2) + "\n")

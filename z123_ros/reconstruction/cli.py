@@ -103,8 +103,9 @@ def _run(args: argparse.Namespace) -> int:
 
         pipeline = load_zero123(args.model, device=args.device)
 
-    result = reconstruct(inp, args.backend, config, pipeline)
-    with staged_output(out) as tmp:
+    # Staged before the work: an unwritable --out fails now (one line), not after minutes of reconstruction.
+    with staged_output(out, owned=OUTPUT_FILES) as tmp:
+        result = reconstruct(inp, args.backend, config, pipeline)
         _write_outputs(tmp, result, inp)
     sys.stdout.write(
         f"{result.backend}: {len(result.faces)} faces, extent {np.round(result.extent_m, 3).tolist()} "

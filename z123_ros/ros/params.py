@@ -11,7 +11,14 @@ mutability come from ``dataclasses.field(metadata=...)``:
   is checked here and listed in the description).
 
 ``None`` has no ROS parameter type: an ``X | None`` field is an empty string (str), NaN (float), -1 (int) or an
-empty list (lists, tuples) when None; optional bools are not exposed.
+empty list (lists, tuples) when None.
+
+ROS has no map parameter either (and a nested YAML map would need every key declared in advance): a
+``dict[str, bool | int | float | str]`` field is a string array of ``"key=value"`` entries, e.g.
+``dispatch.reconstruction.resources: ["gpu_node=1"]``.
+
+A field of any other type (an optional bool, a dict of lists, an arbitrary object) raises ConfigError when the
+parameters are derived: a config field must never silently lose its ROS parameter.
 """
 
 from __future__ import annotations
@@ -19,7 +26,6 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
-import logging
 import math
 import textwrap
 import types
@@ -33,8 +39,6 @@ from rclpy.exceptions import ParameterUninitializedException
 from rclpy.parameter import Parameter
 
 from z123_ros.errors import ConfigError
-
-logger = logging.getLogger(__name__)
 
 _SCALARS = {
     bool: ParameterType.PARAMETER_BOOL,
@@ -76,15 +80,21 @@ class ParameterSpec:
     choices: tuple | None
     #: Refuse run-time changes.
     read_only: bool
+    #: True for dict[str, base_type] fields (a ROS string array of "key=value").
+    is_mapping: bool = False
 
     @property
     def ros_type(self) -> int:
+        if self.is_mapping:
+            return ParameterType.PARAMETER_STRING_ARRAY
         return (_ARRAYS if self.is_array else _SCALARS)[self.base_type]
 
     def descriptor(self) -> ParameterDescriptor:
         desc = self.description
         if self.choices:
             desc += f" One of: {', '.join(map(str, self.choices))}."
+        if self.is_mapping:
+            desc += f' Entries "key=value" (value: {self.base_type.__name__}).'
         if self.optional:
             desc += (
                 {str: " Empty = unset.", float: " NaN = unset.", int: " -1 = unset."}.get(
@@ -107,6 +117,8 @@ class ParameterSpec:
 
     def to_ros(self, value: Any) -> Any:
         """Python field value -> ROS parameter value."""
+        if self.is_mapping:
+            return [f"{k}={v}" for k, v in sorted((value or {}).items())]
         if value is None:
             if self.is_array:
                 return []
@@ -117,6 +129,8 @@ class ParameterSpec:
 
     def from_ros(self, value: Any) -> Any:
         """ROS parameter value -> Python field value, validated (raises ConfigError)."""
+        if self.is_mapping:
+            return self._mapping(value or [])
         if self.is_array:
             if value is None:
                 value = []
@@ -135,6 +149,15 @@ class ParameterSpec:
             return None
         return self._scalar(value)
 
+    def _mapping(self, entries: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for entry in entries:
+            key, sep, text = str(entry).partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f'parameter {self.name}: entry {entry!r} is not "key=value"')
+            out[key.strip()] = self._scalar(_parse_scalar(text.strip(), self.base_type, self.name))
+        return out
+
     def _scalar(self, value: Any) -> Any:
         t = self.base_type
         if t is float and isinstance(value, int) and not isinstance(value, bool):
@@ -150,6 +173,20 @@ class ParameterSpec:
         if self.choices and value not in self.choices:
             raise ConfigError(f"parameter {self.name}={value!r} is not one of {list(self.choices)}")
         return value
+
+
+def _parse_scalar(text: str, t: type, name: str) -> Any:
+    """The value of a "key=value" entry as ``t``."""
+    if t is str:
+        return text
+    if t is bool:
+        if text.lower() not in ("true", "false"):
+            raise ConfigError(f"parameter {name}: {text!r} is not true or false")
+        return text.lower() == "true"
+    try:
+        return t(text)
+    except ValueError as exc:
+        raise ConfigError(f"parameter {name}: {text!r} is not a {t.__name__}") from exc
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -212,17 +249,12 @@ def _specs(config: Any, prefix: str, path: tuple[str, ...]):
         if dataclasses.is_dataclass(value):
             yield from _specs(value, name, (*path, f.name))
             continue
-        origin = typing.get_origin(tp)
-        is_array = origin in (list, tuple) or tp in (list, tuple)
-        base: Any = tp
-        if is_array:
-            args = [a for a in typing.get_args(tp) if a is not Ellipsis]
-            base = args[0] if args and len(set(args)) == 1 else None
-            if base is None and value:
-                base = type(next(iter(value)))
+        base, is_array, is_mapping = _field_kind(tp, value)
         if base not in _SCALARS or (optional and not is_array and base is bool):
-            logger.debug("config field %s of type %s has no ROS parameter type; not exposed", name, tp)
-            continue
+            raise ConfigError(
+                f"config field {name} of type {tp} has no ROS parameter type (supported: bool, int, float, str, "
+                "lists and tuples of one of them, dict[str, one of them], X | None except bool | None)"
+            )
         meta = f.metadata or {}
         spec = ParameterSpec(
             name=name,
@@ -230,15 +262,34 @@ def _specs(config: Any, prefix: str, path: tuple[str, ...]):
             base_type=base,
             is_array=is_array,
             optional=optional,
-            is_tuple=origin is tuple or tp is tuple,
+            is_tuple=typing.get_origin(tp) is tuple or tp is tuple,
             default=None,
             description=docs.get(f.name, ""),
             value_range=tuple(meta["range"]) if "range" in meta else None,
             choices=tuple(meta["choices"]) if "choices" in meta else None,
             read_only=bool(meta.get("read_only", False)),
+            is_mapping=is_mapping,
         )
         spec.default = spec.to_ros(value)
         yield spec
+
+
+def _field_kind(tp: Any, value: Any) -> tuple[Any, bool, bool]:
+    """(element type, is_array, is_mapping) of a field's type (element type None when it has none)."""
+    origin = typing.get_origin(tp)
+    if origin is dict or tp is dict:
+        args = typing.get_args(tp)
+        if args and args[0] is not str:
+            return None, False, True
+        base = args[1] if len(args) == 2 else (type(next(iter(value.values()))) if value else None)
+        return base, False, True
+    if origin in (list, tuple) or tp in (list, tuple):
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        base = args[0] if args and len(set(args)) == 1 else None
+        if base is None and value:
+            base = type(next(iter(value)))
+        return base, True, False
+    return tp, False, False
 
 
 def declare_parameters(node: Any, config: Any, prefix: str = "") -> list[ParameterSpec]:
@@ -248,7 +299,7 @@ def declare_parameters(node: Any, config: Any, prefix: str = "") -> list[Paramet
     """
     specs = parameter_specs(config, prefix)
     for spec in specs:
-        if spec.is_array and not spec.default:
+        if (spec.is_array or spec.is_mapping) and not spec.default:
             # An empty list has no ROS type of its own; the descriptor carries it.
             node.declare_parameter(spec.name, Parameter.Type(spec.ros_type), spec.descriptor())
         else:

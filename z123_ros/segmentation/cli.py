@@ -93,7 +93,7 @@ def objects_json(result, width: int, height: int) -> dict:
 def _write_outputs(out: Path, result, rgb: np.ndarray) -> None:
     from z123_ros.io import save_mask, save_rgb, staged_output
 
-    with staged_output(out, stale_glob="mask_*.png") as tmp:
+    with staged_output(out, owned=("mask_*.png", "overlay.png", "objects.json")) as tmp:
         for obj in result.objects:
             save_mask(tmp / f"mask_{obj.id:02d}.png", obj.mask)
         save_rgb(tmp / "overlay.png", overlay_image(rgb, result.objects))

@@ -44,7 +44,6 @@ import logging
 import multiprocessing
 import os
 import re
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,6 +54,7 @@ import trimesh
 
 from z123_ros.camera import cartesian_to_spherical, invert
 from z123_ros.errors import InputError
+from z123_ros.io import new_staging, replace_folder
 
 logger = logging.getLogger(__name__)
 
@@ -280,10 +280,9 @@ def render_object(
         mesh_n, views, size=config.image_size, fov_deg=config.fov_deg, colour=colour, target=np.zeros(3), light=light
     )
 
-    # Write into a temporary sibling and rename: an object folder exists only once complete.
-    tmp = root / f".tmp-{source.id}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    # Write into a staging sibling and swap it in: an object folder exists only once complete, and a re-render
+    # replaces the old one as a whole.
+    tmp = new_staging(folder)
     entries = []
     for i, (polar, azimuth, radius) in enumerate(rendered.views):
         image_name = f"{i:03d}.png"
@@ -331,9 +330,7 @@ def render_object(
         "views": entries,
     }
     (tmp / "cameras.json").write_text(json.dumps(meta, indent=1) + "\n")
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp.rename(folder)
+    replace_folder(tmp, folder)
     return RenderedObject(id=source.id, folder=folder, num_views=len(entries), seconds=time.perf_counter() - start)
 
 

@@ -29,7 +29,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -42,6 +41,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from safetensors.torch import load_file, save_file
 
 from z123_ros.errors import ConfigError, InputError
+from z123_ros.io import new_staging, replace_folder
 from z123_ros.novel_views.clip import clip_preprocess
 from z123_ros.training.checkpoint import (
     TrainingComponents,
@@ -302,9 +302,7 @@ def _save_checkpoint(
     out = Path(config.output_dir)
     root = out / "checkpoints"
     final = root / f"step-{step:06d}"
-    tmp = root / f".tmp-step-{step:06d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = new_staging(final)  # swapped in as a whole: a killed save leaves no half checkpoint
     named = _named_trainable(model)
     params = [p for _, p in named]
     state_dir = tmp / "training_state"
@@ -343,9 +341,7 @@ def _save_checkpoint(
         "numpy_rng_state": np.random.get_state()[1].tolist(),
     }
     (state_dir / "state.json").write_text(json.dumps(state) + "\n")
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
+    replace_folder(tmp, final)
     prune_checkpoints(out, config.keep_checkpoints)
     return final
 
