@@ -1,7 +1,7 @@
 """z123_ros: an ament_python package, installable with pip (pip wheels of ROS 2) or colcon (an apt ROS 2 install).
 
 Share files go to the ament index layout under the install prefix (share/ament_index/resource_index/packages/z123_ros,
-share/z123_ros/{package.xml, launch/, config/}), so `ament_index_python` finds them exactly as on a ROS 2 install.
+share/z123_ros/{package.xml, launch/, config/, rviz/}), so `ament_index_python` finds them as on a ROS 2 install.
 """
 
 from glob import glob
@@ -22,6 +22,7 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/rviz", glob("rviz/*.rviz")),
     ],
     # Versions are pinned by constraints.txt (see scripts/install.sh); only the import names are listed here.
     install_requires=["numpy", "scipy", "opencv-python-headless", "PyYAML", "tqdm", "trimesh", "scikit-image"],

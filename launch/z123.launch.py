@@ -7,8 +7,12 @@ with the same YAML as processes::
     python -m z123_ros.ros.node --ros-args --params-file config/z123_node.yaml
 
 Arguments: ``sim:=true`` starts the simulated camera, ``params_file:=...`` and ``sim_params_file:=...`` replace the
-YAML files, ``namespace:=...`` puts both nodes in a namespace. The z123 node is a lifecycle node: it is started as a
-LifecycleNode and driven to active by the launch file, as ``main()`` does for plain processes.
+YAML files, ``namespace:=...`` puts both nodes in a namespace, ``rviz:=true`` opens RViz2 with rviz/z123.rviz
+(colour image, object meshes, aggregate cloud, tf) in ``fixed_frame`` (default the camera frame; ``world`` when
+z123_node runs with ``target_frame: world``), ``rviz_config:=...`` replaces the RViz file.
+
+The z123 node is a lifecycle node: it is started as a LifecycleNode and driven to active by the launch file, as
+``main()`` does for plain processes.
 """
 
 import os
@@ -51,6 +55,14 @@ def generate_launch_description() -> LaunchDescription:
         output="screen",
         condition=IfCondition(LaunchConfiguration("sim")),
     )
+    rviz = Node(
+        package="rviz2",
+        executable="rviz2",
+        name="rviz2",
+        arguments=["-d", LaunchConfiguration("rviz_config"), "-f", LaunchConfiguration("fixed_frame")],
+        output="screen",
+        condition=IfCondition(LaunchConfiguration("rviz")),
+    )
     configure = EmitEvent(
         event=ChangeState(
             lifecycle_node_matcher=matches_action(z123_node), transition_id=Transition.TRANSITION_CONFIGURE
@@ -84,7 +96,19 @@ def generate_launch_description() -> LaunchDescription:
                 description="Parameter file of the simulated camera.",
             ),
             DeclareLaunchArgument("namespace", default_value="", description="Namespace of both nodes."),
+            DeclareLaunchArgument("rviz", default_value="false", description="Open RViz2 with the z123 view."),
+            DeclareLaunchArgument(
+                "rviz_config",
+                default_value=os.path.join(share, "rviz", "z123.rviz"),
+                description="RViz2 configuration file.",
+            ),
+            DeclareLaunchArgument(
+                "fixed_frame",
+                default_value="camera_color_optical_frame",
+                description="RViz2 fixed frame (world with target_frame: world and a camera pose on tf).",
+            ),
             sim_camera,
+            rviz,
             z123_node,
             activate_when_configured,
             configure,
