@@ -42,6 +42,31 @@ def test_views_writes_one_png_per_view_and_a_contact_sheet(tmp_path):
     np.testing.assert_array_equal(load_rgb(out2 / "view_01.png"), load_rgb(out / "view_01.png"))
 
 
+def test_eta_reaches_the_scheduler_and_changes_the_sample(tmp_path, monkeypatch):
+    from z123_ros.novel_views.pipeline import Zero123Pipeline
+
+    image = tmp_path / "in.png"
+    save_rgb(image, object_image())
+    seen = []
+    original = Zero123Pipeline.__call__
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs["eta"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Zero123Pipeline, "__call__", spy)
+    argv = [str(image), "--model", str(tiny_model()), "--polar", "0", "--azimuth", "90", "--steps", "3"]
+    outs = {}
+    for eta in (None, "0.0"):
+        out = tmp_path / f"out_{eta}"
+        assert _run([*argv, *([] if eta is None else ["--eta", eta]), "--out", str(out)]) == 0
+        outs[eta] = load_rgb(out / "view_00.png").astype(int)
+        assert json.loads((out / "views.json").read_text())["eta"] == (1.0 if eta is None else 0.0)
+    assert seen == [1.0, 0.0]  # the official demo's 1.0 by default; 0.0 = the diffusers port's deterministic DDIM
+    # eta 1 adds fresh noise at every DDIM step, eta 0 none: the same seed gives a different view.
+    assert np.abs(outs[None] - outs["0.0"]).max() > 0
+
+
 def test_mask_and_camera_give_the_input_polar(tmp_path):
     from z123_ros.camera import CameraIntrinsics, invert, orbit_pose
     from z123_ros.io import CameraModel
@@ -72,6 +97,7 @@ def test_mask_and_camera_give_the_input_polar(tmp_path):
         (["--polar", "0", "10", "--azimuth", "90"], "--azimuth"),
         (["--views", "0,abc,0"], "not numbers"),
         (["--steps", "0"], "--steps"),
+        (["--eta", "1.5"], "--eta"),
     ],
 )
 def test_errors_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, extra, message):

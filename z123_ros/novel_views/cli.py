@@ -44,6 +44,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--views", help='views as "dpolar,dazim,dradius;..." (instead of --polar/--azimuth/--radius)')
     p.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
     p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default 3.0)")
+    p.add_argument(
+        "--eta",
+        type=float,
+        default=1.0,
+        help="DDIM eta in [0, 1]: 1.0 (default) as the original Zero-1-to-3 demo, 0.0 reproduces the diffusers port",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same images)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
@@ -137,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
         views = parse_views(args)
         if args.steps < 1:
             raise InputError(f"--steps must be >= 1, got {args.steps}")
+        if not 0.0 <= args.eta <= 1.0:
+            raise InputError(f"--eta must be in [0, 1], got {args.eta}")
         if args.max_views_per_batch is not None and args.max_views_per_batch < 1:
             raise InputError(f"--max-views-per-batch must be >= 1, got {args.max_views_per_batch}")
         files, meta = generate(args, image_path, views)
@@ -198,6 +206,7 @@ def generate(args: argparse.Namespace, image_path: str, views: list) -> tuple[di
         input_polar_deg=input_polar,
         num_inference_steps=args.steps,
         guidance_scale=args.guidance,
+        eta=args.eta,
         generator=generator,
         max_views_per_batch=args.max_views_per_batch,
     )
@@ -212,6 +221,7 @@ def generate(args: argparse.Namespace, image_path: str, views: list) -> tuple[di
         "input_polar_deg": result.input_polar_deg,
         "steps": args.steps,
         "guidance_scale": args.guidance,
+        "eta": args.eta,
         "seed": args.seed,
         "dtype": args.dtype,
         "seconds": round(result.seconds, 3),

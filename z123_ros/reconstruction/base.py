@@ -107,6 +107,10 @@ class SJCConfig:
     """Pose jitter of the near-view consistency loss."""
     t_range: tuple[float, float] = (0.2, 0.98)
     """Range (fractions of the training schedule) the SJC noise level is drawn from, uniformly."""
+    t_range_end: tuple[float, float] | None = None
+    """When set, ``t_range`` is annealed linearly to this range by the last step (None = no annealing)."""
+    score_weight: float = 1.0
+    """Weight of the score-distillation term."""
     seed: int = 0
     """Random seed (initial field, cameras, noise)."""
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F  # noqa: N812 (the universal torch idiom)
 
 from z123_ros.reconstruction.base import ReconstructionConfig, ReconstructionInput, ReconstructionResult
 from z123_ros.reconstruction.field import orbit_camera
-from z123_ros.reconstruction.sjc import (
+from z123_ros.reconstruction.learned import (
     field_to_result,
     input_view_loss,
     make_field,

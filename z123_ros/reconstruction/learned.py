@@ -1,0 +1,275 @@
+"""What the two learned backends (``multiview``, ``zero123``) share: the input's setup, the field, the losses, the mesh.
+
+Both preprocess the input for Zero-1-to-3 (crop, centre, white background), encode it once, fix the object frame and
+the virtual input camera (metric and placed in the camera frame when depth is given, normalised otherwise), optimise
+the same voxel latent field against the input view, and turn its density into a mesh. Only the supervision of the
+other views differs (generated views in multiview.py, the score in sjc.py).
+
+Units: the field's object frame has the object's longest side = ``OBJECT_SIZE_UNITS`` (a margin inside the grid);
+the model's radii are in units of the object's longest side (Objaverse renders were normalised to a unit cube), so
+``d_radius`` is converted between the two in :func:`pose_batch`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812 (the universal torch idiom)
+from scipy import ndimage
+from tqdm.auto import tqdm
+
+from z123_ros.camera import CameraIntrinsics, cartesian_to_spherical
+from z123_ros.errors import ReconstructionError
+from z123_ros.novel_views.preprocess import Zero123Input, input_polar_deg, preprocess_for_zero123
+from z123_ros.reconstruction.base import ReconstructionConfig, ReconstructionInput, ReconstructionResult
+from z123_ros.reconstruction.depth_backend import complete_from_depth
+from z123_ros.reconstruction.field import (
+    TRAINING_FOV_DEG,
+    VoxelField,
+    field_from_occupancy,
+    orbit_camera,
+    virtual_radius,
+)
+from z123_ros.reconstruction.mesh import extract_mesh, largest_component
+from z123_ros.reconstruction.result import result_from_mesh
+
+logger = logging.getLogger(__name__)
+
+#: Longest side of the object in field units (the grid spans [-bound, bound], 1 by default): a margin all round.
+OBJECT_SIZE_UNITS = 0.85
+#: Input polar angle used when neither the pose nor a support plane is known (a robot looking down at a table).
+FALLBACK_INPUT_POLAR_DEG = 60.0
+
+
+@dataclass
+class LearnedSetup:
+    """Everything the learned backends derive once from the input before optimising a field."""
+
+    cond: object
+    """Zero123Condition of the preprocessed input view."""
+    input_latents: torch.Tensor
+    """(1, 4, h, w) scaled VAE latents of the preprocessed input."""
+    input_mask: torch.Tensor
+    """(1, 1, R, R) object mask of the input view at render size."""
+    input_pose: tuple[float, float, float]
+    """(polar_deg, azimuth_deg, radius) of the virtual input camera in the object frame (field units)."""
+    depth_target: torch.Tensor | None
+    """(1, 1, R, R) input-view depth (object units, 0 = unknown) when metric depth was given."""
+    init_density: torch.Tensor | None
+    """Raw density initialising the field (the depth completion), or None (a centred ball)."""
+    metric: bool
+    """True when the object frame has a known metric scale and pose in the camera frame."""
+    T_cam_from_object: np.ndarray
+    """4x4 object units -> camera metres (rotation x scale + translation); identity without depth."""
+    plane_cam: np.ndarray | None
+    """Support plane used (camera frame), when known."""
+    image_size: int
+    """The model's image side (256 for the published models)."""
+    background: torch.Tensor
+    """(1, 4, 1, 1) latent of a white image: the field's background (the model's inputs are on white)."""
+
+
+@dataclass
+class _ObjectFrame:
+    """The object frame and virtual input camera derived from the input (metric or normalised)."""
+
+    pose: tuple[float, float, float]
+    init_density: torch.Tensor | None = None
+    depth_target: torch.Tensor | None = None
+    T_cam_from_object: np.ndarray | None = None
+    plane_cam: np.ndarray | None = None
+
+
+def _to_tensor_image(image: np.ndarray, device: str) -> torch.Tensor:
+    """(S, S, 3) uint8 -> (1, 3, S, S) float in [0, 1]."""
+    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None].to(device)
+
+
+def _depth_target(visible_obj: np.ndarray, pose: tuple[float, float, float], size: int, device: str) -> torch.Tensor:
+    """(1, 1, size, size) z-buffer of the visible points (object frame) seen from the virtual input camera."""
+    T_world_from_vcam = orbit_camera(*pose)
+    p_v = (visible_obj - T_world_from_vcam[:3, 3]) @ T_world_from_vcam[:3, :3]
+    intr = CameraIntrinsics.from_fov(TRAINING_FOV_DEG, size, size)
+    ok = p_v[:, 2] > 1e-6
+    uv = np.round(intr.project(p_v[ok])).astype(np.int64)
+    z = p_v[ok, 2]
+    inside = (uv[:, 0] >= 0) & (uv[:, 0] < size) & (uv[:, 1] >= 0) & (uv[:, 1] < size)
+    zbuf = np.full(size * size, np.inf)
+    np.minimum.at(zbuf, uv[inside, 1] * size + uv[inside, 0], z[inside])
+    zbuf[~np.isfinite(zbuf)] = 0.0
+    return torch.from_numpy(zbuf.reshape(1, 1, size, size)).float().to(device)
+
+
+def _metric_frame(
+    inp: ReconstructionInput, pre: Zero123Input, config: ReconstructionConfig, size: int, device: str
+) -> _ObjectFrame:
+    """Object frame from the depth completion: plane-aligned, metric, the virtual camera along the real one."""
+    fcfg = config.voxel_field
+    completion, visible = complete_from_depth(inp, config.depth)
+    T_ci = completion.T_cam_from_index
+    voxel = float(np.linalg.norm(T_ci[:3, 0]))
+    R_cam_from_obj = T_ci[:3, :3] / voxel  # plane-aligned: x horizontal view direction, z up
+    occ_idx = np.argwhere(completion.occupancy)
+    lo, hi = occ_idx.min(axis=0) - 0.5, occ_idx.max(axis=0) + 0.5
+    T_cam_from_object = np.eye(4)
+    T_cam_from_object[:3, :3] = R_cam_from_obj * float(np.max(hi - lo)) * voxel / OBJECT_SIZE_UNITS
+    T_cam_from_object[:3, 3] = T_ci[:3, :3] @ (0.5 * (lo + hi)) + T_ci[:3, 3]
+    T_object_from_cam = np.linalg.inv(T_cam_from_object)
+    # Virtual input camera: along the real camera's direction, at the radius that frames the object like the crop
+    # (the crop is a zoom: focal f_crop at distance D images the object as f_virtual at D * f_virtual / f_crop).
+    polar, azimuth, distance = cartesian_to_spherical(T_object_from_cam[:3, 3])
+    f_virtual = CameraIntrinsics.from_fov(TRAINING_FOV_DEG, size, size).fx
+    f_crop = pre.intrinsics.fx if pre.intrinsics is not None else f_virtual
+    pose = (float(polar), float(azimuth), float(distance * f_virtual / f_crop))
+    # Initial density: the depth completion resampled on the field grid.
+    g = fcfg.grid_size
+    axis = np.linspace(-fcfg.bound, fcfg.bound, g)
+    pts_obj = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
+    pts_cam = pts_obj @ T_cam_from_object[:3, :3].T + T_cam_from_object[:3, 3]
+    idx = (pts_cam - T_ci[:3, 3]) @ np.linalg.inv(T_ci[:3, :3]).T
+    occ = ndimage.map_coordinates(completion.occupancy.astype(np.float32), idx.T, order=1, cval=0.0)
+    vis_obj = visible @ T_object_from_cam[:3, :3].T + T_object_from_cam[:3, 3]
+    return _ObjectFrame(
+        pose=pose,
+        init_density=field_from_occupancy(occ.reshape(g, g, g), fcfg),
+        depth_target=_depth_target(vis_obj, pose, fcfg.render_size, device),
+        T_cam_from_object=T_cam_from_object,
+        plane_cam=completion.plane_cam,
+    )
+
+
+def _normalised_frame(inp: ReconstructionInput, pre: Zero123Input, plane: np.ndarray | None) -> _ObjectFrame:
+    """Without depth: the input polar from the pose or the plane (else a fallback), azimuth 0, the crop's radius."""
+    polar = pre.input_polar_deg
+    if polar is None:
+        polar = input_polar_deg(inp.mask, inp.intrinsics, plane_cam=plane, T_cam_from_world=inp.T_cam_from_world)
+    if polar is None:
+        logger.warning("input polar unknown (no pose, plane or depth): assuming %.0f deg", FALLBACK_INPUT_POLAR_DEG)
+        polar = FALLBACK_INPUT_POLAR_DEG
+    return _ObjectFrame(pose=(float(polar), 0.0, virtual_radius(extent=OBJECT_SIZE_UNITS)), plane_cam=plane)
+
+
+def prepare_learned_setup(inp: ReconstructionInput, pipeline, config: ReconstructionConfig) -> LearnedSetup:
+    """Preprocess the input for Zero-1-to-3, encode it once, and fix the object frame and the input camera."""
+    size = int(pipeline.image_size)
+    device = str(pipeline._execution_device) if hasattr(pipeline, "_execution_device") else config.device
+    R = config.voxel_field.render_size
+    plane = None if inp.support_plane_cam is None else np.asarray(inp.support_plane_cam, dtype=np.float64)
+    pre = preprocess_for_zero123(
+        inp.rgb,
+        inp.mask,
+        size=size,
+        object_size=round(size * 200 / 256),
+        intrinsics=inp.intrinsics,
+        depth_m=inp.depth_m,
+        plane_cam=plane,
+        T_cam_from_world=inp.T_cam_from_world,
+    )
+    with torch.no_grad():
+        image_t = _to_tensor_image(pre.image, device)
+        cond = pipeline.encode_condition(pre, input_polar_deg=pre.input_polar_deg)
+        input_latents = pipeline.encode_latents(image_t).float()
+        white = pipeline.encode_latents(torch.ones_like(image_t)).float()
+    mask_t = torch.from_numpy(pre.mask.astype(np.float32))[None, None].to(device)
+    metric = inp.depth_m is not None
+    frame = _metric_frame(inp, pre, config, size, device) if metric else _normalised_frame(inp, pre, plane)
+    return LearnedSetup(
+        cond=cond,
+        input_latents=input_latents,
+        input_mask=F.interpolate(mask_t, size=(R, R), mode="area"),
+        input_pose=frame.pose,
+        depth_target=frame.depth_target,
+        init_density=frame.init_density,
+        metric=metric,
+        T_cam_from_object=np.eye(4) if frame.T_cam_from_object is None else frame.T_cam_from_object,
+        plane_cam=frame.plane_cam,
+        image_size=size,
+        background=white.mean(dim=(2, 3), keepdim=True),
+    )
+
+
+def make_field(setup: LearnedSetup, config: ReconstructionConfig) -> VoxelField:
+    """A field initialised from the setup (depth completion or a ball), background = the white image's latent."""
+    field = VoxelField(config.voxel_field, setup.init_density).to(setup.input_latents.device)
+    field.background.copy_(setup.background)
+    return field
+
+
+def relative_views(setup: LearnedSetup, poses: list[tuple[float, float, float]]) -> list[tuple[float, float, float]]:
+    """Field-frame camera poses -> the model's relative views (d_polar_deg, d_azimuth_deg, d_radius in model units).
+
+    The model's radii are in units of the object's longest side (Objaverse objects were normalised to a unit cube),
+    the field's have the object at ``OBJECT_SIZE_UNITS``: a field radius step of 0.85 is one model unit.
+    """
+    p0, a0, r0 = setup.input_pose
+    return [(p - p0, a - a0, (r - r0) / OBJECT_SIZE_UNITS) for p, a, r in poses]
+
+
+def pose_batch(pipeline, setup: LearnedSetup, poses: list[tuple[float, float, float]]) -> torch.Tensor:
+    """(B, 4) pose vectors of field-frame camera poses; Stable Zero123 takes the input's absolute polar as 4th entry."""
+    return pipeline.pose_vectors(relative_views(setup, poses), setup.input_pose[0]).float()
+
+
+def input_view_loss(
+    field: VoxelField, setup: LearnedSetup, config: ReconstructionConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(latent + mask loss, depth loss) of the field seen from the input camera."""
+    R = config.voxel_field.render_size
+    out = field.render([orbit_camera(*setup.input_pose)], R)
+    target = F.interpolate(setup.input_latents, size=(R, R), mode="bilinear", align_corners=False)
+    loss = F.mse_loss(out.latents, target) + F.mse_loss(out.opacity, setup.input_mask)
+    depth_loss = torch.zeros((), device=loss.device)
+    if setup.depth_target is not None:
+        valid = setup.depth_target > 0
+        if bool(valid.any()):
+            depth_loss = (out.depth - setup.depth_target).abs()[valid].mean()
+    return loss, depth_loss
+
+
+def field_to_result(
+    field: VoxelField,
+    setup: LearnedSetup,
+    config: ReconstructionConfig,
+    backend: str,
+    timings: dict[str, float],
+    info: dict,
+) -> ReconstructionResult:
+    """Marching cubes on the density grid, mapped to the camera frame (metric) or the normalised object frame."""
+    t0 = time.perf_counter()
+    fcfg = config.voxel_field
+    sigma = field.sigma_grid().detach().cpu().numpy()
+    step = 2.0 * fcfg.bound / (fcfg.grid_size - 1)
+    T_obj_from_index = np.eye(4)
+    T_obj_from_index[:3, :3] *= step
+    T_obj_from_index[:3, 3] = -fcfg.bound
+    occupied = sigma > fcfg.density_level
+    if not occupied.any():
+        raise ReconstructionError(f"the {backend} field is empty (no density above {fcfg.density_level})")
+    occupied = ndimage.binary_fill_holes(largest_component(occupied))
+    T_out_from_obj = setup.T_cam_from_object if setup.metric else np.eye(4)
+    mesh = extract_mesh(occupied.astype(np.float32), 0.5, T_out_from_obj @ T_obj_from_index, smooth_sigma=0.7)
+    if not setup.metric:
+        # No scale without depth: the normalised object frame (bounding box centred at the origin, longest side 1).
+        lo, hi = mesh.bounds
+        mesh.apply_translation(-0.5 * (lo + hi))
+        mesh.apply_scale(1.0 / float(np.max(hi - lo)))
+    return result_from_mesh(
+        mesh,
+        backend=backend,
+        metric=setup.metric,
+        frame="camera" if setup.metric else "object_normalized",
+        confidence=float(info.get("confidence", 0.5)),
+        timings={**timings, "mesh": time.perf_counter() - t0},
+        num_points=config.num_points,
+        plane_cam=setup.plane_cam,
+        info={k: v for k, v in info.items() if k != "confidence"},
+    )
+
+
+def progress_bar(total: int, enabled: bool, desc: str) -> tqdm:
+    """A tqdm bar for long optimisations (the CLI enables it; the library is silent by default)."""
+    return tqdm(total=total, disable=not enabled, desc=desc, leave=False)
