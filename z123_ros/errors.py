@@ -55,3 +55,12 @@ class ConfigError(Z123Error, ValueError):
     """A configuration value is out of range or inconsistent."""
 
     reason = "config"
+
+
+class FrameError(InputError):
+    """A camera frame the node drops; ``reason`` names the check it failed (the /diagnostics drop counter key:
+    bad_colour_image, bad_depth_image, bad_camera_info, image_too_large, size_mismatch, invalid_depth)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason

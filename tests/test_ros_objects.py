@@ -1,0 +1,109 @@
+"""The node's object book without ROS or Ray: which objects get reconstructed, retries, forgetting, the aggregate."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from z123_ros.ros.objects import ChangePolicy, ObjectBook
+from z123_ros.segmentation.types import SegmentedObject
+
+
+def _obj(object_id: int, centroid=(0.0, 0.0, 0.5), extent=(0.1, 0.1, 0.1), area: int = 400, depth: bool = True):
+    mask = np.zeros((40, 40), bool)
+    mask.flat[:area] = True
+    return SegmentedObject(
+        id=object_id,
+        mask=mask,
+        box_xyxy=(0, 0, 40, 40),
+        centroid_cam=np.array(centroid, float) if depth else None,
+        extent_m=np.array(extent, float) if depth else None,
+        score=0.9,
+        method="rgbd_tabletop",
+    )
+
+
+def _dispatch_all(book: ObjectBook, objects, now: float) -> list[int]:
+    due = book.observe(objects, now)
+    for k in due:
+        book.dispatched(k, job_id=f"job-{k}-{now}")
+    return due
+
+
+def test_new_objects_are_due_once_and_a_static_scene_never_again() -> None:
+    book = ObjectBook(ChangePolicy(change_distance_m=0.02, change_extent_ratio=0.3))
+    assert _dispatch_all(book, [_obj(1), _obj(2, centroid=(0.2, 0, 0.5))], now=0.0) == [1, 2]
+    for t in range(1, 50):
+        # Sensor noise well inside the thresholds: 5 mm of centroid jitter, 5 % of size.
+        jitter = 0.005 * np.sin(t)
+        objs = [_obj(1, centroid=(jitter, 0, 0.5), extent=(0.105, 0.1, 0.1)), _obj(2, centroid=(0.2, jitter, 0.5))]
+        assert book.observe(objs, now=float(t)) == []
+
+
+def test_moved_resized_or_new_objects_are_due() -> None:
+    book = ObjectBook(ChangePolicy(change_distance_m=0.02, change_extent_ratio=0.3))
+    _dispatch_all(book, [_obj(1), _obj(2, centroid=(0.2, 0, 0.5))], now=0.0)
+    moved = _obj(1, centroid=(0.03, 0.0, 0.5))
+    grown = _obj(2, centroid=(0.2, 0, 0.5), extent=(0.2, 0.2, 0.2))
+    assert book.observe([moved, grown, _obj(3, centroid=(-0.2, 0, 0.5))], now=1.0) == [1, 2, 3]
+
+
+def test_without_depth_the_mask_area_decides() -> None:
+    book = ObjectBook(ChangePolicy(change_extent_ratio=0.3))
+    _dispatch_all(book, [_obj(1, area=400, depth=False)], now=0.0)
+    assert book.observe([_obj(1, area=440, depth=False)], now=1.0) == []
+    assert book.observe([_obj(1, area=600, depth=False)], now=2.0) == [1]
+
+
+def test_running_job_is_taken_once_and_a_failed_job_is_retried() -> None:
+    book = ObjectBook()
+    book.observe([_obj(1)], now=0.0)
+    book.dispatched(1, job_id=7)
+    assert book.take_running_job(1) == 7
+    assert book.take_running_job(1) is None  # the book forgot it: nothing to cancel twice
+    book.dispatched(1, job_id=8)
+    book.finished(1, job_id=8, ok=False)
+    assert book.get(1).job_id is None
+    assert book.observe([_obj(1)], now=1.0) == [1], "a failed reconstruction is retried at the next sighting"
+    book.dispatched(1, job_id=9)
+    book.finished(1, job_id=9, ok=True)
+    assert book.observe([_obj(1)], now=2.0) == []
+
+
+def test_a_superseded_job_finishing_does_not_clear_the_newer_one() -> None:
+    book = ObjectBook()
+    book.observe([_obj(1)], now=0.0)
+    book.dispatched(1, job_id=1)
+    book.dispatched(1, job_id=2)
+    book.finished(1, job_id=1, ok=True)
+    assert book.get(1).job_id == 2
+
+
+def test_stale_objects_are_forgotten_unless_a_job_runs() -> None:
+    book = ObjectBook(ChangePolicy(forget_after_s=10.0))
+    book.observe([_obj(1), _obj(2, centroid=(0.2, 0, 0.5))], now=0.0)
+    book.dispatched(2, job_id=5)
+    assert book.forget_stale(now=5.0) == []
+    assert book.forget_stale(now=10.5) == [1]
+    assert book.get(2) is not None, "object 2 still has a job running"
+    book.finished(2, job_id=5, ok=True)
+    assert book.forget_stale(now=10.6) == [2]
+    assert len(book) == 0
+
+
+def test_aggregate_holds_reconstructed_objects_by_id_in_their_colours() -> None:
+    book = ObjectBook()
+    palette = {1: (1.0, 0.0, 0.0), 2: (0.0, 0.0, 1.0), 100001: (0.0, 1.0, 0.0)}
+    book.observe([_obj(2), _obj(1)], now=0.0)
+    empty = book.aggregate(palette.__getitem__)
+    assert empty.points.shape == (0, 3) and empty.colours.shape == (0, 3) and empty.meshes == []
+    tri = np.array([[0, 1, 2]])
+    book.store_result(2, np.eye(3), tri, np.full((4, 3), 2.0), "2: depth 0.80", now=1.0)
+    roi_id = book.new_roi_id()
+    assert roi_id == ObjectBook.ROI_ID_START and book.new_roi_id() == roi_id + 1
+    book.store_result(roi_id, np.eye(3), tri, np.full((3, 3), 9.0), "roi", now=1.0)
+    agg = book.aggregate(palette.__getitem__)
+    assert [m[0] for m in agg.meshes] == [2, roi_id], "object 1 has no result yet; ordered by id"
+    assert agg.points.dtype == np.float32 and agg.points.shape == (7, 3)
+    np.testing.assert_array_equal(agg.colours[:4], np.tile([0, 0, 255], (4, 1)))
+    np.testing.assert_array_equal(agg.colours[4:], np.tile([0, 255, 0], (3, 1)))
+    assert book.counts() == (3, 2)

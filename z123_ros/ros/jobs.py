@@ -1,0 +1,159 @@
+"""Jobs the node sends to the dispatcher: what each carries in, and the ticket that remembers where its result goes.
+
+Also the hand-over between the threads: the executor (frames), the dispatcher's collector (results) and the
+service put work into a :class:`WorkerInbox`; the node's single worker thread takes it out.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from z123_ros.dispatch import Job, NovelViewsJob, ReconstructionJob
+from z123_ros.novel_views import preprocess_for_zero123
+from z123_ros.reconstruction import ReconstructionInput
+from z123_ros.ros.config import NodeConfig
+from z123_ros.ros.frames import DecodedFrame, RawFrame
+
+RECONSTRUCTION = "reconstruction"
+NOVEL_VIEWS = "novel_views"
+
+
+@dataclass
+class JobTicket:
+    """A submitted job as the node knows it: its result is published for ``object_id`` with ``header``."""
+
+    kind: str
+    """RECONSTRUCTION (a mesh for ~/reconstruction and the aggregate) or NOVEL_VIEWS (an image strip)."""
+    object_id: int
+    """The tracked (or service-requested) object the job is for."""
+    header: Any
+    """Header of the colour image the job's input came from: its outputs carry it."""
+    received: float
+    """time.monotonic() when that colour image arrived: frame-to-mesh latency is measured from here."""
+
+    @property
+    def submitted_counter(self) -> str:
+        return "jobs_submitted" if self.kind == RECONSTRUCTION else "novel_view_jobs_submitted"
+
+
+def build_job(
+    kind: str, config: NodeConfig, object_id: int, frame: DecodedFrame, mask: np.ndarray, plane: np.ndarray | None
+) -> Job:
+    """The dispatcher job of ``kind`` for one object of a decoded frame."""
+    if kind == RECONSTRUCTION:
+        inp = ReconstructionInput(
+            rgb=frame.rgb, mask=mask, intrinsics=frame.intrinsics, depth_m=frame.depth_m, support_plane_cam=plane
+        )
+        # key: a newer view of the same object replaces its queued, not yet started job.
+        return ReconstructionJob(inp=inp, backend=config.backend, config=config.reconstruction, key=str(object_id))
+    # The paper's input: the object cut out, centred on white, with the camera's polar angle over the table.
+    z_input = preprocess_for_zero123(
+        frame.rgb, mask, intrinsics=frame.intrinsics, depth_m=frame.depth_m, plane_cam=plane
+    )
+    return NovelViewsJob(
+        image=z_input.image,
+        views=[(0.0, float(a), 0.0) for a in config.novel_view_azimuths_deg],
+        input_polar_deg=z_input.input_polar_deg,
+        num_inference_steps=config.reconstruction.multiview.num_inference_steps,
+        guidance_scale=config.reconstruction.multiview.guidance_scale,
+        key=f"views-{object_id}",
+    )
+
+
+class WorkerInbox:
+    """The latest synchronised frame (one slot: a newer frame replaces an unprocessed one, so the worker never
+    falls behind the camera), finished jobs, and the tickets of jobs in flight; all under one condition."""
+
+    def __init__(self, min_frame_period_s: Callable[[], float]) -> None:
+        #: Rate limit, read at every wait: a run-time parameter change applies at once.
+        self._min_period = min_frame_period_s
+        self._cv = threading.Condition()
+        self._pending: RawFrame | None = None
+        self._results: deque[tuple[JobTicket, Any, Any]] = deque()
+        self._tickets: dict[Any, JobTicket] = {}
+        self._stopped = True
+        self._last_frame_taken = -float("inf")  # the first frame is due at once
+
+    def open(self) -> None:
+        with self._cv:
+            self._stopped = False
+
+    def stop(self) -> None:
+        """Wake the worker to exit; an unprocessed frame is dropped."""
+        with self._cv:
+            self._stopped = True
+            self._pending = None
+            self._cv.notify_all()
+
+    def clear(self) -> None:
+        """Forget every job (after the dispatcher shut down: their results will never be published)."""
+        with self._cv:
+            self._tickets.clear()
+            self._results.clear()
+
+    def put_frame(self, frame: RawFrame) -> bool:
+        """Offer a frame; True if it replaced one the worker had not taken yet."""
+        with self._cv:
+            replaced = self._pending is not None
+            self._pending = frame
+            self._cv.notify_all()
+        return replaced
+
+    def register(self, job_id: Any, ticket: JobTicket) -> None:
+        with self._cv:
+            self._tickets[job_id] = ticket
+
+    def forget(self, job_id: Any) -> None:
+        with self._cv:
+            self._tickets.pop(job_id, None)
+
+    def claim(self, job_id: Any) -> JobTicket | None:
+        """The ticket of a finished job, or None when the job was cancelled or superseded meanwhile."""
+        with self._cv:
+            return self._tickets.pop(job_id, None)
+
+    def on_done(self, ticket: JobTicket) -> Callable[[Any, Any], None]:
+        """The dispatcher's ``on_done`` for one job: runs on its collector thread, so it only hands over."""
+
+        def done(job_id: Any, outcome: Any) -> None:
+            with self._cv:
+                self._results.append((ticket, job_id, outcome))
+                self._cv.notify_all()
+
+        return done
+
+    def take(self) -> tuple[list[tuple[JobTicket, Any, Any]], RawFrame | None] | None:
+        """Block until there are results or a frame is due; return (results, frame or None), or None once stopped."""
+        with self._cv:
+            while not self._stopped and not self._results and self._frame_wait() > 0:
+                self._cv.wait(timeout=min(self._frame_wait(), 0.5))
+            if self._stopped:
+                return None
+            results = list(self._results)
+            self._results.clear()
+            frame = None
+            if self._frame_wait() == 0:
+                frame, self._pending = self._pending, None
+                self._last_frame_taken = time.monotonic()
+            return results, frame
+
+    def _frame_wait(self) -> float:
+        """Seconds until the pending frame is due (0: now; inf: no frame). Caller holds the condition."""
+        if self._pending is None:
+            return float("inf")
+        return max(0.0, self._min_period() - (time.monotonic() - self._last_frame_taken))
+
+    def depths(self) -> dict[str, int]:
+        with self._cv:
+            return {
+                "queue.pending_frame": int(self._pending is not None),
+                "queue.results": len(self._results),
+                "jobs_in_flight": len(self._tickets),
+            }

@@ -1,0 +1,187 @@
+"""The node's object book: what it knows about each tracked object, when an object needs reconstructing, and the
+aggregate of every published reconstruction (one cloud, one marker set). Pure Python and numpy: no ROS, no Ray.
+
+Thread use: the node's worker thread is the only writer; the diagnostics timer reads :meth:`ObjectBook.counts`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class ChangePolicy:
+    """When a tracked object is reconstructed again, and when it is forgotten."""
+
+    change_distance_m: float = 0.02
+    """Reconstruct again when the centroid moved more than this since the last dispatch, metres."""
+    change_extent_ratio: float = 0.3
+    """... or the size (without depth: the mask area) changed by more than this fraction."""
+    forget_after_s: float = 10.0
+    """Objects not seen for this long (and with no job running) leave the book."""
+
+
+@dataclass
+class Track:
+    """What the node knows about one tracked object."""
+
+    last_seen: float
+    """time.monotonic() of the last frame the object was segmented in."""
+    centroid: np.ndarray | None = None
+    """(3,) centroid in the camera frame at the last sighting; None without depth."""
+    extent: np.ndarray | None = None
+    """(3,) extent at the last sighting; None without depth."""
+    area: int = 0
+    """Mask area in pixels at the last sighting."""
+    dispatched_centroid: np.ndarray | None = None
+    """Centroid when the object was last sent to reconstruction: it is sent again only when it changes from this."""
+    dispatched_extent: np.ndarray | None = None
+    """Extent when last sent to reconstruction."""
+    dispatched_area: int = 0
+    """Mask area when last sent; 0 = never sent (or its last job failed): reconstruct at the next sighting."""
+    job_id: Any = None
+    """The dispatcher's id of the object's running reconstruction; None when none runs."""
+    vertices: np.ndarray | None = None
+    """(V, 3) published mesh vertices (marker resolution) in the camera frame; None before the first result."""
+    faces: np.ndarray | None = None
+    """(F, 3) published mesh faces (marker resolution)."""
+    points: np.ndarray | None = None
+    """(N, 3) published point cloud in the camera frame."""
+    label: str = ""
+    """Marker text: id, backend, confidence."""
+
+
+@dataclass
+class Aggregate:
+    """Every reconstructed object together, for the latched cloud and marker topics."""
+
+    points: np.ndarray
+    """(N, 3) float32 points of all objects, camera frame."""
+    colours: np.ndarray
+    """(N, 3) uint8 colour per point: the object's id colour."""
+    meshes: list[tuple[int, np.ndarray, np.ndarray, str]]
+    """(object id, vertices, faces, label) per reconstructed object, by id."""
+
+
+class ObjectBook:
+    """Tracks keyed by the tracker's object id, with the change detection that decides what to reconstruct."""
+
+    #: Ids of objects requested through the service's region of interest start here, clear of the tracker's ids.
+    ROI_ID_START = 100001
+
+    def __init__(self, policy: ChangePolicy | None = None) -> None:
+        self.policy = policy or ChangePolicy()
+        self._tracks: dict[int, Track] = {}
+        self._roi_ids = itertools.count(self.ROI_ID_START)
+        self._roi_lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._tracks)
+
+    def get(self, object_id: int) -> Track | None:
+        return self._tracks.get(object_id)
+
+    def observe(self, objects: Iterable[Any], now: float) -> list[int]:
+        """Record one frame's segmented objects (``SegmentedObject``: id, mask, centroid_cam, extent_m); return
+        the ids of those that are new or changed since their last dispatch, in the frame's order."""
+        due = []
+        for obj in objects:
+            track = self._tracks.get(obj.id)
+            if track is None:
+                track = self._tracks[obj.id] = Track(last_seen=now)
+            track.last_seen = now
+            track.centroid = None if obj.centroid_cam is None else np.asarray(obj.centroid_cam, float)
+            track.extent = None if obj.extent_m is None else np.asarray(obj.extent_m, float)
+            track.area = int(np.count_nonzero(obj.mask))
+            if self.needs_reconstruction(track):
+                due.append(obj.id)
+        return due
+
+    def needs_reconstruction(self, track: Track) -> bool:
+        policy = self.policy
+        if track.dispatched_area == 0:
+            return True
+        if track.centroid is not None and track.dispatched_centroid is not None:
+            if np.linalg.norm(track.centroid - track.dispatched_centroid) > policy.change_distance_m:
+                return True
+            old, new = np.linalg.norm(track.dispatched_extent), np.linalg.norm(track.extent)
+            return bool(abs(new - old) > policy.change_extent_ratio * max(old, 1e-6))
+        return abs(track.area - track.dispatched_area) > policy.change_extent_ratio * track.dispatched_area
+
+    def take_running_job(self, object_id: int) -> Any:
+        """The id of the object's running job (now stale: the object changed), which the book forgets; or None."""
+        track = self._tracks.get(object_id)
+        if track is None or track.job_id is None:
+            return None
+        job_id, track.job_id = track.job_id, None
+        return job_id
+
+    def dispatched(self, object_id: int, job_id: Any) -> None:
+        """The object's current state went to reconstruction as ``job_id``."""
+        track = self._tracks[object_id]
+        track.job_id = job_id
+        track.dispatched_centroid, track.dispatched_extent = track.centroid, track.extent
+        track.dispatched_area = track.area
+
+    def finished(self, object_id: int, job_id: Any, ok: bool) -> None:
+        """A reconstruction job ended; a failed one is retried at the object's next sighting."""
+        track = self._tracks.get(object_id)
+        if track is None:
+            return
+        if track.job_id == job_id:
+            track.job_id = None
+        if not ok:
+            track.dispatched_area = 0
+
+    def store_result(
+        self, object_id: int, vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, label: str, now: float
+    ) -> None:
+        """Keep an object's published reconstruction for the aggregate (also one requested through the service,
+        which the tracker never saw)."""
+        track = self._tracks.get(object_id)
+        if track is None:
+            track = self._tracks[object_id] = Track(last_seen=now)
+        track.vertices, track.faces, track.points, track.label = vertices, faces, points, label
+
+    def forget_stale(self, now: float) -> list[int]:
+        """Drop objects unseen for ``forget_after_s`` with no job running; return their ids."""
+        ttl = self.policy.forget_after_s
+        stale = [k for k, t in self._tracks.items() if now - t.last_seen > ttl and t.job_id is None]
+        for k in stale:
+            del self._tracks[k]
+        return stale
+
+    def clear_jobs(self) -> None:
+        """The dispatcher went away: no job of any object is running any more."""
+        for track in self._tracks.values():
+            track.job_id = None
+
+    def clear(self) -> None:
+        self._tracks.clear()
+
+    def new_roi_id(self) -> int:
+        """A fresh object id for a service request by region of interest (service thread)."""
+        with self._roi_lock:
+            return next(self._roi_ids)
+
+    def counts(self) -> tuple[int, int]:
+        """(objects tracked, objects with a published reconstruction); safe from any thread."""
+        tracks = list(self._tracks.values())  # the worker thread inserts and deletes tracks concurrently
+        return len(tracks), sum(1 for t in tracks if t.vertices is not None)
+
+    def aggregate(self, colour_of: Callable[[int], tuple[float, float, float]]) -> Aggregate:
+        """Every reconstructed object, by id; ``colour_of(id)`` gives an object's RGB colour in 0..1."""
+        done = [(k, t) for k, t in sorted(self._tracks.items()) if t.vertices is not None]
+        if not done:
+            return Aggregate(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), [])
+        points = np.concatenate([t.points for _, t in done]).astype(np.float32, copy=False)
+        colours = np.concatenate(
+            [np.tile((np.array(colour_of(k)) * 255).astype(np.uint8), (len(t.points), 1)) for k, t in done]
+        )
+        return Aggregate(points, colours, [(k, t.vertices, t.faces, t.label) for k, t in done])

@@ -1,0 +1,238 @@
+"""The node's work between a synchronised camera frame and its published outputs, on one worker thread.
+
+Per frame: decode and validate -> segment and track -> ~/segmentation -> new or changed objects (the
+:class:`~z123_ros.ros.objects.ObjectBook` decides) go to the dispatcher as jobs, each with a
+:class:`~z123_ros.ros.jobs.JobTicket`. Per finished job: ~/reconstruction, the aggregate ~/objects_cloud and
+~/markers (or ~/novel_views). The pipeline publishes through a ``publish(topic, msg)`` callable and holds no rclpy
+object, so the node around it is only lifecycle, parameters, subscriptions and publishers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from std_msgs.msg import Header
+
+from z123_ros.errors import DispatchError, Z123Error
+from z123_ros.ros import conversions as conv
+from z123_ros.ros.config import NodeConfig
+from z123_ros.ros.diagnostics import NodeStats
+from z123_ros.ros.frames import DecodedFrame, RawFrame, decode_frame
+from z123_ros.ros.jobs import NOVEL_VIEWS, RECONSTRUCTION, JobTicket, WorkerInbox, build_job
+from z123_ros.ros.objects import ChangePolicy, ObjectBook
+from z123_ros.segmentation import ObjectTracker, TabletopSegmenter
+
+
+class Pipeline:
+    """Segmentation, job submission and result fan-out of ``z123_node``. Thread use: :meth:`submit_request`
+    (service thread) and :meth:`guarded` (any thread) aside, everything runs on the worker thread."""
+
+    def __init__(self, publish: Callable[[str, Any], None], stats: NodeStats, logger: Any) -> None:
+        self._publish = publish
+        self._stats = stats
+        self._logger = logger
+        self.config: NodeConfig | None = None
+        #: The dispatcher (submit/cancel/stats), set by the node while active.
+        self.dispatcher: Any = None
+        self.inbox = WorkerInbox(lambda: 1.0 / self.config.max_segmentation_rate_hz)
+        self.book = ObjectBook()
+        self._segment_lock = threading.Lock()
+        self._segmenter: TabletopSegmenter | None = None
+        self._tracker: ObjectTracker | None = None
+        # The last processed frame and its segmentation, for the service: replaced together under the lock.
+        self._last_lock = threading.Lock()
+        self._last: tuple[DecodedFrame, Any] | None = None
+        self._worker: threading.Thread | None = None
+
+    def configure(self, config: NodeConfig) -> None:
+        """Build the segmenter (raises ConfigError) and the tracker."""
+        segmenter = TabletopSegmenter(config.segmentation)
+        self.config = config
+        self._segmenter, self._tracker = segmenter, ObjectTracker(config.tracking)
+        self.book.policy = ChangePolicy(config.change_distance_m, config.change_extent_ratio, config.forget_after_s)
+
+    def apply(self, config: NodeConfig, changed: list[str]) -> None:
+        """A run-time parameter change (validated)."""
+        self.config = config
+        self.book.policy = ChangePolicy(config.change_distance_m, config.change_extent_ratio, config.forget_after_s)
+        if any(n.startswith("segmentation.") for n in changed) and self._segmenter is not None:
+            segmenter = TabletopSegmenter(config.segmentation)
+            with self._segment_lock:
+                self._segmenter = segmenter
+
+    def start(self, dispatcher: Any) -> None:
+        self.dispatcher = dispatcher
+        self.inbox.open()
+        self._worker = threading.Thread(target=self._work, name="z123_worker", daemon=True)
+        self._worker.start()
+
+    def stop(self) -> None:
+        """Stop the worker thread (an unprocessed frame is dropped); the dispatcher stays with its owner."""
+        self.inbox.stop()
+        if self._worker is not None:
+            self._worker.join(timeout=10.0)
+            self._worker = None
+
+    def detach(self) -> None:
+        """The dispatcher was shut down: forget every job and stop submitting."""
+        self.dispatcher = None
+        self.inbox.clear()
+        self.book.clear_jobs()
+
+    def cleanup(self) -> None:
+        self._segmenter = self._tracker = None
+        self.book.clear()
+
+    def _work(self) -> None:
+        while (work := self.inbox.take()) is not None:
+            results, frame = work
+            for ticket, job_id, outcome in results:
+                self.guarded(self._handle_result, ticket, job_id, outcome)
+            if frame is not None:
+                self.guarded(self._process_frame, frame)
+
+    def guarded(self, fn: Any, *args: Any) -> Any:
+        """Callbacks and the worker must survive anything a message, a frame or a job does: count, log, continue
+        (an exception escaping an executor callback would stop the whole node)."""
+        try:
+            return fn(*args)
+        except Z123Error as exc:
+            self._stats.drop(exc.reason, str(exc))
+        except Exception as exc:  # noqa: BLE001 - a bug in one frame must not kill the node; it is logged in full.
+            self._stats.drop("internal_error", f"{type(exc).__name__}: {exc}")
+            self._logger.error(traceback.format_exc())
+        return None
+
+    def _process_frame(self, raw: RawFrame) -> None:
+        config = self.config
+        frame = decode_frame(raw, config.max_image_pixels, config.min_valid_depth_fraction)
+        t0 = time.monotonic()
+        with self._segment_lock:
+            seg = self._segmenter.segment(frame.rgb, frame.intrinsics, depth_m=frame.depth_m)
+            seg = self._tracker.update(seg)
+        self._stats.latency("segmentation", time.monotonic() - t0)
+        self._stats.count("frames_segmented")
+        with self._last_lock:
+            self._last = (frame, seg)
+        self._publish("segmentation", conv.segmentation_to_msg(seg, frame.header))
+        now = time.monotonic()
+        for object_id in self.book.observe(seg.objects, now):
+            self._dispatch_object(object_id, frame, seg.object_by_id(object_id).mask, seg.plane_cam)
+        if self.book.forget_stale(now):
+            self._publish_aggregate(frame.header)
+
+    def _dispatch_object(self, object_id: int, frame: DecodedFrame, mask: np.ndarray, plane: Any) -> None:
+        stale = self.book.take_running_job(object_id)
+        if stale is not None:
+            # The object changed while its previous reconstruction ran: that result would be stale.
+            with contextlib.suppress(Z123Error):
+                self.dispatcher.cancel(stale)
+            self.inbox.forget(stale)
+            self._stats.count("jobs_cancelled")
+        try:
+            job_id = self._submit(RECONSTRUCTION, object_id, frame, mask, plane)
+        except DispatchError as exc:
+            # Queue full or cluster away: the object is still "new", so a later frame submits it again.
+            self._stats.count("dispatch_rejected")
+            self._stats.drop(f"dispatch_{exc.reason}", f"object {object_id}: {exc}")
+            return
+        self.book.dispatched(object_id, job_id)
+        if self.config.publish_novel_views:
+            try:
+                self._submit(NOVEL_VIEWS, object_id, frame, mask, plane)
+            except DispatchError as exc:
+                self._stats.drop(f"novel_views_{exc.reason}", f"object {object_id}: {exc}")
+
+    def _submit(self, kind: str, object_id: int, frame: DecodedFrame, mask: np.ndarray, plane: Any) -> Any:
+        """The one way a job reaches the dispatcher (worker thread and service): its result comes back through the
+        inbox to the worker thread, with the ticket that says where to publish it."""
+        ticket = JobTicket(kind=kind, object_id=object_id, header=frame.header, received=frame.received)
+        job = build_job(kind, self.config, object_id, frame, mask, plane)
+        job_id = self.dispatcher.submit(job, on_done=self.inbox.on_done(ticket))
+        self.inbox.register(job_id, ticket)
+        self._stats.count(ticket.submitted_counter)
+        return job_id
+
+    def _handle_result(self, ticket: JobTicket, job_id: Any, outcome: Any) -> None:
+        """Publish one finished job (worker thread). ``outcome`` is the dispatcher's JobResult."""
+        if self.inbox.claim(job_id) is None:
+            return  # cancelled or superseded: its object has a newer job
+        if ticket.kind == NOVEL_VIEWS:
+            self._publish_novel_views(ticket, outcome)
+            return
+        object_id = ticket.object_id
+        self.book.finished(object_id, job_id, outcome.ok)
+        if not outcome.ok:
+            # The book retries the object at its next sighting rather than giving up on it.
+            self._stats.count("jobs_failed")
+            self._stats.drop(f"job_{outcome.reason}", f"reconstruction of object {object_id} failed: {outcome.error}")
+            return
+        result, config = outcome.value, self.config
+        vertices, faces = conv.simplify_mesh(result.vertices, result.faces, config.max_mesh_faces)
+        msg = conv.reconstruction_to_msg(
+            result, object_id, ticket.header, config.max_cloud_points, mesh=(vertices, faces)
+        )
+        self._publish("reconstruction", msg)
+        self._stats.count("jobs_completed")
+        self._stats.latency("frame_to_mesh", time.monotonic() - ticket.received)
+        self._stats.latency("job", float(outcome.timings.total_s))
+        marker_vertices, marker_faces = conv.simplify_mesh(vertices, faces, config.max_marker_faces)
+        points = conv.pointcloud2_to_points(msg.cloud).xyz
+        label = f"{object_id}: {result.backend} {result.confidence:.2f}"
+        self.book.store_result(object_id, marker_vertices, marker_faces, points, label, time.monotonic())
+        self._publish_aggregate(ticket.header)
+
+    def _publish_aggregate(self, header: Header) -> None:
+        agg = self.book.aggregate(conv.id_colour)
+        self._publish("cloud", conv.points_to_pointcloud2(agg.points, header, agg.colours))
+        markers = [conv.MarkerObject(k, vertices, faces, label) for k, vertices, faces, label in agg.meshes]
+        self._publish("markers", conv.mesh_marker_array(markers, header))
+
+    def _publish_novel_views(self, ticket: JobTicket, outcome: Any) -> None:
+        if not outcome.ok:
+            self._stats.drop(
+                f"novel_views_{outcome.reason}", f"novel views of object {ticket.object_id}: {outcome.error}"
+            )
+            return
+        images = np.asarray(outcome.value.images)
+        if images.dtype != np.uint8:
+            images = (np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        # (N, H, W, 3) -> one (H, N * W, 3) strip: one message per object keeps the views of one request together.
+        strip = np.ascontiguousarray(np.concatenate(list(images), axis=1))
+        self._publish("novel_views", conv.numpy_to_image(strip, "rgb8", ticket.header))
+        self._stats.count("novel_views_published")
+
+    def submit_request(self, request: Any) -> Any:
+        """Submit the requested object (by id in the last segmentation, or the largest one found in a region of
+        interest of the last frame); return the job id or raise a Z123Error whose message is the answer."""
+        with self._last_lock:
+            last = self._last
+        if last is None or self.dispatcher is None:
+            raise Z123Error("no synchronised frame has been processed yet")
+        frame, seg = last
+        if request.object_id:
+            obj = seg.object_by_id(int(request.object_id))
+            if obj is None:
+                ids = [o.id for o in seg.objects]
+                raise Z123Error(f"object {request.object_id} is not in the last segmentation (ids: {ids})")
+            return self._submit(RECONSTRUCTION, obj.id, frame, obj.mask, seg.plane_cam)
+        box = conv.roi_to_box(request.roi, frame.intrinsics.width, frame.intrinsics.height)
+        with self._segment_lock:
+            roi_seg = self._segmenter.segment(frame.rgb, frame.intrinsics, depth_m=frame.depth_m, roi=box)
+        if not roi_seg.objects:
+            raise Z123Error(f"no object found in roi {box}")
+        obj = max(roi_seg.objects, key=lambda o: o.area_px)
+        plane = roi_seg.plane_cam if roi_seg.plane_cam is not None else seg.plane_cam
+        return self._submit(RECONSTRUCTION, self.book.new_roi_id(), frame, obj.mask, plane)
+
+    def values(self) -> dict[str, Any]:
+        """Queue depths and object counts for /diagnostics (any thread)."""
+        out: dict[str, Any] = self.inbox.depths()
+        out["objects_tracked"], out["objects_reconstructed"] = self.book.counts()
+        return out
