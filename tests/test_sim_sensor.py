@@ -77,10 +77,11 @@ def test_noise_grows_at_grazing_incidence():
 
 
 def test_shadow_holes_lie_beside_occluding_edges_away_from_the_projector():
-    depth = _box_before_wall()
-    config = SENSOR_PRESETS["structured_light"]
-    width = K.fx * config.occlusion_baseline_m * (1 / 0.8 - 1 / 1.2)  # the shadow band, pixels
-    assert width > 6
+    depth = _box_before_wall(0.6, 1.2)
+    preset = SENSOR_PRESETS["structured_light"]
+    config = dataclasses.replace(preset, registration_offset_m=0.0)  # the projector's shadow alone
+    width = K.fx * config.occlusion_baseline_m * (1 / 0.6 - 1 / 1.2)  # the shadow band, pixels
+    assert width > 8
     _, measured = apply_sensor(GREY, depth, K, config, seed=5)
     holes = ~np.isfinite(measured[90:150])
     band = int(width) - 3  # leave room for the lateral jitter and misregistration
@@ -90,6 +91,10 @@ def test_shadow_holes_lie_beside_occluding_edges_away_from_the_projector():
     # Mirrored projector: mirrored shadow.
     mirrored = occlusion_shadow(depth, K.fx, -config.occlusion_baseline_m)
     assert mirrored[90:150, 201 : 201 + band].mean() > 0.95 and mirrored[90:150, 110:119].mean() == 0
+    # Registered to the colour camera (the IR camera 2.5 cm the other way): a narrower band on the other side too.
+    _, registered = apply_sensor(GREY, depth, K, preset, seed=5)
+    other = int(K.fx * abs(preset.registration_offset_m) * (1 / 0.6 - 1 / 1.2)) - 2
+    assert other >= 3 and (~np.isfinite(registered[90:150, 202 : 202 + other])).mean() > 0.8
 
 
 def test_exact_shadow_geometry():

@@ -372,12 +372,20 @@ def _layout(config: SceneConfig) -> _Layout:
     return _Layout(names, poses, camera_pose(config, target), clutter, background)
 
 
-def _texture_pass(rgb, depth, body_ids, intrinsics, T_cam_from_world, surfaces, normals_cam) -> np.ndarray:
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def _texture_pass(rgb, depth, body_ids, intrinsics, T_cam_from_world, surfaces, flat, normals_cam):
     """Replace each textured body's flat colour by its texture, per pixel, keeping the renderer's shading.
 
-    ``surfaces``: (body id, T_world_from_body, flat colour, texture image, metres per image) per textured body.
+    ``surfaces``: (body id, T_world_from_body, flat colour, texture image, metres per image) per textured body;
+    ``flat``: (body id, colour) of every body we coloured. Returns (rgb, albedo): albedo is the material luminance
+    before lighting (the texture's or the flat colour's; the rendered luminance for the table's own texture).
     """
     out = rgb.copy()
+    albedo = (rgb.astype(np.float32) @ _LUMA) / 255.0
+    for body, colour in flat:
+        albedo[body_ids == body] = float(np.asarray(colour, np.float32) @ _LUMA)
     T_world_from_cam = invert(T_cam_from_world)
     for body, T_world_from_body, colour, texture, scale in surfaces:
         mask = (body_ids == body) & np.isfinite(depth)
@@ -389,7 +397,8 @@ def _texture_pass(rgb, depth, body_ids, intrinsics, T_cam_from_world, surfaces, 
         normals = np.nan_to_num(normals_cam[pix[:, 0], pix[:, 1]]) @ T_body_from_cam[:3, :3].T
         colours = triplanar_lookup(points, normals, texture, scale)
         out[pix[:, 0], pix[:, 1]] = shade_texture(rgb[pix[:, 0], pix[:, 1]], colour, colours)
-    return out
+        albedo[pix[:, 0], pix[:, 1]] = (colours.astype(np.float32) @ _LUMA) / 255.0
+    return out, albedo
 
 
 def _visible_fractions(renderer, config, intrinsics, T_cam_from_world, hidden, bodies, counts) -> list[float]:
@@ -420,15 +429,17 @@ def _render(config: SceneConfig, layout: _Layout, intrinsics: CameraIntrinsics):
     """Render the layout: (RenderBuffers, rgb after textures, ids, clutter ids, pixel counts, visible fractions)."""
     with TinyRenderer() as renderer:
         hidden = [renderer.add_table()] if config.with_table else []
-        surfaces = []
+        surfaces, flat = [], []
         for item in layout.clutter + layout.background:
             body = renderer.add_mesh(item.mesh.vertices, item.mesh.faces, item.colour_rgb, item.T_world_from_item)
             hidden.append(body)
+            flat.append((body, item.colour_rgb))
             surfaces.append((body, item.T_world_from_item, item.colour_rgb, item.texture, item.metres_per_image))
         bodies = []
         for name, pose in zip(layout.names, layout.poses, strict=True):
             vertices, faces = _load_canonical(name)
             bodies.append(renderer.add_mesh(vertices, faces, object_colour(name), pose))
+            flat.append((bodies[-1], object_colour(name)))
             texture = object_texture(config.texture, name, config.seed, object_colour(name))
             if texture is not None:
                 surfaces.append((bodies[-1], pose, object_colour(name), texture, 0.12))
@@ -445,10 +456,10 @@ def _render(config: SceneConfig, layout: _Layout, intrinsics: CameraIntrinsics):
         if config.compute_visible_fraction:
             visible = _visible_fractions(renderer, config, intrinsics, layout.T_cam_from_world, hidden, bodies, counts)
     normals = normals_from_depth(frame.depth_m, intrinsics)
-    rgb = _texture_pass(
-        frame.rgb, frame.depth_m, frame.body_ids, intrinsics, layout.T_cam_from_world, surfaces, normals
+    rgb, albedo = _texture_pass(
+        frame.rgb, frame.depth_m, frame.body_ids, intrinsics, layout.T_cam_from_world, surfaces, flat, normals
     )
-    return frame, rgb, normals, instance_ids, clutter_ids, counts, visible
+    return frame, rgb, albedo, normals, instance_ids, clutter_ids, counts, visible
 
 
 def render_tabletop_scene(config: SceneConfig | None = None) -> RenderedScene:
@@ -461,8 +472,8 @@ def render_tabletop_scene(config: SceneConfig | None = None) -> RenderedScene:
     config.check()
     layout = _layout(config)
     intrinsics = config.intrinsics()
-    frame, rgb, normals, instance_ids, clutter_ids, counts, visible = _render(config, layout, intrinsics)
-    rgb, depth = apply_sensor(rgb, frame.depth_m, intrinsics, config.sensor, config.seed, normals_cam=normals)
+    frame, rgb, albedo, normals, instance_ids, clutter_ids, counts, visible = _render(config, layout, intrinsics)
+    rgb, depth = apply_sensor(rgb, frame.depth_m, intrinsics, config.sensor, config.seed, normals, albedo)
     if config.depth_noise_m > 0:
         noise = np.random.default_rng([config.seed, 3]).normal(0.0, config.depth_noise_m, depth.shape)
         depth = (depth + noise).astype(np.float32)

@@ -5,7 +5,8 @@ Presets follow published characterisations, not our data:
 - ``structured_light`` (Kinect v1 / ASUS Xtion): axial noise sigma_z = 1.2 mm + 1.9 mm * (z - 0.4 m)^2 plus a term
   growing as theta^2 / (pi/2 - theta)^2 at incidence angle theta (Nguyen, Izadi, Lovell 2012, "Modeling Kinect sensor
   noise"); depth quantised in disparity (steps ~2.8 mm at 1 m, growing with z^2: Khoshelham and Elberink 2012);
-  the projector 7.5 cm beside the IR camera casts shadows (holes) beside occluding edges on the side away from it;
+  the projector 7.5 cm beside the IR camera casts shadows (holes) beside occluding edges on the side away from it,
+  and registering depth to the colour camera 2.5 cm away leaves holes on the other side;
   lateral jitter of ~1 px along edges; mixed-depth "flying" pixels at silhouettes; no depth on dark/specular surfaces,
   structures thinner than the speckle correlation window, or outside 0.5-4 m; a small per-frame offset.
 - ``active_stereo`` (Intel RealSense D435): RMS error z^2 * subpixel / (f * baseline) with subpixel 0.08 and a 50 mm
@@ -58,8 +59,12 @@ class SensorConfig:
     disparity_step_at_1m_m: float = 0.0
     """Depth quantisation step at 1 m, metres; steps grow with z^2 because disparity is quantised (Kinect: 0.0028)."""
     occlusion_baseline_m: float = 0.0
-    """Signed x offset (camera frame, +x = image right) of the projector / second imager, metres; 0 = no shadows.
-    Surfaces it cannot see get no depth: a band beside each occluding edge on the side away from it."""
+    """Signed x offset (camera frame, +x = image right) of the projector / second imager from the frame's camera,
+    metres; 0 = no shadows. Surfaces it cannot see get no depth: a band beside each occluding edge on the side away
+    from it."""
+    registration_offset_m: float = 0.0
+    """Signed x offset of the depth camera from the colour camera the depth is registered to (aligned_depth_to_color),
+    metres; 0 = depth in its own camera. Surfaces the colour camera sees but the depth camera does not get no depth."""
     lateral_edge_noise_px: float = 0.0
     """Standard deviation of the lateral jitter of depth edges, pixels (Kinect v1: ~0.8-1 px)."""
     edge_band_px: int = 2
@@ -69,11 +74,15 @@ class SensorConfig:
     flying_pixel_prob: float = 0.0
     """Probability that a silhouette pixel gets a mixed depth between the foreground and the background."""
     dark_threshold: float = 0.08
-    """Pixels whose rendered luminance (0..1) is below this count as dark (little IR returns)."""
+    """Surfaces whose albedo (0..1, the material's luminance before lighting) is below this count as dark: black
+    plastic, cables (little IR returns)."""
     dark_dropout_prob: float = 0.0
     """Probability that a dark pixel has no depth (applied in spatially coherent blobs)."""
     specular_threshold: float = 0.96
-    """Pixels whose rendered luminance is above this (a highlight) count as specular."""
+    """Surfaces whose albedo is above this and that face the camera within ``specular_incidence_deg`` count as
+    specular (the projected pattern saturates in the mirror reflection)."""
+    specular_incidence_deg: float = 15.0
+    """Incidence angle below which a bright surface reflects the pattern straight back, degrees."""
     specular_dropout_prob: float = 0.0
     """Probability that a specular pixel has no depth."""
     max_incidence_deg: float = 90.0
@@ -107,7 +116,7 @@ class SensorConfig:
         """Raise ConfigError naming the first bad value."""
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            signed = f.name == "occlusion_baseline_m"
+            signed = f.name in ("occlusion_baseline_m", "registration_offset_m")
             if isinstance(value, float | int) and not isinstance(value, bool) and value < 0 and not signed:
                 raise ConfigError(f"sensor {self.name}: {f.name} must be >= 0, got {value}")
         for name in ("flying_pixel_prob", "dark_dropout_prob", "specular_dropout_prob", "thin_dropout_prob"):
@@ -145,7 +154,11 @@ SENSOR_PRESETS: dict[str, SensorConfig] = {
         axial_sigma_z0_m=0.4,
         grazing_sigma_m=0.0001,
         disparity_step_at_1m_m=0.0028,
-        occlusion_baseline_m=0.075,
+        # Kinect v1 / Xtion: projector 7.5 cm from the IR camera, the colour camera 2.5 cm from the IR camera
+        # between them; depth is registered to colour, so seen from the colour camera the projector is 5 cm to one
+        # side and the IR camera 2.5 cm to the other.
+        occlusion_baseline_m=0.05,
+        registration_offset_m=-0.025,
         lateral_edge_noise_px=0.9,
         flying_pixel_prob=0.3,
         dark_dropout_prob=0.7,
@@ -167,7 +180,9 @@ SENSOR_PRESETS: dict[str, SensorConfig] = {
         name="active_stereo",
         stereo_subpixel_px=0.08,
         stereo_baseline_m=0.05,
-        occlusion_baseline_m=0.05,
+        # D435: imagers 50 mm apart, the colour camera 15 mm beside the left (reference) imager, away from the right.
+        occlusion_baseline_m=-0.065,
+        registration_offset_m=-0.015,
         lateral_edge_noise_px=0.7,
         flying_pixel_prob=0.2,
         dark_dropout_prob=0.3,
@@ -339,16 +354,17 @@ def quantise_depth(depth: np.ndarray, step_at_1m_m: float) -> np.ndarray:
 
 
 def _dropout(
-    depth_true: np.ndarray, rgb: np.ndarray, config: SensorConfig, incidence: np.ndarray, fx: float, rng
+    depth_true: np.ndarray, albedo: np.ndarray, config: SensorConfig, incidence: np.ndarray, fx: float, rng
 ) -> np.ndarray:
     """(H, W) bool: where the sensor returns no depth (shadows, dark, specular, thin, grazing, random blobs)."""
     hole = occlusion_shadow(depth_true, fx, config.occlusion_baseline_m)
-    luminance = (rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)) / 255.0
+    hole |= occlusion_shadow(depth_true, fx, config.registration_offset_m)
     field = _coherent_uniform(depth_true.shape, config.dropout_blob_px, rng)
     if config.dark_dropout_prob > 0:
-        hole |= (luminance < config.dark_threshold) & (field < config.dark_dropout_prob)
+        hole |= (albedo < config.dark_threshold) & (field < config.dark_dropout_prob)
     if config.specular_dropout_prob > 0:
-        hole |= (luminance > config.specular_threshold) & (field < config.specular_dropout_prob)
+        head_on = incidence < np.deg2rad(config.specular_incidence_deg)
+        hole |= (albedo > config.specular_threshold) & head_on & (field < config.specular_dropout_prob)
     if config.thin_part_px > 1:
         thin = thin_structures(depth_true, config.thin_part_px, config.edge_jump_m)
         hole |= thin & (rng.uniform(size=thin.shape) < config.thin_dropout_prob)
@@ -388,11 +404,14 @@ def apply_sensor(
     config: SensorConfig | str,
     seed: int,
     normals_cam: np.ndarray | None = None,
+    albedo: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """What the sensor measures of exact ``(rgb, depth_m)``: ``(rgb uint8, depth_m float32 with NaN holes)``.
 
     ``normals_cam`` (H, W, 3), when given, are the true surface normals in the camera frame (else estimated from depth).
-    Deterministic: the same inputs and seed give identical outputs.
+    ``albedo`` (H, W) in [0, 1], when given, is the surfaces' material luminance before lighting, which decides dark
+    and specular dropout (else the luminance of ``rgb``, which also darkens shaded surfaces). Deterministic: the same
+    inputs and seed give identical outputs.
     """
     config = resolve_sensor(config)
     config.check()
@@ -407,7 +426,9 @@ def apply_sensor(
         return rgb.astype(np.uint8, copy=True), depth.copy()
     depth_true = np.where(depth > 0, depth, np.nan).astype(np.float32)
     incidence = _incidence(depth_true, intrinsics, normals_cam)
-    hole = _dropout(depth_true, rgb, config, incidence, intrinsics.fx, rng)
+    if albedo is None:
+        albedo = (rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)) / 255.0
+    hole = _dropout(depth_true, np.asarray(albedo, dtype=np.float32), config, incidence, intrinsics.fx, rng)
     out = depth_true
     band = ndimage.binary_dilation(_edge_mask(depth_true, config.edge_jump_m), iterations=max(1, config.edge_band_px))
     if config.lateral_edge_noise_px > 0:

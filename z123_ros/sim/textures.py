@@ -102,7 +102,7 @@ def surface_texture(kind: str, seed: int) -> np.ndarray:
                 cv2.putText(image, chr(int(rng.integers(65, 91))), (x + 7, y + 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
                             (200, 200, 200), 1, cv2.LINE_AA)  # fmt: skip
     elif kind == "cable":
-        image = np.full((_SIZE, _SIZE, 3), _random_colour(rng, 10, 60), np.uint8)
+        image = np.full((_SIZE, _SIZE, 3), _random_colour(rng, 5, 40), np.uint8)  # black or dark grey insulation
     elif kind == "wall":
         tint = np.array(_random_colour(rng, 150, 240), np.float32) / 255.0
         if rng.uniform() < 0.4:
