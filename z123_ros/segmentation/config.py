@@ -50,6 +50,41 @@ class SegmentationConfig:
     max_contact_fraction: float = 0.5
     """A colour piece counts as an object of its own when at most this fraction of its boundary is contact with
     other colours of the same cluster (the rest: table, background, depth edges)."""
+    depth_noise_base_m: float = 0.0012
+    """Sensor model of the depth noise (1 sigma) the thresholds are judged against: ``base + quad * (z - z0)^2``.
+    Defaults: a structured-light camera (Kinect v1 / ASUS Xtion, Nguyen et al. 2012), the noisiest common kind;
+    a better sensor only makes the geometric thresholds, which are the larger at short range, decide."""
+    depth_noise_quad_m: float = 0.0019
+    """Quadratic coefficient of the depth noise model, metres per m^2."""
+    depth_noise_z0_m: float = 0.4
+    """Range where the quadratic term of the noise model vanishes, metres."""
+    noise_sigmas: float = 4.0
+    """Neighbouring samples whose 3D distance is within this many standard deviations of the difference of two
+    depth readings are on one surface (4: a false cut once in ~16 000 links)."""
+    concave_split: bool = True
+    """Cut links along concave creases (LCCP's criterion): touching objects of one colour split where they meet."""
+    concave_angle_deg: float = 10.0
+    """A concave crease cuts when the normals on its two sides differ by more than this (LCCP's default) and by
+    three times their noise at that range."""
+    colour_needs_geometry: bool = True
+    """Colour edges never split across a convex crease or convexly curved surface (a carton's printed top and side,
+    a can's label): only along flat or concave contacts (touching objects). Off: colour alone may split."""
+    min_object_height_m: float = 0.015
+    """Objects lower than this above the table are flat clutter (paper, cables 5-10 mm thick), not objects; the
+    flattest objects worth picking (a marker lying down) are ~18 mm tall. 0 = keep flat objects."""
+    max_base_height_m: float = 0.05
+    """An object whose lowest point is higher than this above the table while the table itself is seen right below
+    it in the image does not stand on the table (a chair back or furniture beyond the table's far edge). Likewise a
+    surface piece of a cluster counts as an object of its own only when it reaches within this of the cluster's
+    lowest point (a bottle's cap does not); 5 cm leaves room for a base hidden behind the object in front."""
+    support_min_height_m: float = 0.25
+    """When a second plane parallel to the dominant one lies at least this far above it (a desk or seat above the
+    floor: furniture is 0.4-0.9 m tall; table-top objects are lower), the higher plane is the support surface."""
+    support_min_area_m2: float = 0.04
+    """...if it is at least this large (20 x 20 cm): a smaller parallel surface is the top of an object."""
+    max_hole_px: int = 12
+    """Samples of one surface on both sides of a hole in the depth up to this wide are still linked: a
+    structured-light shadow is ``baseline * f * (1/z_back - 1/z_front)`` wide, ~7 px for a 6 cm step at 0.6 m."""
     min_object_points: int = 15
     """Clusters with fewer coarse points are dropped as noise."""
     min_object_area_px: int = 200
@@ -83,5 +118,10 @@ class SegmentationConfig:
             raise ConfigError(f"min_plane_fraction must be in (0, 1), got {self.min_plane_fraction}")
         if self.ransac_iterations < 1 or self.ransac_sample_points < 3:
             raise ConfigError("ransac_iterations must be >= 1 and ransac_sample_points >= 3")
+        for name in ("depth_noise_base_m", "depth_noise_quad_m", "noise_sigmas", "min_object_height_m"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.concave_angle_deg < 90:
+            raise ConfigError(f"concave_angle_deg must be in [0, 90), got {self.concave_angle_deg}")
         if not 0 < self.grazing_angle_deg <= 90:
             raise ConfigError(f"grazing_angle_deg must be in (0, 90], got {self.grazing_angle_deg}")

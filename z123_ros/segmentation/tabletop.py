@@ -51,6 +51,7 @@ from z123_ros.segmentation.config import SegmentationConfig
 from z123_ros.segmentation.inputs import check_depth, check_rgb, check_roi
 from z123_ros.segmentation.masks import fill_holes
 from z123_ros.segmentation.rgb import segment_rgb
+from z123_ros.segmentation.surface import NEIGHBOURS, Links, concave_crease, depth_sigma, grid_normals, normal_noise_deg
 from z123_ros.segmentation.types import FrameSegmentation, SegmentedObject
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,12 @@ def colour_features(rgb: np.ndarray) -> np.ndarray:
     lab = cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.uint8), cv2.COLOR_RGB2LAB).astype(np.float32)
     lab[..., 0] *= 0.5
     return lab
+
+
+def _root(parent: np.ndarray, i: int) -> int:
+    while parent[i] != i:
+        i = parent[i]
+    return int(i)
 
 
 def _components(rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
@@ -92,6 +99,10 @@ class CoarseGrid:
     """Camera of the frame."""
     lab: np.ndarray | None
     """(h, w, 3) mean colour of each cell (``colour_features``), None when colour is not used."""
+    normals: np.ndarray
+    """(h, w, 3) unit surface normals facing the camera (NaN where unknown)."""
+    sigma: np.ndarray
+    """(h, w) depth noise (1 sigma, metres) of the sensor model at each sample's range."""
     fit: PlaneFit | None = None
     """The support plane, once fitted."""
     height: np.ndarray | None = None
@@ -112,7 +123,10 @@ class CoarseGrid:
             # Colour near each cell's centre (bilinear resize), for splitting touching objects.
             lab = colour_features(cv2.resize(rgb[: h * s, : w * s], (w, h), interpolation=cv2.INTER_LINEAR))
         spacing = pts[..., 2] * s / min(intr.fx, intr.fy)
-        return cls(s, off, pts, valid, spacing, depth, intr, lab)
+        sigma = depth_sigma(
+            np.nan_to_num(pts[..., 2]), cfg.depth_noise_base_m, cfg.depth_noise_quad_m, cfg.depth_noise_z0_m
+        )
+        return cls(s, off, pts, valid, spacing, depth, intr, lab, grid_normals(pts, valid), sigma)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -128,6 +142,11 @@ class CoarseGrid:
         self.height = np.full(self.shape, np.nan)
         self.height[self.valid] = signed_distance(fit.plane, self.points[self.valid])
         self.fg = self.valid & (self.height > min_height_m) & (self.height < max_height_m)
+
+    def object_normals(self) -> None:
+        """Re-estimate the normals from the foreground samples alone: at an object's foot, table samples would bend
+        its normals into a crease that is the table's, not the object's."""
+        self.normals = grid_normals(self.points, self.fg)
 
 
 @dataclass
@@ -206,17 +225,9 @@ class TabletopSegmenter:
         grid = CoarseGrid.build(rgb, depth, intr, cfg)
         timings["backproject"] = time.perf_counter() - t0
         t = time.perf_counter()
-        fit = fit_plane_ransac(
-            grid.points[grid.valid],
-            cfg.plane_distance_m,
-            iterations=cfg.ransac_iterations,
-            sample_points=cfg.ransac_sample_points,
-            seed=cfg.seed,
-        )
+        fit = self._support_plane(grid)
         timings["plane"] = time.perf_counter() - t
-        if fit is None or fit.inlier_fraction < cfg.min_plane_fraction:
-            frac = 0.0 if fit is None else fit.inlier_fraction
-            logger.info("support plane holds %.0f%% of the points (< %.0f%%)", 100 * frac, 100 * cfg.min_plane_fraction)
+        if fit is None:
             return None
         t = time.perf_counter()
         grid.set_plane(fit, max(cfg.min_height_m, 4.0 * fit.sigma_m), cfg.max_height_m)
@@ -224,7 +235,8 @@ class TabletopSegmenter:
             grid.fg &= self._on_table(grid)
         timings["workspace"] = time.perf_counter() - t
         t = time.perf_counter()
-        coarse_labels = self._cluster(grid)
+        grid.object_normals()
+        coarse_labels = self._drop_non_objects(grid, self._cluster(grid))
         timings["cluster"] = time.perf_counter() - t
         t = time.perf_counter()
         objects: list[SegmentedObject] = []
@@ -242,6 +254,68 @@ class TabletopSegmenter:
         return FrameSegmentation(
             objects=objects, plane_cam=fit.plane, camera_polar_deg=polar, labels=labels, timings=timings
         )
+
+    def _support_plane(self, grid: CoarseGrid) -> PlaneFit | None:
+        """The plane the objects stand on: the dominant plane of the frame, or a large plane parallel to it and at
+        least ``support_min_height_m`` above it (a desk seen with the floor around it). None without one."""
+        cfg = self.config
+        points = grid.points[grid.valid]
+        kw = dict(iterations=cfg.ransac_iterations, sample_points=cfg.ransac_sample_points, seed=cfg.seed)
+        fit = fit_plane_ransac(points, cfg.plane_distance_m, **kw)
+        if fit is None or fit.inlier_fraction < cfg.min_plane_fraction:
+            frac = 0.0 if fit is None else fit.inlier_fraction
+            logger.info("support plane holds %.0f%% of the points (< %.0f%%)", 100 * frac, 100 * cfg.min_plane_fraction)
+            return None
+        above = signed_distance(fit.plane, points) > cfg.support_min_height_m
+        if above.sum() < cfg.min_object_points:
+            return fit
+        upper = fit_plane_ransac(points[above], cfg.plane_distance_m, **kw)
+        # Floors and table tops are level to within a few degrees: 10 deg tells a desk from a wall or a chair back.
+        if upper is None or abs(float(upper.plane[:3] @ fit.plane[:3])) < np.cos(np.radians(10.0)):
+            return fit
+        inliers = np.abs(signed_distance(upper.plane, points)) < cfg.plane_distance_m
+        # Area of the upper plane's samples: each covers (z s / f)^2 of a fronto-parallel surface, more when slanted.
+        rays = points[inliers] / np.linalg.norm(points[inliers], axis=1, keepdims=True)
+        footprint = (points[inliers, 2] * grid.stride / grid.intrinsics.fx) ** 2
+        area = float(np.sum(footprint / np.maximum(np.abs(rays @ upper.plane[:3]), 0.2)))
+        if area < cfg.support_min_area_m2:
+            return fit
+        logger.info("support plane %.2f m above the dominant plane (%.2f m^2)", -upper.plane[3] + fit.plane[3], area)
+        residual = signed_distance(upper.plane, points[inliers])
+        sigma = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+        return PlaneFit(plane=upper.plane, inliers=inliers, sigma_m=sigma)
+
+    def _drop_non_objects(self, grid: CoarseGrid, labels: np.ndarray) -> np.ndarray:
+        """Clear (in place) clusters that are not objects standing on the table: flat clutter lower than
+        ``min_object_height_m`` (paper, cables) and clusters floating higher than ``max_base_height_m`` with the
+        table seen right below them in the image (furniture beyond the table's far edge)."""
+        cfg = self.config
+        if not labels.any():
+            return labels
+        n = int(labels.max()) + 1
+        flat = labels.ravel()
+        height = np.nan_to_num(grid.height, nan=0.0).ravel()
+        fgl = flat > 0
+        top = ndimage.maximum(height, flat, index=np.arange(n)) if cfg.min_object_height_m > 0 else None
+        low = ndimage.minimum(height, flat, index=np.arange(n))
+        # Below each cluster sample in the image (one row down): a table inlier of the plane, or anything else.
+        table = np.zeros(grid.shape, dtype=bool)
+        table[grid.valid] = grid.fit.inliers
+        below_table = np.zeros(grid.shape, dtype=bool)
+        below_table[:-1] = table[1:] & (labels[:-1] > 0)
+        below_other = np.zeros(grid.shape, dtype=bool)
+        below_other[:-1] = (labels[:-1] > 0) & (labels[1:] != labels[:-1]) & ~table[1:]
+        n_table = np.bincount(flat[below_table.ravel()], minlength=n)
+        n_other = np.bincount(flat[below_other.ravel()], minlength=n)
+        drop = np.zeros(n, dtype=bool)
+        if top is not None:
+            drop |= np.asarray(top) < cfg.min_object_height_m
+        drop |= (np.asarray(low) > cfg.max_base_height_m) & (n_table > n_other)
+        drop[0] = False
+        if drop.any():
+            logger.debug("dropped %d flat or floating cluster(s)", int(drop.sum()))
+            flat[fgl & drop[flat]] = 0
+        return labels
 
     @staticmethod
     def _on_table(grid: CoarseGrid) -> np.ndarray:
@@ -273,41 +347,127 @@ class TabletopSegmenter:
         out[fg] = keep
         return out
 
-    def _cluster(self, grid: CoarseGrid) -> np.ndarray:
-        """(h, w) int32 coarse labels 1..K (largest first, some numbers may be unused): connected components of the
-        8-neighbour grid with links cut at 3D gaps; then clusters that fall apart into colour pieces touching only
-        along a short contact are split (touching objects at the same depth); then fragments join their objects."""
+    def _links(self, grid: CoarseGrid) -> Links:
+        """Neighbour pairs of the grid with at least one foreground end and what separates their two samples.
+
+        Two samples are on one surface when closer in 3D than the largest of: ``cluster_tolerance_m``,
+        ``cluster_tolerance_spacing`` grid spacings (far or slanted surfaces) and ``noise_sigmas`` standard deviations
+        of the difference of two depth readings at that range (so a noisier, farther surface does not fall apart).
+        """
         cfg = self.config
         pts, fg, lab, spacing = grid.points, grid.fg, grid.lab, grid.spacing
         h, w = fg.shape
         index = np.arange(h * w).reshape(h, w)
-        pairs_a, pairs_b, linked, same_colour, gaps = [], [], [], [], []
-        for dv, du in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        sigma = grid.sigma
+        noise_deg = normal_noise_deg(sigma, spacing)
+        pad = 1
+        n_pad = np.pad(grid.normals, ((pad, pad), (pad, pad), (0, 0)), constant_values=np.nan)
+        p_pad = np.pad(pts, ((pad, pad), (pad, pad), (0, 0)), constant_values=np.nan)
+        keys = ("a", "b", "linked", "gap", "same", "concave", "weak", "convex")
+        parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+        for dv, du in NEIGHBOURS:
             a = (slice(0, h - dv), slice(max(0, -du), w - max(0, du)))
             b = (slice(dv, h), slice(max(0, du), w + min(0, du)))
-            diff = pts[a] - pts[b]
-            dist = np.sqrt(diff[..., 0] ** 2 + diff[..., 1] ** 2 + diff[..., 2] ** 2)
-            step = np.hypot(dv, du)
-            tol = np.maximum(cfg.cluster_tolerance_m * step, cfg.cluster_tolerance_spacing * step * spacing[a])
             touches = fg[a] | fg[b]  # every pair with at least one object point: links and object boundaries
-            pairs_a.append(index[a][touches])
-            pairs_b.append(index[b][touches])
-            linked.append((fg[a] & fg[b] & (dist < tol))[touches])
-            gaps.append(np.where(fg[a] & fg[b], dist, np.inf)[touches])
+            diff = (pts[a] - pts[b])[touches]
+            dist = np.sqrt(diff[:, 0] ** 2 + diff[:, 1] ** 2 + diff[:, 2] ** 2)
+            step = np.hypot(dv, du)
+            tol = np.maximum(cfg.cluster_tolerance_m * step, cfg.cluster_tolerance_spacing * step * spacing[a][touches])
+            tol = np.maximum(tol, cfg.noise_sigmas * np.sqrt(2.0) * sigma[a][touches])
+            both = (fg[a] & fg[b])[touches]
+            parts["a"].append(index[a][touches])
+            parts["b"].append(index[b][touches])
+            parts["linked"].append(both & (dist < tol))
+            parts["gap"].append(np.where(both, dist, np.inf))
+            # Two normals' difference has sqrt(2) times their noise: a crease must stand out of it.
+            noise = np.sqrt(2.0) * noise_deg[a][touches]
+            # Compare each side's normal one step further out: the normals at a and b themselves are estimated
+            # from points straddling the crease and see half of it (LCCP compares patches, not points).
+            outer_a = (slice(pad - dv, pad - dv + h - dv), slice(pad - du + max(0, -du), pad - du + w - max(0, du)))
+            outer_b = (slice(pad + dv + dv, pad + dv + h), slice(pad + du + max(0, du), pad + du + w + min(0, du)))
+            ends = (
+                n_pad[outer_a][touches],
+                n_pad[outer_b][touches],
+                p_pad[outer_a][touches],
+                p_pad[outer_b][touches],
+            )
+            parts["concave"].append(both & concave_crease(*ends, np.maximum(cfg.concave_angle_deg, 3.0 * noise)))
+            parts["weak"].append(both & concave_crease(*ends, np.maximum(0.5 * cfg.concave_angle_deg, 2.0 * noise)))
+            flipped = (ends[1], ends[0], ends[2], ends[3])  # swapping the normals flips the convexity sign
+            parts["convex"].append(both & concave_crease(*flipped, np.maximum(cfg.concave_angle_deg, 3.0 * noise)))
             if lab is not None:
                 dc = lab[a][touches] - lab[b][touches]
-                de = np.sqrt(dc[:, 0] ** 2 + dc[:, 1] ** 2 + dc[:, 2] ** 2)
-                same_colour.append(de < cfg.colour_edge_threshold)
-        pa, pb, link = np.concatenate(pairs_a), np.concatenate(pairs_b), np.concatenate(linked)
+                parts["same"].append(np.sqrt(dc[:, 0] ** 2 + dc[:, 1] ** 2 + dc[:, 2] ** 2) < cfg.colour_edge_threshold)
+        self._hole_pairs(grid, parts)
+        cat = {k: np.concatenate(v) if v else None for k, v in parts.items()}
+        return Links(
+            cat["a"], cat["b"], cat["linked"], cat["gap"], cat["same"], cat["concave"], cat["weak"], cat["convex"]
+        )
+
+    def _hole_pairs(self, grid: CoarseGrid, parts: dict[str, list[np.ndarray]]) -> None:
+        """Append to ``parts`` the pairs of foreground samples 2.. ``max_hole_px / stride`` cells apart along a grid
+        axis or diagonal with only missing depth between them: a depth hole at an edge (a structured-light shadow,
+        a dark rim) must not cut a surface that continues on its far side. Linked when as close as neighbours
+        would be over that many steps; never a crease (no normals across a hole)."""
+        cfg = self.config
+        pts, fg, lab = grid.points, grid.fg, grid.lab
+        h, w = fg.shape
+        index = np.arange(h * w).reshape(h, w)
+        missing = ~np.isfinite(pts[..., 2])
+        for k in range(2, cfg.max_hole_px // grid.stride + 1):
+            for dv, du in NEIGHBOURS:
+                ev, eu = k * dv, k * du
+                if ev >= h or abs(eu) >= w:
+                    continue
+                a = (slice(0, h - ev), slice(max(0, -eu), w - max(0, eu)))
+                b = (slice(ev, h), slice(max(0, eu), w + min(0, eu)))
+                hole = np.ones(fg[a].shape, dtype=bool)
+                for t in range(1, k):
+                    mid = (slice(t * dv, h - ev + t * dv), slice(max(0, -eu) + t * du, w - max(0, eu) + t * du))
+                    hole &= missing[mid]
+                sel = fg[a] & fg[b] & hole
+                if not sel.any():
+                    continue
+                diff = (pts[a] - pts[b])[sel]
+                dist = np.sqrt(diff[:, 0] ** 2 + diff[:, 1] ** 2 + diff[:, 2] ** 2)
+                # A shadow hole lies exactly at a depth step (the front surface casts it on the one behind), a hole
+                # in one surface (a dark rim, a lip) does not: linked only when the depth barely changes across it.
+                dz = np.abs(diff[:, 2])
+                tol = np.maximum(cfg.cluster_tolerance_m, cfg.noise_sigmas * np.sqrt(2.0) * grid.sigma[a][sel])
+                parts["a"].append(index[a][sel])
+                parts["b"].append(index[b][sel])
+                parts["linked"].append(dz < tol)
+                parts["gap"].append(dist)
+                for key in ("concave", "weak", "convex"):
+                    parts[key].append(np.zeros(len(dist), dtype=bool))
+                if lab is not None:
+                    dc = lab[a][sel] - lab[b][sel]
+                    parts["same"].append(
+                        np.sqrt(dc[:, 0] ** 2 + dc[:, 1] ** 2 + dc[:, 2] ** 2) < cfg.colour_edge_threshold
+                    )
+
+    def _cluster(self, grid: CoarseGrid) -> np.ndarray:
+        """(h, w) int32 coarse labels 1..K (largest first, some numbers may be unused): connected components of the
+        8-neighbour grid with links cut at 3D gaps; then clusters that fall apart into surface pieces touching only
+        along a short contact are split (touching objects); then fragments join their objects."""
+        cfg = self.config
+        fg = grid.fg
+        h, w = fg.shape
+        links = self._links(grid)
+        pa, pb, link = links.a, links.b, links.linked
         comp = _components(pa[link], pb[link], h * w)
-        if lab is not None:
-            same = np.concatenate(same_colour)
-            if cfg.self_occlusion_gap_m > 0:
-                link = self._bridge_self_occlusions(comp, pa, pb, link, same, np.concatenate(gaps))
-                comp = _components(pa[link], pb[link], h * w)
-            keep = link & same
+        if links.same_colour is not None and cfg.self_occlusion_gap_m > 0:
+            link = self._bridge_self_occlusions(comp, pa, pb, link, links.same_colour, links.gap)
+            comp = _components(pa[link], pb[link], h * w)
+        # Pieces: a concave crease separates them; a colour edge only where the surface is not smooth and convex
+        # (colour alone may not split a printed carton; with colour_needs_geometry off it may, as before).
+        cut = links.concave.copy() if cfg.concave_split else np.zeros_like(link)
+        if links.same_colour is not None:
+            cut |= ~links.same_colour
+        if cut[link].any():
+            keep = link & ~cut
             pieces = _components(pa[keep], pb[keep], h * w)
-            comp = self._split_by_colour(comp, pieces, fg, pa, pb, link, keep)
+            comp = self._split_pieces(grid, comp, pieces, links, link, keep)
         comp = comp.reshape(h, w)
         # Relabel the surviving clusters 1..K, largest first.
         ids, counts = np.unique(comp[fg], return_counts=True)
@@ -439,43 +599,47 @@ class TabletopSegmenter:
             bridged[sel[same[sel]]] = True
         return bridged
 
-    def _split_by_colour(
-        self,
-        comp: np.ndarray,
-        pieces: np.ndarray,
-        fg: np.ndarray,
-        pa: np.ndarray,
-        pb: np.ndarray,
-        link: np.ndarray,
-        same: np.ndarray,
+    def _split_pieces(
+        self, grid: CoarseGrid, comp: np.ndarray, pieces: np.ndarray, links: Links, link: np.ndarray, keep: np.ndarray
     ) -> np.ndarray:
-        """Split depth clusters into colour pieces that are objects of their own.
+        """Split clusters into surface pieces that are objects of their own.
 
-        A piece is an object when it has at least ``min_object_points`` and most of its boundary is free (table,
-        background, a depth edge) rather than contact with the rest of its cluster: a touching object meets its
-        neighbour along a short contact, a printed label is surrounded by its own object. Clusters with two or more
-        such pieces are split; the other pieces (texture, rims) join the nearest object piece. All arrays are flat
-        over the coarse grid except ``fg`` (h, w); ``pa``/``pb`` are neighbour pairs with at least one foreground end.
+        A piece is an object when it has at least ``min_object_points``, reaches down to the table like its cluster
+        (within ``max_base_height_m`` of the cluster's lowest point: a bottle's cap does not) and most of its
+        boundary is free (table, background, a depth edge) rather than contact with the rest of its cluster: a
+        touching object meets its neighbour along a short contact, a label or a bowl's inside is surrounded by its
+        own object. Clusters with two or more such pieces are split; the other pieces join the nearest object piece.
+        ``comp`` and ``pieces`` are flat over the grid; ``keep`` are the links inside pieces.
         """
         cfg = self.config
-        h, w = fg.shape
-        fg = fg.ravel()
+        h, w = grid.shape
+        fg = grid.fg.ravel()
+        pa, pb = links.a, links.b
         n = len(comp)
         # Boundary of each piece: pairs whose two ends are not in the same piece, counted from the foreground ends.
-        contact = link & ~same & (pieces[pa] != pieces[pb])
+        contact = link & ~keep & (pieces[pa] != pieces[pb])
         boundary = ~link | contact
         ends = np.concatenate([pa[boundary & fg[pa]], pb[boundary & fg[pb]]])
         contact_ends = np.concatenate([pa[contact], pb[contact]])
         n_boundary = np.bincount(pieces[ends], minlength=n)
         n_contact = np.bincount(pieces[contact_ends], minlength=n)
         size = np.bincount(pieces[fg], minlength=n)
+        height = np.where(fg, np.nan_to_num(grid.height.ravel(), nan=np.inf), np.inf)
+        piece_low = np.full(n, np.inf)
+        np.minimum.at(piece_low, pieces[fg], height[fg])
+        comp_low = np.full(n, np.inf)
+        np.minimum.at(comp_low, comp[fg], height[fg])
         is_object = (size >= cfg.min_object_points) & (n_contact <= cfg.max_contact_fraction * n_boundary)
         out = comp.copy()
         next_id = int(comp.max()) + 1
         for cid in np.unique(comp[fg]):
             member = fg & (comp == cid)
-            objs = np.unique(pieces[member & is_object[pieces]])
+            cand = np.unique(pieces[member & is_object[pieces]])
+            objs = cand[piece_low[cand] <= comp_low[cid] + cfg.max_base_height_m]
             if len(objs) < 2:
+                continue
+            groups = self._convex_groups(objs, pieces, contact, links) if cfg.colour_needs_geometry else None
+            if groups is not None and len(np.unique(groups)) < 2:
                 continue
             # Nearest object piece of every point of the cluster, on the grid.
             member2d = member.reshape(h, w)
@@ -485,12 +649,36 @@ class TabletopSegmenter:
             sub_member = member2d[sl]
             seeds = np.zeros(sub_member.shape, dtype=np.int64)
             for j, p in enumerate(objs, start=1):
-                seeds[sub_member & (sub_pieces == p)] = j
+                seeds[sub_member & (sub_pieces == p)] = j if groups is None else groups[j - 1] + 1
             _, (ni, nj) = ndimage.distance_transform_edt(seeds == 0, return_indices=True)
             out2d = out.reshape(h, w)[sl]
             out2d[sub_member] = seeds[ni, nj][sub_member] - 1 + next_id
             next_id += len(objs)
         return out
+
+    @staticmethod
+    def _convex_groups(objs: np.ndarray, pieces: np.ndarray, contact: np.ndarray, links: Links) -> np.ndarray:
+        """Group index (0..) of each object piece: pieces whose contact links are mostly convex creases or convexly
+        curved surface are one object (a carton's printed top and its side, a can's two-coloured label); touching
+        objects meet along flat or concave contacts and stay apart."""
+        parent = np.arange(len(objs))
+        where = {int(p): i for i, p in enumerate(objs)}
+        ea, eb = pieces[links.a[contact]], pieces[links.b[contact]]
+        convex = links.convex[contact]
+        for i, p in enumerate(objs):
+            for j in range(i + 1, len(objs)):
+                q = objs[j]
+                sel = ((ea == p) & (eb == q)) | ((ea == q) & (eb == p))
+                if sel.any() and convex[sel].mean() > 0.5:
+                    ri, rj = i, j
+                    while parent[ri] != ri:
+                        ri = parent[ri]
+                    while parent[rj] != rj:
+                        rj = parent[rj]
+                    parent[max(ri, rj)] = min(ri, rj)
+        roots = np.array([_root(parent, i) for i in range(len(objs))])
+        del where
+        return np.unique(roots, return_inverse=True)[1]
 
     def _upsample_labels(self, grid: CoarseGrid, rgb: np.ndarray, coarse: np.ndarray) -> BoxedLabels:
         """Full-resolution labels: each foreground pixel takes the label of the neighbouring coarse sample closest
@@ -592,18 +780,16 @@ class TabletopSegmenter:
         axes = plane_axes(grid.plane)
         objects: list[SegmentedObject] = []
         new_labels = np.zeros((H, W), dtype=np.int32)
-        for m, (y0, y1, x0, x1), area in self._clean_masks(boxed)[: cfg.max_objects]:
-            gy0, gy1, gx0, gx1 = y0 + by, y1 + by, x0 + bx, x1 + bx  # crop in full-image pixels
+        for m, (y0, _, x0, _), area in self._clean_masks(boxed)[: cfg.max_objects]:
+            gy0, gx0 = y0 + by, x0 + bx  # crop origin in full-image pixels
             if roi is not None:
                 rx0, ry0, rx1, ry1 = roi
                 inside = m[max(0, ry0 - gy0) : max(0, ry1 - gy0), max(0, rx0 - gx0) : max(0, rx1 - gx0)].sum()
                 if inside < cfg.min_roi_overlap * area:
                     continue
-            full = np.zeros((H, W), dtype=bool)
-            full[gy0:gy1, gx0:gx1] = m
-            obj = self._measure(grid, full, axes, len(objects) + 1)
+            obj = self._measure(grid, m, (gy0, gx0), axes, len(objects) + 1)
             if obj is not None:
-                new_labels[full] = obj.id
+                new_labels[obj.mask] = obj.id
                 objects.append(obj)
         return objects, new_labels
 
@@ -636,11 +822,16 @@ class TabletopSegmenter:
         candidates.sort(key=lambda item: -item[2])
         return candidates
 
-    def _measure(self, grid: CoarseGrid, mask: np.ndarray, axes: np.ndarray, obj_id: int) -> SegmentedObject | None:
-        """The object of a full-image mask: box, 3D centroid and extent, size on the plane, polar, confidence; None
-        with fewer than 3 depth pixels."""
+    def _measure(
+        self, grid: CoarseGrid, crop: np.ndarray, origin: tuple[int, int], axes: np.ndarray, obj_id: int
+    ) -> SegmentedObject | None:
+        """The object of a mask ``crop`` whose top-left pixel is ``origin`` (row, column): full mask, box, 3D
+        centroid and extent, size on the plane, polar, confidence, border flag; None with fewer than 3 depth
+        pixels."""
         plane = grid.plane
-        vv, uu = np.nonzero(mask)
+        H, W = grid.depth.shape
+        vv, uu = np.nonzero(crop)
+        vv, uu = vv + origin[0], uu + origin[1]
         z = grid.depth[vv, uu]
         ok = np.isfinite(z)
         if ok.sum() < 3:
@@ -652,10 +843,13 @@ class TabletopSegmenter:
         coverage = float(ok.mean())
         # Confidence: depth backs the mask, and there are enough points to trust the cluster.
         size_term = min(1.0, len(p) / (20.0 * self.config.min_object_points))
+        mask = np.zeros((H, W), dtype=bool)
+        mask[vv, uu] = True
+        box = (int(uu.min()), int(vv.min()), int(uu.max()) + 1, int(vv.max()) + 1)
         return SegmentedObject(
             id=obj_id,
             mask=mask,
-            box_xyxy=(int(uu.min()), int(vv.min()), int(uu.max()) + 1, int(vv.max()) + 1),
+            box_xyxy=box,
             centroid_cam=centroid,
             extent_m=p.max(axis=0) - p.min(axis=0),
             score=float(np.clip(0.5 + 0.5 * coverage * size_term, 0.0, 1.0)),
@@ -663,6 +857,7 @@ class TabletopSegmenter:
             camera_polar_deg=polar_over_plane(plane, centroid),
             size_on_plane_m=size_on_plane,
             depth_coverage=coverage,
+            truncated=box[0] <= 0 or box[1] <= 0 or box[2] >= W or box[3] >= H,
         )
 
     @staticmethod

@@ -33,6 +33,8 @@ class SegmentedObject:
     size_on_plane_m: np.ndarray | None = None
     #: Fraction of the mask's pixels with valid depth (0 without depth).
     depth_coverage: float = 0.0
+    #: The mask touches the image border: the object is probably cut by it (its size and centroid are partial).
+    truncated: bool = False
 
     @property
     def area_px(self) -> int:
