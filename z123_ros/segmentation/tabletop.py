@@ -638,7 +638,9 @@ class TabletopSegmenter:
             objs = cand[piece_low[cand] <= comp_low[cid] + cfg.max_base_height_m]
             if len(objs) < 2:
                 continue
-            groups = self._convex_groups(objs, pieces, contact, links) if cfg.colour_needs_geometry else None
+            groups = None
+            if cfg.colour_needs_geometry:
+                groups = self._convex_groups(objs, pieces, contact, links, grid.spacing)
             if groups is not None and len(np.unique(groups)) < 2:
                 continue
             # Nearest object piece of every point of the cluster, on the grid.
@@ -657,14 +659,19 @@ class TabletopSegmenter:
         return out
 
     @staticmethod
-    def _convex_groups(objs: np.ndarray, pieces: np.ndarray, contact: np.ndarray, links: Links) -> np.ndarray:
+    def _convex_groups(
+        objs: np.ndarray, pieces: np.ndarray, contact: np.ndarray, links: Links, spacing: np.ndarray
+    ) -> np.ndarray:
         """Group index (0..) of each object piece: pieces whose contact links are mostly convex creases or convexly
         curved surface are one object (a carton's printed top and its side, a can's two-coloured label); touching
         objects meet along flat or concave contacts and stay apart."""
         parent = np.arange(len(objs))
         where = {int(p): i for i, p in enumerate(objs)}
         ea, eb = pieces[links.a[contact]], pieces[links.b[contact]]
-        convex = links.convex[contact]
+        # Convex *and* smooth: one surface folds over an edge without a step (two grid spacings between
+        # neighbours); an object standing before another meets it with a step, which can look convex as well.
+        smooth = links.gap[contact] < 2.0 * spacing.ravel()[links.a[contact]]
+        convex = links.convex[contact] & smooth
         for i, p in enumerate(objs):
             for j in range(i + 1, len(objs)):
                 q = objs[j]
