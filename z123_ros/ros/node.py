@@ -251,9 +251,16 @@ class Z123Node(LifecycleNode):
         self._stats.count("frames_synchronised")
 
     def _publish(self, topic: str, msg: Any) -> None:
+        """The pipeline's way out (worker thread). After cleanup, or once Ctrl-C / SIGTERM has shut rclpy's context
+        down while the worker was mid-frame, the output is dropped instead of failing."""
         pub = self._pubs.get(topic)
-        if pub is not None:  # None after cleanup: a result that arrives late is dropped
+        if pub is None or not self.context.ok():
+            return
+        try:
             pub.publish(msg)
+        except Exception:
+            if self.context.ok():  # a real publishing error, not the shutdown race
+                raise
 
     # ------------------------------------------------------------------------------------------- dispatcher, service
 

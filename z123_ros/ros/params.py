@@ -300,8 +300,11 @@ def declare_parameters(node: Any, config: Any, prefix: str = "") -> list[Paramet
     specs = parameter_specs(config, prefix)
     for spec in specs:
         if (spec.is_array or spec.is_mapping) and not spec.default:
-            # An empty list has no ROS type of its own; the descriptor carries it.
-            node.declare_parameter(spec.name, Parameter.Type(spec.ros_type), spec.descriptor())
+            # An empty list has no ROS type of its own; the descriptor carries it. rclpy refuses dynamic typing
+            # together with a given type, so an empty float array takes doubles only (not YAML's 2 for 2.0).
+            descriptor = spec.descriptor()
+            descriptor.dynamic_typing = False
+            node.declare_parameter(spec.name, Parameter.Type(spec.ros_type), descriptor)
         else:
             node.declare_parameter(spec.name, spec.default, spec.descriptor())
     return specs
