@@ -16,7 +16,7 @@ from z123_ros._lazy import lazy_exports
 _EXPORTS = {
     "ModelLayout": "z123_ros.novel_views.loading",
     "detect_layout": "z123_ros.novel_views.loading",
-    "load_zero123": "z123_ros.novel_views.loading",
+    "load_zero123": "z123_ros.novel_views.pipeline",
     "NovelViewOutput": "z123_ros.novel_views.pipeline",
     "View": "z123_ros.novel_views.pipeline",
     "Zero123Condition": "z123_ros.novel_views.pipeline",

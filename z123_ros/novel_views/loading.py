@@ -1,4 +1,5 @@
-"""Load any published Zero-1-to-3 checkpoint folder (or hub id) into a :class:`Zero123Pipeline`.
+"""Load the parts of any published Zero-1-to-3 checkpoint folder (or hub id); ``load_zero123`` (in
+:mod:`z123_ros.novel_views.pipeline`) assembles them into a ``Zero123Pipeline``.
 
 The components are loaded one by one with their own diffusers / transformers classes. ``model_index.json`` names a
 custom pipeline class (``Zero1to3StableDiffusionPipeline`` or ``Zero123Pipeline``) whose code lives outside diffusers;
@@ -38,7 +39,6 @@ from diffusers import (
 from transformers import CLIPVisionModelWithProjection
 
 from z123_ros.errors import ConfigError, ModelLoadError
-from z123_ros.novel_views.pipeline import Zero123Pipeline
 from z123_ros.novel_views.projection import POSE_DIM, load_projection
 
 logger = logging.getLogger(__name__)
@@ -224,7 +224,7 @@ def build_scheduler(folder: Path, name: str = "ddim"):
         raise ModelLoadError(f"scheduler config in {folder / 'scheduler'} is malformed: {exc}") from exc
 
 
-def load_zero123(
+def load_components(
     path_or_id: str | os.PathLike,
     device: str | torch.device = "cpu",
     dtype: torch.dtype | str = torch.float32,
@@ -232,23 +232,10 @@ def load_zero123(
     stable_zero123: bool | None = None,
     scheduler: str = "ddim",
     revision: str | None = None,
-    progress_bar: bool = True,
-) -> Zero123Pipeline:
-    """Load a Zero-1-to-3 / Stable Zero123 model from a local folder or a hub id.
-
-    Args:
-        path_or_id: a folder in any published layout, or a hub id such as ``"bennyguo/zero123-xl-diffusers"``.
-        device: "cpu", "cuda", "cuda:1", ...
-        dtype: torch.float32 / float16 / bfloat16 or "fp32" / "fp16" / "bf16".
-        stable_zero123: force (True) or forbid (False) the Stable Zero123 pose convention; None = detect by name.
-        scheduler: one of :data:`SCHEDULERS` (default DDIM, as the paper samples).
-        revision: hub revision (branch, tag, commit or ``refs/pr/N``) when ``path_or_id`` is a hub id.
-        progress_bar: show a progress bar while sampling.
-
-    Raises:
-        ModelLoadError: folder missing, incomplete, malformed, pickle-only, inconsistent sizes, or hub unreachable.
-        ConfigError: bad dtype / scheduler / device.
-    """
+) -> dict:
+    """The keyword arguments of ``Zero123Pipeline(...)`` (vae, image_encoder, unet, scheduler, projection,
+    stable_zero123), loaded from a folder or hub id and checked to fit together; the arguments and errors are those
+    of :func:`z123_ros.novel_views.load_zero123` (``device`` is only checked here, the pipeline moves there)."""
     torch_dtype = _dtype(dtype)
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -293,7 +280,19 @@ def load_zero123(
     projection = load_projection(folder / layout.projection_dir, torch_dtype)
     sched = build_scheduler(folder, scheduler)
 
-    # The parts must fit together the Zero-1-to-3 way.
+    _check_parts_fit(folder, layout, vae, unet, image_encoder, projection)
+    return {
+        "vae": vae.eval(),
+        "image_encoder": image_encoder.eval(),
+        "unet": unet.eval(),
+        "scheduler": sched,
+        "projection": projection.eval(),
+        "stable_zero123": stable,
+    }
+
+
+def _check_parts_fit(folder: Path, layout: ModelLayout, vae, unet, image_encoder, projection) -> None:
+    """Raise ModelLoadError naming every part whose sizes do not fit the others the Zero-1-to-3 way."""
     clip_dim = int(image_encoder.config.projection_dim)
     problems = []
     if (
@@ -315,14 +314,3 @@ def load_zero123(
         )
     if problems:
         raise ModelLoadError(f"model folder {folder} is inconsistent: " + "; ".join(problems))
-
-    pipe = Zero123Pipeline(
-        vae=vae.eval(),
-        image_encoder=image_encoder.eval(),
-        unet=unet.eval(),
-        scheduler=sched,
-        projection=projection.eval(),
-        stable_zero123=stable,
-    )
-    pipe.set_progress_bar_config(disable=not progress_bar)
-    return pipe.to(device)

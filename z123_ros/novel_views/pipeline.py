@@ -40,6 +40,7 @@ from transformers import CLIPVisionModelWithProjection
 from z123_ros.camera import zero123_pose_vector
 from z123_ros.errors import InputError
 from z123_ros.novel_views.clip import clip_preprocess
+from z123_ros.novel_views.loading import load_components
 from z123_ros.novel_views.preprocess import Zero123Input
 from z123_ros.novel_views.projection import POSE_DIM, CameraProjection
 
@@ -125,11 +126,12 @@ class Zero123Pipeline(DiffusionPipeline):
 
         Accepts ``torch_dtype`` as diffusers does, plus every keyword of ``load_zero123``.
         """
-        from z123_ros.novel_views.loading import load_zero123
-
         if "torch_dtype" in kwargs:
             kwargs["dtype"] = kwargs.pop("torch_dtype")
-        return load_zero123(pretrained_model_name_or_path, **kwargs)
+        progress_bar = kwargs.pop("progress_bar", True)
+        pipe = cls(**load_components(pretrained_model_name_or_path, **kwargs))
+        pipe.set_progress_bar_config(disable=not progress_bar)
+        return pipe.to(torch.device(kwargs.get("device", "cpu")))
 
     # ----------------------------------------------------------------------------------------------- properties
     @property
@@ -494,3 +496,39 @@ class Zero123Pipeline(DiffusionPipeline):
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """Float image in [0, 1] -> uint8 (round to nearest)."""
     return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def load_zero123(
+    path_or_id: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | str = torch.float32,
+    *,
+    stable_zero123: bool | None = None,
+    scheduler: str = "ddim",
+    revision: str | None = None,
+    progress_bar: bool = True,
+) -> Zero123Pipeline:
+    """Load a Zero-1-to-3 / Stable Zero123 model from a local folder or a hub id.
+
+    Args:
+        path_or_id: a folder in any published layout, or a hub id such as ``"bennyguo/zero123-xl-diffusers"``.
+        device: "cpu", "cuda", "cuda:1", ...
+        dtype: torch.float32 / float16 / bfloat16 or "fp32" / "fp16" / "bf16".
+        stable_zero123: force (True) or forbid (False) the Stable Zero123 pose convention; None = detect by name.
+        scheduler: one of :data:`~z123_ros.novel_views.loading.SCHEDULERS` (default DDIM, as the paper samples).
+        revision: hub revision (branch, tag, commit or ``refs/pr/N``) when ``path_or_id`` is a hub id.
+        progress_bar: show a progress bar while sampling.
+
+    Raises:
+        ModelLoadError: folder missing, incomplete, malformed, pickle-only, inconsistent sizes, or hub unreachable.
+        ConfigError: bad dtype / scheduler / device.
+    """
+    return Zero123Pipeline.from_pretrained(
+        path_or_id,
+        device=device,
+        dtype=dtype,
+        stable_zero123=stable_zero123,
+        scheduler=scheduler,
+        revision=revision,
+        progress_bar=progress_bar,
+    )

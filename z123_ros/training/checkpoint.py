@@ -29,7 +29,8 @@ from transformers import CLIPVisionModelWithProjection
 
 from z123_ros.errors import ModelLoadError
 from z123_ros.novel_views.clip import CLIP_MEAN, CLIP_STD
-from z123_ros.novel_views.loading import build_scheduler, detect_layout, load_zero123
+from z123_ros.novel_views.loading import build_scheduler, detect_layout
+from z123_ros.novel_views.pipeline import load_zero123
 from z123_ros.novel_views.projection import CameraProjection
 from z123_ros.novel_views.saving import write_json, write_projection_and_index
 
