@@ -125,3 +125,18 @@ def test_cli_scores_a_real_frame_without_a_camera_pose(tmp_path, capsys):
     (record,) = [r for r in data["reconstruction"] if r["backend"] == "depth"]
     assert record["sensor"] == "real" and record["ok"], record
     assert 0.5 < record["range_m"] < 1.5 and 0 < record["elevation_deg"] < 90
+
+
+def test_mesh_metrics_follow_evaluate_mesh_also_on_the_convex_shortcut():
+    from z123_ros.evaluation.conditions import mesh_metrics
+    from z123_ros.reconstruction.metrics import evaluate_mesh
+
+    config = ConditionsConfig(iou_resolution=16, num_points=500)
+    gt = trimesh.creation.annulus(r_min=0.02, r_max=0.04, height=0.05)  # not convex: winding numbers
+    for pred in (trimesh.creation.box((0.07, 0.08, 0.05)), trimesh.creation.icosphere(2, 0.045)):
+        pred.apply_translation((0.004, 0.0, 0.002))
+        assert pred.is_convex
+        ours = mesh_metrics(pred, gt, config)
+        reference = evaluate_mesh(pred, gt, 500, config.f_threshold_m, False, 16)
+        assert ours == pytest.approx(reference, abs=1e-9)
+        assert 0.0 < ours["iou"] < 1.0

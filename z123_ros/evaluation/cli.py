@@ -136,7 +136,7 @@ def _conditions_config(args: argparse.Namespace):
 
 def run_conditions_eval(args: argparse.Namespace) -> int:
     """``z123 eval --conditions/--real``: the conditions benchmark, written atomically into ``--out``."""
-    from z123_ros.evaluation.conditions import resolve_spec, run_conditions
+    from z123_ros.evaluation.conditions import count_cases, run_conditions
     from z123_ros.evaluation.conditions_report import write_conditions_report
     from z123_ros.io import staged_output
 
@@ -146,7 +146,7 @@ def run_conditions_eval(args: argparse.Namespace) -> int:
         config.check()
         _check_out(out, args.overwrite)
         command = "z123 " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if "eval" in sys.argv[1:] else None
-        bar = _progress_bar(len(resolve_spec(config.spec, config.seeds_per_bucket, config.seed)), unit="frame")
+        bar = _progress_bar(count_cases(config), unit="frame")
         try:
             with staged_output(out) as staging:
                 result = run_conditions(config, progress=lambda done, total, name: bar.update(1))

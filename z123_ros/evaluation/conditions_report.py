@@ -152,7 +152,8 @@ def _rec_columns(backends: list[str]) -> list[Column]:
             (f"{b} F@5 p10", lambda e, b=b: e["reconstruction"][b]["f_score_p10"], 3, False),
             (f"{b} s med", lambda e, b=b: e["reconstruction"][b]["seconds_median"], 2, True),
             (f"{b} s max", lambda e, b=b: e["reconstruction"][b]["seconds_max"], 2, True),
-            (f"{b} frag/fail", lambda e, b=b: _frag_fail(e["reconstruction"][b]), 0, True),
+            (f"{b} frag", lambda e, b=b: e["reconstruction"][b]["fragmented"], 0, True),
+            (f"{b} fail", lambda e, b=b: e["reconstruction"][b]["failed"], 0, True),
         ]
     if len(backends) == 2:
         cols += [
@@ -161,10 +162,6 @@ def _rec_columns(backends: list[str]) -> list[Column]:
             ("CD ratio", lambda e: e.get("reconstruction_chamfer_ratio", math.nan), 2, True),
         ]
     return cols
-
-
-def _frag_fail(summary: dict) -> str:
-    return f"{summary['fragmented']}/{summary['failed']}"
 
 
 def _numeric(value: Any) -> float:
@@ -179,17 +176,19 @@ def _table(summaries: dict[str, dict], columns: list[Column], count: Callable[[d
         lines.append(f"| {bucket} | {count(entry)} | " + " | ".join(cells) + " |")
     if len(sim) > 1:
         mean_cells, worst_cells = [], []
-        for _, getter, digits, lower in columns:
+        for header, getter, digits, lower in columns:
             values = [_numeric(getter(e)) for e in sim.values()]
             finite = [v for v in values if math.isfinite(v)]
-            mean_cells.append(_fmt(float(np.mean(finite)) if finite else math.nan, max(digits, 1)))
+            # Ratios: the median over buckets (one bucket where the baseline collapses would dominate a mean).
+            centre = np.median if header.endswith("ratio") else np.mean
+            mean_cells.append(_fmt(float(centre(finite)) if finite else math.nan, max(digits, 1)))
             if finite:
                 worst = max(finite) if lower else min(finite)
                 name = [b for b, v in zip(sim, values, strict=True) if v == worst][0]
                 worst_cells.append(f"{_fmt(worst, digits)} ({name})")
             else:
                 worst_cells.append("n/a")
-        lines.append("| **mean over sim buckets** | | " + " | ".join(mean_cells) + " |")
+        lines.append("| **mean over sim buckets** (ratios: median) | | " + " | ".join(mean_cells) + " |")
         lines.append("| **worst sim bucket** | | " + " | ".join(worst_cells) + " |")
     return lines
 
@@ -238,8 +237,8 @@ def _markdown(result: ConditionsResult, summaries: dict, command: str | None, ma
             f"visible first), scored against the ground-truth mesh in the camera frame: volumetric IoU on a "
             f"{cfg.iou_resolution}^3 grid over both bounding boxes, Chamfer (mean of both directions, "
             f"{cfg.num_points} samples) in mm, F-score at {cfg.f_threshold_m * 1e3:g} mm. p10 = 10th percentile, "
-            "CD p90 = 90th percentile (the worst tenth). A failure scores IoU 0 and F 0. frag/fail = meshes of more "
-            "than one component / failures. Simulated frames give the camera pose; real frames do not.",
+            "CD p90 = 90th percentile (the worst tenth). A failure scores IoU 0 and F 0. frag = meshes of more "
+            "than one component, fail = failures. Simulated frames give the camera pose; real frames do not.",
             "",
         ]
         lines += _table(summaries, _rec_columns(backends), lambda e: e["reconstruction"][backends[0]]["objects"])
