@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from z123_ros.evaluation import EvalConfig, EvalSetConfig, build_eval_object
 from z123_ros.evaluation.conditions import ConditionsConfig, run_conditions
-from z123_ros.evaluation.conditions_report import write_conditions_report
+from z123_ros.evaluation.conditions_report import owned_files, write_conditions_report
 from z123_ros.evaluation.real import DEFAULT_REAL_ROOT
 from z123_ros.evaluation.runner import _mesh_in_world
 from z123_ros.io import staged_output
@@ -130,7 +130,7 @@ def run_conditions_report(spec: str, seeds: int, out: Path, name: str) -> Path:
     if out.resolve() != (REPO / "docs" / "evaluation").resolve():
         command += f" --out {out}"
     result = run_conditions(config, progress=lambda done, total, case: logger.info("[%d/%d] %s", done, total, case))
-    with staged_output(out) as staging:
+    with staged_output(out, owned_files(name)) as staging:  # the folder's other reports stay
         paths = write_conditions_report(result, staging, command=command, name=name)
     return out / paths["markdown"].name
 

@@ -116,9 +116,14 @@ def test_bad_specs_get_one_error_line_and_nothing_written(tmp_path, capsys):
 def test_cli_scores_a_real_frame_without_a_camera_pose(tmp_path, capsys):
     frame = DEFAULT_REAL_ROOT / "ycbv-dev" / "0000_000001"
     out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.md").write_text("the paper-style report, written by another command")
     argv = ["eval", "--real", str(frame), "--out", str(out), "--max-objects", "1", "--iou-resolution", "16"]
     rc = cli_main([*argv, "--seg-baseline", "none"])
+    assert rc == 2 and "--overwrite" in capsys.readouterr().err
+    rc = cli_main([*argv, "--seg-baseline", "none", "--overwrite"])
     assert rc == 0, capsys.readouterr().err
+    assert (out / "report.md").read_text().startswith("the paper-style report")  # other reports stay
     data = json.loads((out / "conditions.json").read_text())
     bucket = data["buckets"]["real:0000_000001"]
     assert bucket["segmentation"]["tabletop"]["objects"] >= 1

@@ -137,8 +137,7 @@ def _conditions_config(args: argparse.Namespace):
 def run_conditions_eval(args: argparse.Namespace) -> int:
     """``z123 eval --conditions/--real``: the conditions benchmark, written atomically into ``--out``."""
     from z123_ros.evaluation.conditions import count_cases, run_conditions
-    from z123_ros.evaluation.conditions_report import write_conditions_report
-    from z123_ros.io import staged_output
+    from z123_ros.evaluation.conditions_report import owned_files, write_conditions_report
 
     out = Path(args.out)
     try:
@@ -148,7 +147,8 @@ def run_conditions_eval(args: argparse.Namespace) -> int:
         command = "z123 " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if "eval" in sys.argv[1:] else None
         bar = _progress_bar(count_cases(config), unit="frame")
         try:
-            with staged_output(out) as staging:
+            # Only the report's own files are replaced: docs/evaluation also holds the paper-style report.
+            with staged_output(out, owned_files(args.report_name)) as staging:
                 result = run_conditions(config, progress=lambda done, total, name: bar.update(1))
                 paths = write_conditions_report(result, staging, command=command, name=args.report_name)
         finally:
@@ -165,7 +165,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.conditions is not None or args.real is not None:
         return run_conditions_eval(args)
     from z123_ros.evaluation.dataset import iter_eval_set, save_eval_object
-    from z123_ros.evaluation.report import summary_table, write_report
+    from z123_ros.evaluation.report import REPORT_FILES, summary_table, write_report
     from z123_ros.evaluation.runner import evaluate
 
     out = Path(args.out)
@@ -176,7 +176,7 @@ def run_eval(args: argparse.Namespace) -> int:
         _check_out(out, args.overwrite)
         command = "z123 " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if "eval" in sys.argv[1:] else None
         # One swap at the end: a killed run leaves the previous report whole (_check_out asked for --overwrite).
-        with staged_output(out) as staging:
+        with staged_output(out, (*REPORT_FILES, "set")) as staging:
 
             def objects():
                 for obj in iter_eval_set(set_config):

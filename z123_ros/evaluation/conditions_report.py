@@ -30,6 +30,11 @@ def plot_names(name: str) -> list[str]:
     return [f"{name}_{p}" for p in PLOTS]
 
 
+def owned_files(name: str) -> tuple[str, ...]:
+    """The files :func:`write_conditions_report` writes for report ``name`` (the rest of its folder is kept)."""
+    return (f"{name}.md", f"{name}.json", *plot_names(name))
+
+
 def _q(values: list[float], q: float) -> float:
     finite = [v for v in values if v is not None and math.isfinite(v)]
     return float(np.quantile(finite, q)) if finite else math.nan

@@ -12,6 +12,8 @@ import numpy as np
 from z123_ros.evaluation.runner import EvalResult
 
 PLOTS = ("per_object_iou.png", "per_object_chamfer.png", "metric_vs_size.png")
+#: Every file the report writes (what its output folder's swap may replace; other files there are kept).
+REPORT_FILES = ("report.md", "results.json", *PLOTS)
 
 
 def _fmt(value: float, digits: int = 3) -> str:
