@@ -34,6 +34,10 @@ from z123_ros.io import new_staging, replace_folder
 
 logger = logging.getLogger(__name__)
 
+#: The keys of z123_ros.sim.sensor.SENSOR_PRESETS (tests/test_demo.py checks they agree). Not imported from there:
+#: importing z123_ros.sim loads trimesh, and `z123 --help` imports this module.
+SENSORS = ("structured_light", "active_stereo", "ideal")
+
 
 @dataclass
 class DemoConfig:
@@ -55,6 +59,9 @@ class DemoConfig:
     """Frame rate of the simulated camera."""
     extra_params: list[str] = field(default_factory=list)
     """Extra node parameters as ``name:=value`` (e.g. ``reconstruction.depth.voxel_size_m:=0.004``)."""
+    sensor: str = "structured_light"
+    """Depth sensor model of the simulated camera (z123_ros.sim.sensor presets): structured_light (Kinect v1 /
+    Xtion: noise, quantisation, shadow holes), active_stereo (RealSense D435) or ideal (exact depth)."""
 
     def check(self) -> None:
         if not 1 <= self.num_objects <= 8:
@@ -63,6 +70,8 @@ class DemoConfig:
             raise ConfigError(f"backend {self.backend!r} needs --model (a Zero-1-to-3 folder or hub id)")
         if self.timeout_s <= 0:
             raise ConfigError("--timeout must be positive")
+        if self.sensor not in SENSORS:
+            raise ConfigError(f"--sensor must be one of {', '.join(SENSORS)}, got {self.sensor!r}")
 
 
 @dataclass
@@ -141,7 +150,8 @@ def _collect(env: dict[str, str], procs: dict[str, subprocess.Popen], timeout_s:
                 if proc.poll() is not None:
                     raise Z123Error(f"{name} exited with code {proc.returncode}; see its log in the output folder")
             seen = {o.id for o in segmentation[-1].objects} if segmentation else set()
-            if seen and len(seen) >= expected and seen <= set(reconstructions):
+            # Done when every segmented object has its mesh and a colour frame is in hand for the overview.
+            if seen and len(seen) >= expected and seen <= set(reconstructions) and colour:
                 break
     finally:
         node.destroy_node()
@@ -173,17 +183,21 @@ def _score(reconstructions: dict, gt: dict, gt_dir: Path) -> list[ObjectScore]:
     return scores
 
 
-def _overview(path: Path, rgb: np.ndarray, segmentation, reconstructions: dict, gt_dir: Path, gt: dict, scores) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
+def _frame_panel(rgb: np.ndarray | None, segmentation, gt_dir: Path) -> tuple[np.ndarray, str]:
+    """The overview's camera picture: the colour frame with the segmentation, or (no colour frame received before the
+    demo ended) the camera's ground-truth instance image, saying so."""
+    import cv2
     import matplotlib.pyplot as plt
-    import trimesh
 
-    from z123_ros.camera import transform_points
-    from z123_ros.reconstruction.mesh import render_mesh_views
-    from z123_ros.ros.conversions import image_to_numpy, msg_to_mesh
+    from z123_ros.ros.conversions import image_to_numpy
 
+    if rgb is None:
+        ids = cv2.imread(str(gt_dir / "instance_ids.png"), cv2.IMREAD_UNCHANGED)
+        if ids is None:
+            raise Z123Error("no colour frame and no ground-truth instance image: nothing to draw the overview from")
+        palette = (np.array([plt.cm.tab10(k % 10)[:3] for k in range(int(ids.max()) + 1)]) * 255).astype(np.uint8)
+        palette[0] = 40
+        return palette[ids.astype(np.int64)], "no colour frame received: ground-truth instances shown"
     overlay = rgb.astype(np.float32)
     if segmentation is not None:
         for obj in segmentation.objects:
@@ -192,18 +206,39 @@ def _overview(path: Path, rgb: np.ndarray, segmentation, reconstructions: dict, 
             colour = np.array(plt.cm.tab10(obj.id % 10)[:3]) * 255
             region = overlay[y : y + crop.shape[0], x : x + crop.shape[1]]
             region[crop] = 0.45 * region[crop] + 0.55 * colour
+    n_seg = len(segmentation.objects) if segmentation is not None else 0
+    return overlay.astype(np.uint8), f"camera frame, {n_seg} objects segmented"
+
+
+def _overview(path: Path, rgb, segmentation, reconstructions: dict, gt_dir: Path, gt: dict, scores) -> None:
+    """overview.png: the camera frame (+ segmentation) and each object's mesh beside its ground truth. Always written:
+    without reconstructions it shows the frame alone, titled with why."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import trimesh
+
+    from z123_ros.camera import transform_points
+    from z123_ros.reconstruction.mesh import render_mesh_views
+    from z123_ros.ros.conversions import msg_to_mesh
+
+    frame, frame_title = _frame_panel(rgb, segmentation, gt_dir)
     n = max(1, len(scores))
     fig, axes = plt.subplots(n, 3, figsize=(12, 3.6 * n), squeeze=False)
     fig.suptitle("z123 demo: camera frame + segmentation | reconstruction (world frame) | ground truth")
+    axes[0, 0].imshow(frame)
+    axes[0, 0].set_title(frame_title if scores else f"{frame_title}; no object reconstructed", fontsize=9)
+    if rgb is not None and segmentation is not None:
+        for obj in segmentation.objects:
+            axes[0, 0].text(obj.box.x_offset, obj.box.y_offset - 4, f"id {obj.id}", color="yellow", fontsize=9)
+    for ax in axes.ravel():
+        ax.set_axis_off()
     T_world_from_cam = np.linalg.inv(np.asarray(gt["T_cam_from_world"], dtype=np.float64))
     by_name = {o["name"]: o["id"] for o in gt["objects"]}
     for row, score in enumerate(scores):
-        ax = axes[row, 0]
-        ax.imshow(overlay.astype(np.uint8) if row == 0 else rgb)
-        if row == 0 and segmentation is not None:
-            for obj in segmentation.objects:
-                ax.text(obj.box.x_offset, obj.box.y_offset - 4, f"id {obj.id}", color="yellow", fontsize=9)
-        ax.set_axis_off()
+        if row > 0:
+            axes[row, 0].imshow(rgb if rgb is not None else frame)
         msg, _ = reconstructions[score.object_id]
         vertices, faces = msg_to_mesh(msg.mesh)
         mesh_world = trimesh.Trimesh(transform_points(T_world_from_cam, vertices), faces, process=False)
@@ -217,7 +252,6 @@ def _overview(path: Path, rgb: np.ndarray, segmentation, reconstructions: dict, 
         ):
             axes[row, col].imshow(np.concatenate(render_mesh_views(mesh, 200, (30.0, 210.0), up=(0, 0, 1)), axis=1))
             axes[row, col].set_title(title, fontsize=10)
-            axes[row, col].set_axis_off()
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -225,7 +259,9 @@ def _overview(path: Path, rgb: np.ndarray, segmentation, reconstructions: dict, 
 
 def summary_markdown(scores: list[ObjectScore], missing: list[int], config: DemoConfig, wall_s: float) -> str:
     lines = [
-        f"z123 demo: seed {config.seed}, {config.num_objects} objects, backend {config.backend}, {wall_s:.0f} s wall",
+        f"z123 demo: seed {config.seed}, {config.num_objects} objects, sensor {config.sensor},"
+        f" backend {config.backend},"
+        f" {wall_s:.0f} s wall",
         "",
         "| object | ground truth | IoU | Chamfer (mm) | F@5mm | seconds | vertices |",
         "|---|---|---|---|---|---|---|",
@@ -273,6 +309,8 @@ def run_demo(config: DemoConfig) -> tuple[list[ObjectScore], list[int]]:
             f"rate_hz:={config.rate_hz}",
             "-p",
             f"ground_truth_dir:={gt_dir}",
+            "-p",
+            f"scene.sensor:={config.sensor}",
         ]
         node_cmd = [
             *python,
@@ -305,9 +343,8 @@ def run_demo(config: DemoConfig) -> tuple[list[ObjectScore], list[int]]:
         scores = _score(reconstructions, gt, gt_dir)
         seen = [o.id for o in segmentation.objects] if segmentation is not None else []
         missing = sorted(set(seen) - set(reconstructions))
-        if scores and colour is not None:
-            rgb = image_to_rgb(colour)
-            _overview(work / "overview.png", rgb, segmentation, reconstructions, gt_dir, gt, scores)
+        rgb = image_to_rgb(colour) if colour is not None else None
+        _overview(work / "overview.png", rgb, segmentation, reconstructions, gt_dir, gt, scores)
         wall = time.monotonic() - t0
         (work / "summary.md").write_text(summary_markdown(scores, missing, config, wall) + "\n")
         (work / "summary.json").write_text(
@@ -338,6 +375,7 @@ def _main(args: argparse.Namespace) -> int:
         model=args.model or "",
         timeout_s=args.timeout,
         extra_params=args.param or [],
+        sensor=args.sensor,
     )
     try:
         scores, missing = run_demo(config)
@@ -362,4 +400,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="Zero-1-to-3 folder or hub id (multiview / zero123 backends)")
     p.add_argument("--timeout", type=float, default=d.timeout_s, help="seconds to wait for reconstructions")
     p.add_argument("--param", action="append", metavar="NAME:=VALUE", help="extra node parameter (repeatable)")
+    p.add_argument(
+        "--sensor",
+        default=d.sensor,
+        choices=SENSORS,
+        help=f"depth sensor model of the simulated camera (default {d.sensor}; ideal = exact depth)",
+    )
     p.set_defaults(func=_main)
