@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -113,23 +114,29 @@ def test_bad_specs_get_one_error_line_and_nothing_written(tmp_path, capsys):
 
 
 @pytest.mark.skipif(not (DEFAULT_REAL_ROOT / "ycbv-dev").is_dir(), reason="../shared/data/real is absent")
-def test_cli_scores_a_real_frame_without_a_camera_pose(tmp_path, capsys):
-    frame = DEFAULT_REAL_ROOT / "ycbv-dev" / "0000_000001"
+def test_cli_scores_real_frames_without_a_camera_pose_and_shows_unlabelled_ones(tmp_path, capsys):
+    real = tmp_path / "real"
+    shutil.copytree(DEFAULT_REAL_ROOT / "ycbv-dev" / "0000_000001", real / "ycbv-dev" / "0000_000001")
+    shutil.copytree(DEFAULT_REAL_ROOT / "unlabelled-ycbv-style" / "000001", real / "unlabelled" / "000001")
     out = tmp_path / "out"
     out.mkdir()
     (out / "report.md").write_text("the paper-style report, written by another command")
-    argv = ["eval", "--real", str(frame), "--out", str(out), "--max-objects", "1", "--iou-resolution", "16"]
+    argv = ["eval", "--real", str(real), "--out", str(out), "--max-objects", "1", "--iou-resolution", "16"]
     rc = cli_main([*argv, "--seg-baseline", "none"])
     assert rc == 2 and "--overwrite" in capsys.readouterr().err
     rc = cli_main([*argv, "--seg-baseline", "none", "--overwrite"])
     assert rc == 0, capsys.readouterr().err
     assert (out / "report.md").read_text().startswith("the paper-style report")  # other reports stay
     data = json.loads((out / "conditions.json").read_text())
-    bucket = data["buckets"]["real:0000_000001"]
-    assert bucket["segmentation"]["tabletop"]["objects"] >= 1
+    assert list(data["buckets"]) == ["real:ycbv-dev"]
+    assert data["buckets"]["real:ycbv-dev"]["segmentation"]["tabletop"]["objects"] >= 1
     (record,) = [r for r in data["reconstruction"] if r["backend"] == "depth"]
     assert record["sensor"] == "real" and record["ok"], record
     assert 0.5 < record["range_m"] < 1.5 and 0 < record["elevation_deg"] < 90
+    (unlabelled,) = data["unlabelled"]
+    assert unlabelled["case"] == "unlabelled:unlabelled/000001" and unlabelled["objects"]["tabletop"] >= 1
+    assert "| unlabelled:unlabelled/000001 |" in (out / "conditions.md").read_text()
+    assert (out / "conditions_unlabelled.png").stat().st_size > 1000
 
 
 def test_mesh_metrics_follow_evaluate_mesh_also_on_the_convex_shortcut():

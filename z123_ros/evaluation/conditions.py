@@ -29,7 +29,7 @@ import trimesh
 from scipy.spatial import Delaunay
 
 from z123_ros.camera import CameraIntrinsics, transform_points
-from z123_ros.errors import ConfigError, InputError, Z123Error
+from z123_ros.errors import ConfigError, Z123Error
 from z123_ros.evaluation.baselines import open3d_plane_dbscan
 from z123_ros.evaluation.real import RealFrame, load_real_frames, real_frame_folders, visible_fractions
 from z123_ros.evaluation.segmentation import MIN_VISIBLE, FrameScore, score_frame
@@ -62,7 +62,7 @@ class ConditionsConfig:
     """First scene seed; bucket scenes use ``seed, seed + 1, ...``."""
     real: str | None = None
     """Folder of real frames (a set such as ``ycbv-dev`` or one frame); labelled frames become the bucket
-    ``real:<folder name>``, unlabelled ones are skipped (no ground truth)."""
+    ``real:<set name>``; unlabelled ones are segmented for a look (a picture and object counts), not scored."""
     segmenter: str = "tabletop"
     """The project's segmenter under test."""
     segmentation_baseline: str = "open3d"
@@ -215,8 +215,8 @@ class Case:
     rgb: np.ndarray
     depth_m: np.ndarray
     intrinsics: CameraIntrinsics
-    gt_ids: np.ndarray
-    """(H, W) int32 instance ids, 0 = background (table, clutter, walls)."""
+    gt_ids: np.ndarray | None
+    """(H, W) int32 instance ids, 0 = background (table, clutter, walls); None for an unlabelled real frame."""
     objects: list[CaseObject]
     sensor: str
     """Sensor preset of a simulated frame; ``real`` for real frames."""
@@ -293,11 +293,15 @@ def iter_cases(config: ConditionsConfig) -> Iterator[Case]:
             continue
         yield case_from_scene(bucket, seed, scene)
     if config.real:
-        labelled = [f for f in load_real_frames(config.real) if f.labelled and f.objects]
-        if not labelled:
-            raise InputError(f"{config.real}: no labelled real frames (label.png + objects.json) to score")
-        for frame in labelled:
-            yield case_from_real(f"real:{Path(config.real).resolve().name}", frame)
+        for frame in load_real_frames(config.real):
+            parent = Path(frame.folder).resolve().parent.name if frame.folder else "real"
+            if frame.labelled and frame.objects:
+                yield case_from_real(f"real:{parent}", frame)
+            elif config.segmentation:  # no ground truth: segmented for a look, not scored
+                yield Case(
+                    f"unlabelled:{parent}", f"unlabelled:{parent}/{frame.name}", frame.rgb, frame.depth_m,
+                    frame.intrinsics, None, [], "real",
+                )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -457,6 +461,40 @@ def reconstruct_case(case: Case, config: ConditionsConfig) -> list[Reconstructio
 
 
 @dataclass
+class UnlabelledRecord:
+    """The segmenters on a real frame without ground truth (for a look: objects found, nothing of the carpet?)."""
+
+    case: str
+    rgb: np.ndarray
+    """(H, W, 3) uint8 frame."""
+    labels: dict[str, np.ndarray]
+    """method -> (H, W) int32 labels (k = its k-th mask)."""
+    seconds: dict[str, float]
+    """method -> wall time."""
+
+    def objects(self, method: str) -> int:
+        return int(self.labels[method].max())
+
+
+def segment_unlabelled(case: Case, methods: list[str], segmenters: Callable[[str, Case], list[np.ndarray]]):
+    """Run every segmenter on a frame without ground truth; failures give an empty label image."""
+    labels, seconds = {}, {}
+    for method in methods:
+        t0 = time.perf_counter()
+        try:
+            masks = segmenters(method, case)
+        except Z123Error as exc:
+            logger.warning("%s on %s failed: %s", method, case.name, exc)
+            masks = []
+        seconds[method] = time.perf_counter() - t0
+        image = np.zeros(case.depth_m.shape, dtype=np.int32)
+        for k, mask in enumerate(masks, start=1):
+            image[mask] = k
+        labels[method] = image
+    return UnlabelledRecord(case.name, case.rgb, labels, seconds)
+
+
+@dataclass
 class ConditionsResult:
     """Every record of one conditions run."""
 
@@ -464,8 +502,10 @@ class ConditionsResult:
     segmentation: list[SegmentationRecord] = field(default_factory=list)
     reconstruction: list[ReconstructionRecord] = field(default_factory=list)
     cases: list[str] = field(default_factory=list)
-    """Case names in run order."""
+    """Names of the scored cases in run order."""
     seconds_total: float = 0.0
+    unlabelled: list[UnlabelledRecord] = field(default_factory=list)
+    """Real frames without ground truth, segmented but not scored."""
 
 
 def run_conditions(
@@ -478,11 +518,14 @@ def run_conditions(
     segmenters = _Segmenters() if config.segmentation else None
     result = ConditionsResult(config)
     for done, case in enumerate(iter_cases(config), start=1):
-        if segmenters is not None:
-            result.segmentation += segment_case(case, config.segmenters(), segmenters)
-        if config.reconstruction:
-            result.reconstruction += reconstruct_case(case, config)
-        result.cases.append(case.name)
+        if case.gt_ids is None:
+            result.unlabelled.append(segment_unlabelled(case, config.segmenters(), segmenters))
+        else:
+            if segmenters is not None:
+                result.segmentation += segment_case(case, config.segmenters(), segmenters)
+            if config.reconstruction:
+                result.reconstruction += reconstruct_case(case, config)
+            result.cases.append(case.name)
         logger.info("[%d/%d] %s done", done, total, case.name)
         if progress is not None:
             progress(done, total, case.name)

@@ -32,7 +32,7 @@ def plot_names(name: str) -> list[str]:
 
 def owned_files(name: str) -> tuple[str, ...]:
     """The files :func:`write_conditions_report` writes for report ``name`` (the rest of its folder is kept)."""
-    return (f"{name}.md", f"{name}.json", *plot_names(name))
+    return (f"{name}.md", f"{name}.json", *plot_names(name), f"{name}_unlabelled.png")
 
 
 def _q(values: list[float], q: float) -> float:
@@ -249,11 +249,57 @@ def _markdown(result: ConditionsResult, summaries: dict, command: str | None, ma
         lines += _table(summaries, _rec_columns(backends), lambda e: e["reconstruction"][backends[0]]["objects"])
         lines.append("")
     lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plot_names(name)] + [""]
+    if result.unlabelled:
+        lines += _unlabelled_section(result, name)
     errors = [(r.case, r.object, r.backend, r.error) for r in result.reconstruction if not r.ok]
     errors += [(r.case, "-", r.method, r.error) for r in result.segmentation if r.error]
     if errors:
         lines += ["## Failures", ""] + [f"- {c} / {o} / {m}: {e}" for c, o, m, e in errors[:50]] + [""]
     return "\n".join(lines)
+
+
+def _unlabelled_section(result: ConditionsResult, name: str) -> list[str]:
+    methods = list(result.unlabelled[0].labels)
+    lines = [
+        "## Real frames without labels (a look, not a score)",
+        "",
+        "Objects each segmenter reports; the picture shows its masks over the frame (does it find the objects, and "
+        "nothing of the carpet or the furniture?).",
+        "",
+        "| frame | " + " | ".join(f"{m} objects | {m} ms" for m in methods) + " |",
+        "|---" * (1 + 2 * len(methods)) + "|",
+    ]
+    for r in result.unlabelled:
+        cells = [f"{r.objects(m)} | {1e3 * r.seconds[m]:.0f}" for m in methods]
+        lines.append(f"| {r.case} | " + " | ".join(cells) + " |")
+    return [*lines, "", f"![unlabelled frames]({name}_unlabelled.png)", ""]
+
+
+def _overlay(rgb: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Masks in distinct colours over a dimmed frame."""
+    palette = np.random.default_rng(0).integers(40, 255, size=(int(labels.max()) + 1, 3))
+    out = (0.45 * rgb).astype(np.uint8)
+    hit = labels > 0
+    out[hit] = (0.35 * rgb[hit] + 0.65 * palette[labels[hit]]).astype(np.uint8)
+    return out
+
+
+def _unlabelled_plot(result: ConditionsResult, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    methods = list(result.unlabelled[0].labels)
+    rows = len(result.unlabelled)
+    fig, axes = plt.subplots(rows, 1 + len(methods), figsize=(3.2 * (1 + len(methods)), 2.5 * rows), squeeze=False)
+    for r, record in enumerate(result.unlabelled):
+        panels = [("frame", record.rgb)] + [(m, _overlay(record.rgb, record.labels[m])) for m in methods]
+        for c, (title, image) in enumerate(panels):
+            axes[r, c].imshow(image[::2, ::2])
+            axes[r, c].set_axis_off()
+            label = title if title == "frame" else f"{title}: {record.objects(title)} objects"
+            axes[r, c].set_title(f"{record.case.split('/')[-1]} {label}" if c == 0 else label, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -349,6 +395,8 @@ def write_conditions_report(
     _scatter_plot(result, "range", "range: camera to object centre (m)", plots[0])
     _scatter_plot(result, "elevation", "camera elevation over the table seen from the object (deg)", plots[1])
     _sensor_plot(result, plots[2])
+    if result.unlabelled:
+        _unlabelled_plot(result, out / f"{name}_unlabelled.png")
     data = {
         "command": command,
         "machine": machine,
@@ -357,6 +405,7 @@ def write_conditions_report(
         "buckets": _jsonable(summaries),
         "segmentation": _jsonable(result.segmentation),
         "reconstruction": _jsonable(result.reconstruction),
+        "unlabelled": [{"case": r.case, "objects": {m: r.objects(m) for m in r.labels}} for r in result.unlabelled],
     }
     paths = {"markdown": out / f"{name}.md", "json": out / f"{name}.json", **{p.name: p for p in plots}}
     paths["json"].write_text(json.dumps(data, indent=1) + "\n")
