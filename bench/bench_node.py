@@ -1,23 +1,27 @@
-"""Soak benchmark of z123_node: RGB-D frames at 15 Hz for N minutes, with the scene changing every few seconds so the
-node keeps segmenting and reconstructing.
+"""Latency and soak benchmark of z123_node: RGB-D frames at 15 Hz, a new 3-object scene every 10 s, depth backend.
 
-Reports: frames published/segmented, reconstructions, latency percentiles from the camera frame's stamp to the mesh
-arriving at a subscriber (end to end, through Ray), RSS of the node process and of its Ray workers over time
-(start, end, growth per minute after warm-up), queue depths over time (sync queues, pending frame, jobs in flight),
-and drops by reason.
+One run measures, side by side: startup (process start -> active, with its breakdown), the first mesh after the
+first frame, frame -> mesh latency (camera stamp to the mesh at a subscriber) with the per-stage breakdown the node
+puts in every ObjectReconstruction (pipeline.* timings) plus delivery, the in-process floor (segmentation +
+reconstruction of the same frames in this process, no ROS, no Ray) and the node/floor ratio, a static phase (one
+unchanging scene: repeated reconstructions, frames segmented, node CPU), node and Ray memory (MB/min during and
+after warm-up), queue depths, drops; then the same changing scenes with a CPU hog on core 0 ("loaded").
 
-    python bench/bench_node.py --quick          # 30 s
-    python bench/bench_node.py --minutes 5
+    python bench/bench_node.py --quick                    # 45 s changing + 20 s static + 45 s loaded
+    python bench/bench_node.py --minutes 10 --no-loaded   # the soak
 
-The node runs as its own process with config/z123_node.yaml (depth backend, embedded local Ray), exactly as a user
-starts it. Frames come from z123_ros.sim (real YCB scans rendered on a table), published reliably (best-effort
-megabyte images over loopback lose fragments when the CPU is busy).
+The node runs as its own process with config/z123_node.yaml (embedded local Ray), exactly as a user starts it.
+Frames come from z123_ros.sim (real YCB scans rendered on a table), published reliably (best-effort megabyte
+images over loopback lose fragments when the CPU is busy). The machine's load average is in the table: on a shared
+machine the ratios measured in one run are the meaningful figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -70,159 +74,293 @@ def _slope_per_min(t: np.ndarray, y: np.ndarray) -> float:
     return float(np.polyfit(t / 60.0, y, 1)[0]) if len(t) > 2 else float("nan")
 
 
-def run(quick: bool = False, minutes: float | None = None) -> list[dict]:
-    from _ros_helpers import NodeProcess, Probe, wait_for, write_params
-    from std_msgs.msg import Header
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
 
-    from z123_ros.ros.sim_camera_node import scene_messages
+
+def _scenes(quick: bool) -> list:
     from z123_ros.sim import SceneConfig, render_tabletop_scene
 
-    duration = 30.0 if quick else 60.0 * (minutes or 5.0)
-    scenes = [render_tabletop_scene(SceneConfig(seed=s, num_objects=3)) for s in range(3 if quick else 5)]
-    frames = [scene_messages(sc, Header(frame_id="camera_color_optical_frame")) for sc in scenes]
+    return [render_tabletop_scene(SceneConfig(seed=s, num_objects=3)) for s in range(3 if quick else 5)]
+
+
+def _publish_loop(probe, proc, frames, duration: float, on_sample) -> tuple[int, list[float]]:
+    """Publish ``frames`` at RATE_HZ (a new scene every SCENE_PERIOD_S) for ``duration`` s, sampling once a second.
+    Returns (frames published, monotonic time of each scene's first frame)."""
+    published, scene_starts, scene = 0, [], -1
+    t0 = time.monotonic()
+    next_frame = next_sample = t0
+    while time.monotonic() - t0 < duration and proc.alive():
+        now = time.monotonic()
+        if now >= next_frame:
+            index = int((now - t0) // SCENE_PERIOD_S)
+            if index != scene:
+                scene = index
+                scene_starts.append(now)
+            probe.publish_frame(*frames[index % len(frames)])
+            published += 1
+            next_frame += 1.0 / RATE_HZ
+        if now >= next_sample:
+            on_sample(now - t0)
+            next_sample += 1.0
+        time.sleep(max(0.0, min(next_frame, next_sample) - time.monotonic()))
+    return published, scene_starts
+
+
+def _soak(frames, duration: float, static_s: float) -> dict:
+    """One node process: startup, ``duration`` s of changing scenes, then ``static_s`` s of one unchanging scene.
+    Returns raw measurements (latencies, stages, memory and queue samples, counts)."""
+    from _ros_helpers import NodeProcess, Probe, wait_for, write_params
 
     tmp = Path(tempfile.mkdtemp(prefix="z123_bench_node_"))
-    params = write_params(
-        tmp / "params.yaml",
-        {"input_qos": "reliable", "diagnostics_period_s": 0.5, "forget_after_s": 2.0, "max_segmentation_rate_hz": 2.0},
-    )
+    params = write_params(tmp / "params.yaml", {"input_qos": "reliable", "diagnostics_period_s": 0.5})
+    t_start = time.monotonic()
     proc = NodeProcess(params, tmp / "node.log")
     probe = Probe(node_name="z123_bench_probe")
-    rows: list[dict] = []
+    out: dict = {"samples": []}
     try:
-        t_start = time.monotonic()
         if not wait_for(lambda: probe.diagnostics().get("state") == "running" or not proc.alive(), timeout=180):
             raise RuntimeError(f"node did not start:\n{proc.log()[-2000:]}")
-        startup_s = time.monotonic() - t_start
-        samples = []  # (t, node rss, ray rss, diagnostics)
-        published = 0
-        t0 = time.monotonic()
-        next_frame = t0
-        next_sample = t0
-        while time.monotonic() - t0 < duration and proc.alive():
-            now = time.monotonic()
-            if now >= next_frame:
-                colour, depth, info = frames[int((now - t0) // SCENE_PERIOD_S) % len(frames)]
-                probe.publish_frame(colour, depth, info)
-                published += 1
-                next_frame += 1.0 / RATE_HZ
-            if now >= next_sample:
-                ray_rss = sum(_rss_mb(p) for p in _descendants(proc.proc.pid))
-                samples.append((now - t0, _rss_mb(proc.proc.pid), ray_rss, probe.diagnostics()))
-                next_sample += 1.0
-            time.sleep(max(0.0, min(next_frame, next_sample) - time.monotonic()))
-        alive = proc.alive()
-        time.sleep(2.0)  # let the last meshes arrive
+        out["startup_s"] = time.monotonic() - t_start
+        out["startup"] = {k: v for k, v in probe.diagnostics().items() if k.startswith("startup.")}
+        pid = proc.proc.pid
 
-        # End-to-end latency: camera stamp -> mesh received by this subscriber (same clock, same machine).
+        def sample(t: float) -> None:
+            ray_rss = sum(_rss_mb(p) for p in _descendants(pid))
+            out["samples"].append((t, _rss_mb(pid), ray_rss, probe.diagnostics()))
+
+        t_first = time.monotonic()
+        out["published"], out["scene_starts"] = _publish_loop(probe, proc, frames, duration, sample)
+        time.sleep(2.0)  # let the last meshes arrive
         with probe.lock:
             recs = list(probe.received["reconstruction"])
-        latencies = []
-        for t_recv_mono, msg in recs:
-            stamp_s = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
-            latencies.append(time.time() - (time.monotonic() - t_recv_mono) - stamp_s)
-        latencies = np.array(latencies)
-        t = np.array([s[0] for s in samples])
-        node_rss = np.array([s[1] for s in samples])
-        ray_rss = np.array([s[2] for s in samples])
-        warm = t >= min(10.0, duration / 3)
-
-        def queue_series(key: str) -> np.ndarray:
-            return np.array([float(s[3].get(key, 0)) for s in samples])
-
-        last = samples[-1][3] if samples else {}
-        rows += [
-            {"metric": "duration", "value": round(duration, 1), "unit": "s"},
-            {
-                "metric": "startup (process start -> active, Ray up, models warm)",
-                "value": round(startup_s, 1),
-                "unit": "s",
-            },
-            {"metric": "frames published", "value": published, "unit": f"at {RATE_HZ:g} Hz"},
-            {"metric": "frames segmented", "value": int(last.get("count.frames_segmented", 0)), "unit": ""},
-            {"metric": "reconstructions received", "value": len(recs), "unit": ""},
-        ]
-        if len(latencies):
-            for q in (50, 90, 99):
-                rows.append(
-                    {
-                        "metric": f"frame -> mesh latency p{q}",
-                        "value": round(float(np.percentile(latencies, q)), 2),
-                        "unit": "s",
-                    }
-                )
-            rows.append({"metric": "frame -> mesh latency max", "value": round(float(latencies.max()), 2), "unit": "s"})
-        rows += [
-            {"metric": "node RSS start / end", "value": f"{node_rss[0]:.0f} / {node_rss[-1]:.0f}", "unit": "MB"},
-            {
-                "metric": "node RSS growth after warm-up",
-                "value": round(_slope_per_min(t[warm], node_rss[warm]), 1),
-                "unit": "MB/min",
-            },
-            {"metric": "Ray processes RSS start / end", "value": f"{ray_rss[0]:.0f} / {ray_rss[-1]:.0f}", "unit": "MB"},
-            {
-                "metric": "Ray RSS growth after warm-up",
-                "value": round(_slope_per_min(t[warm], ray_rss[warm]), 1),
-                "unit": "MB/min",
-            },
-        ]
-        for key in (
-            "queue.sync.colour",
-            "queue.sync.depth",
-            "queue.sync.info",
-            "queue.pending_frame",
-            "jobs_in_flight",
-            "dispatch.queued",
-        ):
-            series = queue_series(key)
-            rows.append(
-                {
-                    "metric": f"{key} max / mean / last",
-                    "unit": "",
-                    "value": f"{series.max():.0f} / {series.mean():.2f} / {series[-1]:.0f}",
-                }
-            )
-        for stream in ("colour", "depth", "info"):
-            rows.append(
-                {
-                    "metric": f"{stream}: received / unmatched by sync",
-                    "unit": "",
-                    "value": f"{last.get(f'count.received_{stream}', 0)} / {last.get(f'sync.unmatched.{stream}', 0)}",
-                }
-            )
-        drops = {k[5:]: v for k, v in last.items() if k.startswith("drop.")}
-        rows.append(
-            {
-                "metric": "drops by reason",
-                "value": ", ".join(f"{k}={v}" for k, v in drops.items()) or "none",
-                "unit": "",
-            }
+        out["first_mesh_s"] = recs[0][0] - t_first if recs else float("nan")
+        out["recs"] = recs
+        before = probe.diagnostics()
+        cpu0, t0 = _cpu_s(pid), time.monotonic()
+        _publish_loop(probe, proc, frames[:1], static_s, lambda t: None)
+        out["static_cpu_cores"] = (_cpu_s(pid) - cpu0) / (time.monotonic() - t0)
+        after = probe.diagnostics()
+        key = "count.objects_reconstructed_again"
+        out["static_repeats"] = int(after.get(key, 0)) - int(before.get(key, 0))
+        out["static_segmented"] = int(after.get("count.frames_segmented", 0)) - int(
+            before.get("count.frames_segmented", 0)
         )
-        rows.append({"metric": "node alive at the end", "value": alive, "unit": ""})
-        rows.append(
-            {
-                "metric": "time series (t s, node MB, Ray MB, in flight)",
-                "unit": "",
-                "value": " ".join(
-                    f"{a:.0f}:{b:.0f}/{c:.0f}/{float(d.get('jobs_in_flight', 0)):.0f}"
-                    for a, b, c, d in samples[:: max(1, len(samples) // 10)]
-                ),
-            }
-        )
+        out["static_s"] = static_s
+        out["last"] = after
+        out["alive"] = proc.alive()
     finally:
         probe.close()
         proc.stop()
+    return out
+
+
+def _latencies(recs) -> np.ndarray:
+    """Camera stamp -> mesh received by the subscriber (same machine, same clock), seconds."""
+    now_wall, now_mono = time.time(), time.monotonic()
+    return np.array([now_wall - (now_mono - t) - (m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec) for t, m in recs])
+
+
+def _stage_table(recs, latencies: np.ndarray) -> dict[str, tuple[float, float]]:
+    """Stage -> (p50, p90) seconds from the messages' pipeline.* timings; "delivery" is what is left of the
+    end-to-end latency (publish + DDS transfer + the subscriber's deserialisation)."""
+    per_stage: dict[str, list[float]] = {}
+    accounted = np.zeros(len(recs))
+    for i, (_, msg) in enumerate(recs):
+        for st in msg.timings:
+            if st.stage.startswith("pipeline."):
+                per_stage.setdefault(st.stage[len("pipeline.") :], []).append(st.seconds)
+                accounted[i] += st.seconds
+    per_stage["delivery"] = list(np.maximum(0.0, latencies - accounted))
+    return {k: (float(np.percentile(v, 50)), float(np.percentile(v, 90))) for k, v in per_stage.items() if v}
+
+
+def _floor(scenes) -> np.ndarray:
+    """The in-process floor: segmentation + tracking + depth reconstruction of the same frames, one after the other
+    in this process (no ROS, no Ray); per object: segmentation time + the reconstructions up to and including it."""
+    from z123_ros.reconstruction import ReconstructionInput, reconstruct
+    from z123_ros.segmentation import ObjectTracker, SegmentationConfig, TabletopSegmenter, TrackerConfig
+
+    segmenter, out = TabletopSegmenter(SegmentationConfig()), []
+    for _ in range(2):  # the second pass is the measured one (caches warm, as the node's actors are)
+        out, tracker = [], ObjectTracker(TrackerConfig())
+        for sc in scenes:
+            t0 = time.perf_counter()
+            seg = tracker.update(segmenter.segment(sc.rgb, sc.intrinsics, depth_m=sc.depth_m))
+            for obj in seg.objects:
+                inp = ReconstructionInput(
+                    rgb=sc.rgb,
+                    mask=obj.mask,
+                    intrinsics=sc.intrinsics,
+                    depth_m=sc.depth_m,
+                    support_plane_cam=seg.plane_cam,
+                )
+                reconstruct(inp, backend="depth")
+                out.append(time.perf_counter() - t0)
+    return np.array(out)
+
+
+def _hog() -> subprocess.Popen:
+    """A CPU hog on core 0 (busy loop), the "one core loaded" condition."""
+    cmd = [sys.executable, "-c", "while True: pass"]
+    if shutil.which("taskset"):
+        cmd = ["taskset", "-c", "0", *cmd]
+    return subprocess.Popen(cmd)
+
+
+def _pct(values: np.ndarray, q: float) -> float:
+    return round(float(np.percentile(values, q)), 3) if len(values) else float("nan")
+
+
+def _memory_rows(soak: dict, label: str) -> list[dict]:
+    samples = soak["samples"]
+    t = np.array([s[0] for s in samples])
+    warm = t >= min(60.0, t[-1] / 3)  # the first minute (or third) is warm-up: caches, Ray's object store, numpy
+    rows = []
+    for name, col in (("node", 1), ("Ray processes", 2)):
+        y = np.array([s[col] for s in samples])
+        rows += [
+            {"metric": f"{label}{name} RSS start / end", "value": f"{y[0]:.0f} / {y[-1]:.0f}", "unit": "MB"},
+            {
+                "metric": f"{label}{name} RSS growth: warm-up / after warm-up",
+                "value": f"{_slope_per_min(t[~warm], y[~warm]):.1f} / {_slope_per_min(t[warm], y[warm]):.1f}",
+                "unit": "MB/min",
+            },
+        ]
+    for key in ("queue.pending_frame", "queue.results", "jobs_in_flight", "dispatch.queued"):
+        series = np.array([float(s[3].get(key, 0)) for s in samples])
+        rows.append(
+            {
+                "metric": f"{label}{key} max / mean / last",
+                "unit": "",
+                "value": f"{series.max():.0f} / {series.mean():.2f} / {series[-1]:.0f}",
+            }
+        )
+    return rows
+
+
+def run(
+    quick: bool = False, minutes: float | None = None, loaded: bool = True, static_s: float | None = None
+) -> list[dict]:
+    from std_msgs.msg import Header
+
+    from z123_ros.ros.sim_camera_node import scene_messages
+
+    duration = 45.0 if quick else 60.0 * (minutes or 5.0)
+    static_s = static_s if static_s is not None else (20.0 if quick else 180.0)
+    scenes = _scenes(quick)
+    frames = [scene_messages(sc, Header(frame_id="camera_color_optical_frame")) for sc in scenes]
+    load_before = os.getloadavg()[0]
+    quiet = _soak(frames, duration, static_s)
+    floor = _floor(scenes)
+    runs = [("", quiet)]
+    if loaded:
+        hog = _hog()
+        try:
+            runs.append(("loaded: ", _soak(frames, min(duration, 60.0), 0.0)))
+        finally:
+            hog.kill()
+            hog.wait()
+    rows = _result_rows(runs, floor, duration, load_before)
     for row in rows:
-        row["bench"] = "node_soak"
+        row["bench"] = "node"
+    return rows
+
+
+def _result_rows(runs, floor: np.ndarray, duration: float, load_before: float) -> list[dict]:
+    quiet = runs[0][1]
+    lat = _latencies(quiet["recs"])
+    rows = [
+        {
+            "metric": "machine load average (1 min) before / after",
+            "value": f"{load_before:.2f} / {os.getloadavg()[0]:.2f}",
+            "unit": f"{os.cpu_count()} cores",
+        },
+        {
+            "metric": "duration (changing scenes)",
+            "value": round(duration, 1),
+            "unit": f"s, new scene every {SCENE_PERIOD_S:g} s",
+        },
+        {
+            "metric": "startup (process start -> active, Ray up, actors warm)",
+            "value": round(quiet["startup_s"], 2),
+            "unit": "s",
+        },
+        {
+            "metric": "startup breakdown (s since process start)",
+            "value": ", ".join(f"{k[8:]}={v}" for k, v in quiet["startup"].items()),
+            "unit": "",
+        },
+        {"metric": "first mesh after the first frame", "value": round(quiet["first_mesh_s"], 2), "unit": "s"},
+        {
+            "metric": "frames published / segmented",
+            "value": f"{quiet['published']} / {quiet['last'].get('count.frames_segmented', 0)}",
+            "unit": f"at {RATE_HZ:g} Hz",
+        },
+        {"metric": "reconstructions received", "value": len(quiet["recs"]), "unit": ""},
+    ]
+    for label, soak in runs:
+        lat_run = _latencies(soak["recs"])
+        rows.append(
+            {
+                "metric": f"{label}frame -> mesh p50 / p90 / max",
+                "value": f"{_pct(lat_run, 50)} / {_pct(lat_run, 90)} / {_pct(lat_run, 100)}",
+                "unit": "s",
+            }
+        )
+    rows.append(
+        {
+            "metric": "in-process floor (no ROS, no Ray) p50 / p90",
+            "value": f"{_pct(floor, 50)} / {_pct(floor, 90)}",
+            "unit": "s",
+        }
+    )
+    rows.append(
+        {
+            "metric": "node / in-process p50 ratio",
+            "value": round(float(np.median(lat) / np.median(floor)), 2),
+            "unit": "",
+        }
+    )
+    for stage, (p50, p90) in _stage_table(quiet["recs"], lat).items():
+        rows.append(
+            {"metric": f"stage {stage} p50 / p90", "value": f"{p50 * 1000:.1f} / {p90 * 1000:.1f}", "unit": "ms"}
+        )
+    rows += [
+        {
+            "metric": f"static scene: repeated reconstructions in {quiet['static_s']:.0f} s",
+            "value": quiet["static_repeats"],
+            "unit": "",
+        },
+        {
+            "metric": "static scene: frames segmented",
+            "value": quiet["static_segmented"],
+            "unit": f"of {int(quiet['static_s'] * RATE_HZ)}",
+        },
+        {"metric": "static scene: node CPU", "value": round(quiet["static_cpu_cores"], 2), "unit": "cores"},
+    ]
+    rows += _memory_rows(quiet, "")
+    drops = {k[5:]: v for k, v in quiet["last"].items() if k.startswith("drop.")}
+    rows.append(
+        {"metric": "drops by reason", "value": ", ".join(f"{k}={v}" for k, v in drops.items()) or "none", "unit": ""}
+    )
+    rows.append({"metric": "node alive at the end", "value": quiet["alive"], "unit": ""})
     return rows
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="30 s instead of --minutes")
+    parser.add_argument("--quick", action="store_true", help="45 s (and 20 s static) instead of --minutes")
     parser.add_argument("--minutes", type=float, default=5.0, help="soak duration (default 5)")
+    parser.add_argument("--static-s", type=float, default=None, help="static-scene phase, s (default 180; quick 20)")
+    parser.add_argument("--no-loaded", action="store_true", help="skip the run with a CPU hog on core 0")
     args = parser.parse_args()
-    rows = run(quick=args.quick, minutes=args.minutes)
+    rows = run(quick=args.quick, minutes=args.minutes, loaded=not args.no_loaded, static_s=args.static_s)
     print("| metric | value | unit |\n|---|---|---|")
     for row in rows:
         print(f"| {row['metric']} | {row['value']} | {row['unit']} |")

@@ -17,7 +17,7 @@ from z123_ros.camera import CameraIntrinsics  # noqa: E402
 from z123_ros.errors import FrameError, InputError  # noqa: E402
 from z123_ros.ros import conversions as conv  # noqa: E402
 from z123_ros.ros.diagnostics import NodeStats, pipeline_status  # noqa: E402
-from z123_ros.ros.frames import RawFrame, check_message, decode_frame  # noqa: E402
+from z123_ros.ros.frames import RawFrame, check_message, decode_frame, frame_changed  # noqa: E402
 from z123_ros.ros.jobs import RECONSTRUCTION, JobTicket, WorkerInbox  # noqa: E402
 
 W, H = 32, 24
@@ -93,7 +93,7 @@ def _ticket(object_id: int = 1) -> JobTicket:
 
 
 def test_inbox_keeps_the_latest_frame_and_hands_results_over() -> None:
-    inbox = WorkerInbox(lambda: 0.0)
+    inbox = WorkerInbox()
     inbox.open()
     first, second = _frame(), _frame()
     assert inbox.put_frame(first) is False
@@ -102,7 +102,7 @@ def test_inbox_keeps_the_latest_frame_and_hands_results_over() -> None:
     inbox.register(41, ticket)
     inbox.on_done(ticket)(41, "outcome")
     results, frame = inbox.take()
-    assert frame is second and results == [(ticket, 41, "outcome")]
+    assert frame is second and results == [(ticket, 41, "outcome")] and frame.taken > 0
     assert inbox.claim(41) is ticket and inbox.claim(41) is None
     inbox.register(42, ticket)
     inbox.forget(42)
@@ -110,21 +110,28 @@ def test_inbox_keeps_the_latest_frame_and_hands_results_over() -> None:
     assert inbox.depths() == {"queue.pending_frame": 0, "queue.results": 0, "jobs_in_flight": 0}
 
 
-def test_inbox_rate_limit_holds_frames_but_not_results() -> None:
-    inbox = WorkerInbox(lambda: 3600.0)
-    inbox.open()
-    inbox.put_frame(_frame())
-    assert inbox.take()[1] is not None  # the first frame is due at once
-    inbox.put_frame(_frame())
-    ticket = _ticket()
-    inbox.on_done(ticket)(1, "done")
-    results, frame = inbox.take()
-    assert results == [(ticket, 1, "done")] and frame is None, "the second frame waits for its slot"
-    assert inbox.depths()["queue.pending_frame"] == 1
+def test_change_check_sees_an_object_and_ignores_sensor_noise() -> None:
+    rng = np.random.default_rng(1)
+    base = np.full((96, 128), 1.0, np.float32)
+    previous = _decode(_frame96(base), max_pixels=10**6)
+    noisy = base + rng.normal(0.0, 0.003, base.shape).astype(np.float32)  # 3 mm at 1 m: a good RGB-D sensor
+    noisy[rng.random(base.shape) < 0.02] = np.nan  # pixels dropping out are not a change
+    assert not frame_changed(previous, _decode(_frame96(noisy), max_pixels=10**6), min_changed_px=100)
+    with_object = base.copy()
+    with_object[40:52, 60:72] = 0.9  # a 12 x 12 px object 10 cm in front of the table
+    assert frame_changed(previous, _decode(_frame96(with_object), max_pixels=10**6), min_changed_px=100)
+    assert not frame_changed(previous, _decode(_frame96(with_object), max_pixels=10**6), min_changed_px=400)
+
+
+def _frame96(depth_m: np.ndarray) -> RawFrame:
+    h, w = depth_m.shape
+    rgb = np.zeros((h, w, 3), np.uint8)
+    info = conv.intrinsics_to_camera_info(CameraIntrinsics.from_fov(60.0, w, h), HEADER)
+    return _frame(rgb=rgb, depth_m=depth_m, info=info)
 
 
 def test_inbox_stop_wakes_a_waiting_worker() -> None:
-    inbox = WorkerInbox(lambda: 0.0)
+    inbox = WorkerInbox()
     inbox.open()
     got: list = []
     worker = threading.Thread(target=lambda: got.append(inbox.take()))
@@ -159,3 +166,30 @@ def test_drops_are_counted_and_warnings_throttled_per_reason() -> None:
     assert flat["drop.invalid_depth"] == 3 and flat["drop.size_mismatch"] == 1 and flat["drops_total"] == 4
     assert flat["count.frames_segmented"] == 2 and flat["latency_s.segmentation.p50"] == 0.25
     assert len(warnings) == 2 and "invalid_depth, 1 so far" in warnings[0]
+
+
+def test_ticket_breaks_the_latency_into_stages() -> None:
+    from z123_ros.dispatch import JobTimings
+
+    marks = {"received": 10.0, "synced": 10.02, "taken": 10.05, "decoded": 10.06, "segmented_start": 10.061}
+    marks |= {"segmented": 10.1, "checked": 10.101, "submitted": 10.111}
+    ticket = JobTicket(kind=RECONSTRUCTION, object_id=1, header=HEADER, received=10.0, marks=marks)
+    timings = JobTimings(queue_s=0.2, run_s=0.4, total_s=0.6, worker_s=0.35)
+    stages = ticket.stages(timings, handled_at=10.111 + 0.6 + 0.01)
+    expected = {
+        "sync_wait": 0.02,
+        "queue_wait": 0.03,
+        "decode": 0.01,
+        "frame_check": 0.001,
+        "segmentation": 0.039,
+        "change_detection": 0.001,
+        "submit": 0.01,
+        "wait_for_actor": 0.2,
+        "reconstruction": 0.35,
+        "ray_transfer": 0.05,
+        "result_handoff": 0.01,
+    }
+    assert list(stages) == list(expected)
+    for name, seconds in expected.items():
+        assert stages[name] == pytest.approx(seconds, abs=1e-9), name
+    assert sum(stages.values()) == pytest.approx(10.721 - 10.0), "the stages add up to the frame-to-handling time"

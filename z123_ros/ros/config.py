@@ -27,7 +27,9 @@ class NodeConfig:
     sync_queue_size: int = field(default=10, metadata={"range": (1, 100)})
     """Messages kept per camera stream while waiting for the others."""
     max_segmentation_rate_hz: float = field(default=2.0, metadata={"range": (0.01, 100.0)})
-    """Frames segmented per second at most; newer frames replace older unprocessed ones."""
+    """Frames segmented per second at most while the scene is static. A frame that differs from the last segmented
+    one (depth or, without depth, colour changed beyond sensor noise over half of segmentation.min_object_area_px)
+    is segmented at once; frames arriving while the worker is busy replace each other (the newest is kept)."""
     backend: str = field(default="depth", metadata={"read_only": True, "choices": BACKENDS})
     """Reconstruction backend: depth (geometric, no weights), multiview or zero123 (Zero-1-to-3), hull (baseline)."""
     change_distance_m: float = field(default=0.02, metadata={"range": (0.0, 10.0)})

@@ -8,10 +8,12 @@ monitor (rqt_robot_monitor, a grasp planner's watchdog) reads.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -86,6 +88,17 @@ class NodeStats:
         for name, window in windows:
             out.update({f"latency_s.{name}.{k}": v for k, v in window.summary().items()})
         return out
+
+
+def process_age_s() -> float:
+    """Seconds since this process started (Linux /proc; NaN elsewhere): startup includes the interpreter and the
+    imports, which a timer started in main() would miss."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime_s = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+    return uptime_s - start_ticks / os.sysconf("SC_CLK_TCK")
 
 
 def pipeline_status(values: dict[str, Any], active: bool, backend_state: str, drops_before: int) -> tuple[bytes, str]:

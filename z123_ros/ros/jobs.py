@@ -10,7 +10,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,10 +37,34 @@ class JobTicket:
     """Header of the colour image the job's input came from: its outputs carry it."""
     received: float
     """time.monotonic() when that colour image arrived: frame-to-mesh latency is measured from here."""
+    marks: dict[str, float] = field(default_factory=dict)
+    """Pipeline event -> time.monotonic(), from the frame's arrival to this job's submission."""
 
     @property
     def submitted_counter(self) -> str:
         return "jobs_submitted" if self.kind == RECONSTRUCTION else "novel_view_jobs_submitted"
+
+    def stages(self, timings: Any, handled_at: float) -> dict[str, float]:
+        """Seconds per stage, in pipeline order, from the marks and the dispatcher's JobTimings of the result."""
+        m = self.marks
+        collected = m["submitted"] + timings.total_s
+        spans = {
+            "sync_wait": m["synced"] - m["received"],
+            "queue_wait": m["taken"] - m["synced"],
+            "decode": m["decoded"] - m["taken"],
+            # Is the frame worth segmenting (does it differ from the last segmented one)?
+            "frame_check": m["segmented_start"] - m["decoded"],
+            "segmentation": m["segmented"] - m["segmented_start"],
+            "change_detection": m["checked"] - m["segmented"],
+            # Building the job and handing it to the dispatcher (pickling for the isolated dispatcher's pipe).
+            "submit": m["submitted"] - m["checked"],
+            "wait_for_actor": timings.queue_s,
+            "reconstruction": timings.worker_s,
+            # Handed to the actor -> result collected, less the work: object transfer both ways and scheduling.
+            "ray_transfer": max(0.0, timings.run_s - timings.worker_s),
+            "result_handoff": max(0.0, handled_at - collected),
+        }
+        return {k: max(0.0, float(v)) for k, v in spans.items()}
 
 
 def build_job(
@@ -71,15 +95,12 @@ class WorkerInbox:
     """The latest synchronised frame (one slot: a newer frame replaces an unprocessed one, so the worker never
     falls behind the camera), finished jobs, and the tickets of jobs in flight; all under one condition."""
 
-    def __init__(self, min_frame_period_s: Callable[[], float]) -> None:
-        #: Rate limit, read at every wait: a run-time parameter change applies at once.
-        self._min_period = min_frame_period_s
+    def __init__(self) -> None:
         self._cv = threading.Condition()
         self._pending: RawFrame | None = None
         self._results: deque[tuple[JobTicket, Any, Any]] = deque()
         self._tickets: dict[Any, JobTicket] = {}
         self._stopped = True
-        self._last_frame_taken = -float("inf")  # the first frame is due at once
 
     def open(self) -> None:
         with self._cv:
@@ -130,25 +151,18 @@ class WorkerInbox:
         return done
 
     def take(self) -> tuple[list[tuple[JobTicket, Any, Any]], RawFrame | None] | None:
-        """Block until there are results or a frame is due; return (results, frame or None), or None once stopped."""
+        """Block until there are results or a frame; return (results, frame or None), or None once stopped."""
         with self._cv:
-            while not self._stopped and not self._results and self._frame_wait() > 0:
-                self._cv.wait(timeout=min(self._frame_wait(), 0.5))
+            while not self._stopped and not self._results and self._pending is None:
+                self._cv.wait(timeout=0.5)
             if self._stopped:
                 return None
             results = list(self._results)
             self._results.clear()
-            frame = None
-            if self._frame_wait() == 0:
-                frame, self._pending = self._pending, None
-                self._last_frame_taken = time.monotonic()
-            return results, frame
-
-    def _frame_wait(self) -> float:
-        """Seconds until the pending frame is due (0: now; inf: no frame). Caller holds the condition."""
-        if self._pending is None:
-            return float("inf")
-        return max(0.0, self._min_period() - (time.monotonic() - self._last_frame_taken))
+            frame, self._pending = self._pending, None
+        if frame is not None:
+            frame.taken = time.monotonic()
+        return results, frame
 
     def depths(self) -> dict[str, int]:
         with self._cv:

@@ -51,7 +51,7 @@ from z123_ros.errors import Z123Error
 from z123_ros.resources import ensure_ament_prefix_path
 from z123_ros.ros import conversions as conv
 from z123_ros.ros.config import NodeConfig, validate_node_config
-from z123_ros.ros.diagnostics import NodeStats, diagnostic_array, pipeline_status
+from z123_ros.ros.diagnostics import NodeStats, diagnostic_array, pipeline_status, process_age_s
 from z123_ros.ros.frames import RawFrame, check_message
 from z123_ros.ros.params import declare_parameters, make_set_parameters_callback, read_parameters
 from z123_ros.ros.pipeline import Pipeline
@@ -67,6 +67,8 @@ class Z123Node(LifecycleNode):
 
     def __init__(self, node_name: str = NODE_NAME, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
+        #: Startup breakdown for /diagnostics (startup.*): seconds since the process started at each step.
+        self._startup = {"node_created_s": process_age_s()}
         self._template = NodeConfig()
         self._specs = declare_parameters(self, self._template)
         self.config: NodeConfig | None = None
@@ -116,6 +118,7 @@ class Z123Node(LifecycleNode):
         self._pubs["diagnostics"] = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._timer = self.create_timer(config.diagnostics_period_s, self._publish_diagnostics)
         self._backend_state = "configured"
+        self._startup["configured_s"] = process_age_s()
         self.get_logger().info(
             f"configured: backend={config.backend}, colour={config.colour_topic}, "
             f"depth={config.depth_topic or '(none)'}, info={config.camera_info_topic}"
@@ -124,6 +127,7 @@ class Z123Node(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         config = self.config
+        self._startup["activate_started_s"] = process_age_s()
         self._backend_state = "starting"
         try:
             self._dispatcher = self._start_dispatcher(config)
@@ -145,7 +149,8 @@ class Z123Node(LifecycleNode):
         self._service = self.create_service(
             ReconstructObject, "~/reconstruct_object", self._on_reconstruct_object, callback_group=self._service_group
         )
-        self.get_logger().info("active")
+        self._startup["active_s"] = process_age_s()
+        self.get_logger().info(f"active {self._startup['active_s']:.2f} s after the process started")
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -243,11 +248,10 @@ class Z123Node(LifecycleNode):
     def _enqueue(self, synced: SyncedSet) -> None:
         colour, received = synced.items["colour"]
         depth = synced.items["depth"][0] if "depth" in synced.items else None
-        frame = RawFrame(
-            header=colour.header, colour=colour, depth=depth, info=synced.items["info"][0], received=received
-        )
+        info = synced.items["info"][0]
+        frame = RawFrame(colour.header, colour, depth, info, received=received, synced=time.monotonic())
         if self._pipeline.inbox.put_frame(frame):
-            self._stats.count("frames_skipped_rate_limit")
+            self._stats.count("frames_replaced_while_busy")
         self._stats.count("frames_synchronised")
 
     def _publish(self, topic: str, msg: Any) -> None:
@@ -297,6 +301,7 @@ class Z123Node(LifecycleNode):
         out: dict[str, Any] = {"state": self._backend_state, "active": self._active}
         if self.config is not None:
             out["backend"] = self.config.backend
+        out.update({f"startup.{k}": round(v, 3) for k, v in self._startup.items()})
         out.update(self._stats.flat())
         out.update(self._pipeline.values())
         sync = self._sync

@@ -18,12 +18,13 @@ from typing import Any
 
 import numpy as np
 from std_msgs.msg import Header
+from z123_interfaces.msg import StageTiming
 
 from z123_ros.errors import DispatchError, Z123Error
 from z123_ros.ros import conversions as conv
 from z123_ros.ros.config import NodeConfig
 from z123_ros.ros.diagnostics import NodeStats
-from z123_ros.ros.frames import DecodedFrame, RawFrame, decode_frame
+from z123_ros.ros.frames import DecodedFrame, RawFrame, decode_frame, frame_changed
 from z123_ros.ros.jobs import NOVEL_VIEWS, RECONSTRUCTION, JobTicket, WorkerInbox, build_job
 from z123_ros.ros.objects import ChangePolicy, ObjectBook
 from z123_ros.segmentation import ObjectTracker, TabletopSegmenter
@@ -40,7 +41,7 @@ class Pipeline:
         self.config: NodeConfig | None = None
         #: The dispatcher (submit/cancel/stats), set by the node while active.
         self.dispatcher: Any = None
-        self.inbox = WorkerInbox(lambda: 1.0 / self.config.max_segmentation_rate_hz)
+        self.inbox = WorkerInbox()
         self.book = ObjectBook()
         self._segment_lock = threading.Lock()
         self._segmenter: TabletopSegmenter | None = None
@@ -48,6 +49,8 @@ class Pipeline:
         # The last processed frame and its segmentation, for the service: replaced together under the lock.
         self._last_lock = threading.Lock()
         self._last: tuple[DecodedFrame, Any] | None = None
+        #: The last segmented frame: the reference of the change check (worker thread only).
+        self._last_segmented: DecodedFrame | None = None
         self._worker: threading.Thread | None = None
 
     def configure(self, config: NodeConfig) -> None:
@@ -112,20 +115,39 @@ class Pipeline:
     def _process_frame(self, raw: RawFrame) -> None:
         config = self.config
         frame = decode_frame(raw, config.max_image_pixels, config.min_valid_depth_fraction)
-        t0 = time.monotonic()
+        if not self._worth_segmenting(frame):
+            self._stats.count("frames_skipped_static")
+            return
+        t0 = frame.marks["segmented_start"] = time.monotonic()
         with self._segment_lock:
             seg = self._segmenter.segment(frame.rgb, frame.intrinsics, depth_m=frame.depth_m)
             seg = self._tracker.update(seg)
-        self._stats.latency("segmentation", time.monotonic() - t0)
+        now = frame.marks["segmented"] = time.monotonic()
+        self._stats.latency("segmentation", now - t0)
         self._stats.count("frames_segmented")
+        self._last_segmented = frame
         with self._last_lock:
             self._last = (frame, seg)
-        self._publish("segmentation", conv.segmentation_to_msg(seg, frame.header))
-        now = time.monotonic()
-        for object_id in self.book.observe(seg.objects, now):
+        due = self.book.observe(seg.objects, now)
+        frame.marks["checked"] = time.monotonic()
+        # Submit before publishing the segmentation: the actors start while this thread serialises the message.
+        for object_id in due:
             self._dispatch_object(object_id, frame, seg.object_by_id(object_id).mask, seg.plane_cam)
+        self._publish("segmentation", conv.segmentation_to_msg(seg, frame.header))
         if self.book.forget_stale(now):
             self._publish_aggregate(frame.header)
+
+    def _worth_segmenting(self, frame: DecodedFrame) -> bool:
+        """Segment a frame that differs from the last segmented one at once; an unchanged one only as often as
+        max_segmentation_rate_hz (tracks stay fresh, CPU stays low while the scene is static)."""
+        last = self._last_segmented
+        if last is None or frame.marks["decoded"] - last.marks["decoded"] >= 1.0 / self.config.max_segmentation_rate_hz:
+            return True
+        # Half the smallest object the segmenter keeps: a new or moved object always counts as a change.
+        if frame_changed(last, frame, max(1, self.config.segmentation.min_object_area_px // 2)):
+            self._stats.count("frames_changed")
+            return True
+        return False
 
     def _dispatch_object(self, object_id: int, frame: DecodedFrame, mask: np.ndarray, plane: Any) -> None:
         stale = self.book.take_running_job(object_id)
@@ -135,26 +157,34 @@ class Pipeline:
                 self.dispatcher.cancel(stale)
             self.inbox.forget(stale)
             self._stats.count("jobs_cancelled")
+        again = self.book.get(object_id).dispatched_area > 0
         try:
-            job_id = self._submit(RECONSTRUCTION, object_id, frame, mask, plane)
+            job_id = self._submit(RECONSTRUCTION, object_id, frame, mask, plane, frame.marks)
         except DispatchError as exc:
             # Queue full or cluster away: the object is still "new", so a later frame submits it again.
             self._stats.count("dispatch_rejected")
             self._stats.drop(f"dispatch_{exc.reason}", f"object {object_id}: {exc}")
             return
         self.book.dispatched(object_id, job_id)
+        if again:  # moved or changed since its last reconstruction (a static scene never counts here)
+            self._stats.count("objects_reconstructed_again")
         if self.config.publish_novel_views:
             try:
                 self._submit(NOVEL_VIEWS, object_id, frame, mask, plane)
             except DispatchError as exc:
                 self._stats.drop(f"novel_views_{exc.reason}", f"object {object_id}: {exc}")
 
-    def _submit(self, kind: str, object_id: int, frame: DecodedFrame, mask: np.ndarray, plane: Any) -> Any:
+    def _submit(
+        self, kind: str, object_id: int, frame: DecodedFrame, mask: np.ndarray, plane: Any, marks: dict | None = None
+    ) -> Any:
         """The one way a job reaches the dispatcher (worker thread and service): its result comes back through the
-        inbox to the worker thread, with the ticket that says where to publish it."""
-        ticket = JobTicket(kind=kind, object_id=object_id, header=frame.header, received=frame.received)
+        inbox to the worker thread, with the ticket that says where to publish it. ``marks`` (the frame's events,
+        worker thread only) give the result its per-stage latency breakdown."""
+        ticket = JobTicket(kind, object_id, frame.header, frame.received, dict(marks) if marks else {})
         job = build_job(kind, self.config, object_id, frame, mask, plane)
         job_id = self.dispatcher.submit(job, on_done=self.inbox.on_done(ticket))
+        if ticket.marks:
+            ticket.marks["submitted"] = time.monotonic()
         self.inbox.register(job_id, ticket)
         self._stats.count(ticket.submitted_counter)
         return job_id
@@ -174,13 +204,24 @@ class Pipeline:
             self._stats.drop(f"job_{outcome.reason}", f"reconstruction of object {object_id} failed: {outcome.error}")
             return
         result, config = outcome.value, self.config
+        handled = time.monotonic()
         vertices, faces = conv.simplify_mesh(result.vertices, result.faces, config.max_mesh_faces)
         msg = conv.reconstruction_to_msg(
             result, object_id, ticket.header, config.max_cloud_points, mesh=(vertices, faces)
         )
+        stages = ticket.stages(outcome.timings, handled) if ticket.marks else {}
+        if stages:
+            stages["conversion"] = time.monotonic() - handled
+            # The node's stages first, then the backend's own (their names have no "pipeline." prefix).
+            msg.timings = [StageTiming(stage=f"pipeline.{k}", seconds=v) for k, v in stages.items()] + list(msg.timings)
+        t_publish = time.monotonic()
         self._publish("reconstruction", msg)
+        done = time.monotonic()
+        stages["publish"] = done - t_publish
+        for name, seconds in stages.items():
+            self._stats.latency(f"stage.{name}", seconds)
         self._stats.count("jobs_completed")
-        self._stats.latency("frame_to_mesh", time.monotonic() - ticket.received)
+        self._stats.latency("frame_to_mesh", done - ticket.received)
         self._stats.latency("job", float(outcome.timings.total_s))
         marker_vertices, marker_faces = conv.simplify_mesh(vertices, faces, config.max_marker_faces)
         points = conv.pointcloud2_to_points(msg.cloud).xyz
