@@ -190,3 +190,17 @@ def test_bad_input_is_one_clear_error():
 def test_normals_from_depth_face_the_camera():
     n = normals_from_depth(_plane(1.0), K)
     assert np.allclose(n[100:140, 100:200], [0, 0, -1], atol=1e-4)
+
+
+def test_lateral_edge_noise_moves_edges_by_about_the_stated_pixels():
+    config = SensorConfig(name="lateral", lateral_edge_noise_px=0.9)
+    depth = _plane(1.2)
+    depth[:, 160:] = 0.8  # one vertical occluding edge between columns 159 and 160
+    shifts = []
+    for seed in range(4):
+        _, measured = apply_sensor(GREY, depth, K, config, seed=seed)
+        near = measured[:, 150:170] < 1.0
+        shifts.append(150 + np.argmax(near, axis=1) - 160)  # first near column per row, relative to the true edge
+    shifts = np.concatenate(shifts)
+    assert np.abs(shifts).max() <= 3  # edges wander, they do not jump
+    assert 0.6 < np.std(shifts) < 1.3, np.std(shifts)

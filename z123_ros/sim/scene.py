@@ -126,7 +126,7 @@ class SceneConfig:
             raise ConfigError(f"camera_elevation_deg must be in [0, 89.9], got {self.camera_elevation_deg}")
         if not 0 <= self.num_clutter <= 12:
             raise ConfigError(f"num_clutter must be in 0..12, got {self.num_clutter}")
-        resolve_sensor(self.sensor)
+        resolve_sensor(self.sensor).check()
         if self.texture not in TEXTURE_MODES:
             raise ConfigError(f"texture must be one of {TEXTURE_MODES}, got {self.texture!r}")
 
