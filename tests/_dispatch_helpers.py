@@ -1,8 +1,9 @@
-"""Helpers of the dispatch tests and benchmark: a callback sink, a free port, and a `ray start --head` process."""
+"""Helpers of the dispatch tests and benchmark: a callback sink, a free port, `ray start` head and worker nodes."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -63,9 +64,19 @@ class RayHead:
     Never `ray stop`: that stops every Ray on the machine, including other people's.
     """
 
-    def __init__(self, port: int, num_cpus: int = 1, object_store_mb: int = 80) -> None:
+    def __init__(
+        self,
+        port: int,
+        num_cpus: float = 1,
+        object_store_mb: int = 80,
+        join: str | None = None,
+        resources: dict[str, float] | None = None,
+    ) -> None:
+        """``join``: the head's address; then this is a worker node (``ray start --address``), not a head."""
         self.port = port
-        self.address = f"127.0.0.1:{port}"
+        self.address = join or f"127.0.0.1:{port}"
+        self._join = join
+        self._resources = resources or {}
         self._num_cpus = num_cpus
         self._object_store_mb = object_store_mb
         self._tmp = tempfile.mkdtemp(prefix="z123_rayhead_")
@@ -78,20 +89,25 @@ class RayHead:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
         env["RAY_USAGE_STATS_ENABLED"] = "0"
         env["RAY_AUTH_MODE"] = "token"  # the default of a head that finds ~/.ray/auth_token; made explicit
+        role = (
+            [f"--address={self._join}"]
+            if self._join
+            else ["--head", f"--port={self.port}", "--include-dashboard=false"]
+        )
         cmd = [
             str(ray_cli),
             "start",
-            "--head",
+            *role,
             "--block",
             "--node-ip-address=127.0.0.1",
-            f"--port={self.port}",
-            "--include-dashboard=false",
             "--disable-usage-stats",
             f"--num-cpus={self._num_cpus}",
             "--num-gpus=0",
             f"--object-store-memory={self._object_store_mb * 1024 * 1024}",
             f"--temp-dir={self._tmp}",
         ]
+        if self._resources:
+            cmd.append(f"--resources={json.dumps(self._resources)}")
         # Fixed default ports (dashboard agent 52365, metrics, ...) collide with any other Ray on this
         # machine, e.g. a parallel test's embedded one: take free ones.
         for option in (
@@ -109,7 +125,12 @@ class RayHead:
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                if self._join:
+                    # A worker node opens no port of its own to wait for: its log says when it is up.
+                    if "Ray runtime started" not in self._log.read_text(errors="replace"):
+                        raise OSError("not yet")
+                else:
+                    socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
                 return self
             except OSError:
                 if self.proc.poll() is not None:
@@ -120,8 +141,18 @@ class RayHead:
                     raise AssertionError(f"ray head did not open port {self.port} in {timeout_s} s") from None
                 time.sleep(0.2)
 
+    def pids(self) -> set[int]:
+        """This node's processes (its `ray start`, raylet, workers...)."""
+        if self.proc is None:
+            return set()
+        try:
+            root = psutil.Process(self.proc.pid)
+            return {root.pid, *(p.pid for p in root.children(recursive=True))}
+        except psutil.NoSuchProcess:
+            return set()
+
     def stop(self) -> None:
-        """Kill the head and every process it spawned (GCS, raylet, workers); idempotent."""
+        """Kill the node and every process it spawned (GCS, raylet, workers); idempotent."""
         if self.proc is None:
             return
         try:

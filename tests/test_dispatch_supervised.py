@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -187,3 +188,25 @@ def test_kill_session_ends_only_that_session() -> None:
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_embedded_ray_leaves_the_auth_token_private(supervised: SupervisedDispatcher) -> None:
+    token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    assert supervised.state is DispatcherState.READY
+    assert token.is_file(), "token authentication is on by default, so the embedded Ray has a token file"
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600, oct(token.stat().st_mode)
+
+
+def test_ray_2_60_still_binds_every_interface_documented_limit(supervised: SupervisedDispatcher) -> None:
+    """Ray 2.60 hard-codes a 0.0.0.0 listener for its gRPC servers (no bind option; ``--node-ip-address`` only
+    changes the advertised address). README's security section documents that; this test fails when a Ray
+    upgrade changes it, so the limit and the README are revisited then."""
+    import psutil
+
+    gcs = psutil.Process(supervised.ray_info()["gcs_server_pids"][0])
+    listening = {c.laddr.ip for c in gcs.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
+    assert listening, "the GCS listens on nothing?"
+    assert listening & {"0.0.0.0", "::"}, (
+        f"Ray's GCS now listens on {sorted(listening)} only: bind the embedded Ray to 127.0.0.1 if Ray allows it "
+        "now, and update the README's security section"
+    )

@@ -31,6 +31,7 @@ import numpy as np
 
 from z123_ros.errors import ConfigError, Z123Error
 from z123_ros.io import new_staging, replace_folder
+from z123_ros.resources import default_config
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,15 @@ class ObjectScore:
 
 def _ros_env(log_dir: Path) -> dict[str, str]:
     env = os.environ.copy()
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    # Every DDS socket on loopback: the Fast DDS profile allows UDP on 127.0.0.1 (and shared memory) only. With it,
+    # discovery range SUBNET stays on loopback too, whereas LOCALHOST makes rmw_fastrtps open sockets of its own
+    # on every interface (measured with the kilted wheels, `ss -lunp`; README "Security").
+    profile = default_config("fastdds_loopback.xml")
+    if profile.is_file() or "FASTDDS_DEFAULT_PROFILES_FILE" in env:
+        env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
+        env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "SUBNET"
+    else:  # an install older than the profile: discovery on this machine at least
+        env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     env.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
     env["ROS_LOG_DIR"] = str(log_dir)
     env["RAY_USAGE_STATS_ENABLED"] = "0"
@@ -120,7 +129,8 @@ def _stop(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
 
 def _collect(env: dict[str, str], procs: dict[str, subprocess.Popen], timeout_s: float, expected: int) -> tuple:
     """Listen until every segmented object has a reconstruction: (segmentation, {id: (msg, seconds)}, colour image)."""
-    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})
+    keys = ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID", "FASTDDS_DEFAULT_PROFILES_FILE")
+    os.environ.update({k: env[k] for k in keys if k in env})
     import rclpy
     from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import Image
@@ -284,7 +294,6 @@ def summary_markdown(scores: list[ObjectScore], missing: list[int], config: Demo
 def run_demo(config: DemoConfig) -> tuple[list[ObjectScore], list[int]]:
     """Run the demo; returns the per-object scores and the ids segmented but not reconstructed in time."""
     from z123_ros.reconstruction.mesh import write_mesh_ply, write_points_ply
-    from z123_ros.resources import default_config
     from z123_ros.ros.conversions import image_to_rgb, msg_to_mesh, pointcloud2_to_points
 
     config.check()

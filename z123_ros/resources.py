@@ -34,4 +34,7 @@ def package_share_dir() -> Path:
 
 def default_config(name: str) -> Path:
     """Path of a default parameter file, e.g. ``default_config("z123_node.yaml")``."""
-    return package_share_dir() / "config" / name
+    path = package_share_dir() / "config" / name
+    source = _SOURCE_ROOT / "config" / name
+    # An install older than this checkout may lack a newer file: the checkout's copy is the one that matches.
+    return source if not path.is_file() and source.is_file() else path

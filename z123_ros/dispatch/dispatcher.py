@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from z123_ros.dispatch.config import KINDS, DispatchConfig
+from z123_ros.dispatch.config import KINDS, DispatchConfig, WorkerPoolConfig
 from z123_ros.dispatch.workers import Job, WorkerHost, WorkerReply
 from z123_ros.errors import DispatchError
 
@@ -240,6 +240,21 @@ def probe_tcp(address: str, timeout_s: float = 1.0) -> str:
             return ""
     except (OSError, ValueError) as exc:
         return f"{type(exc).__name__}: {exc}"
+
+
+def actor_options(pool: WorkerPoolConfig, max_restarts: int) -> dict[str, Any]:
+    """The ``.options()`` of one pool's actors: what it reserves and where Ray may place it."""
+    options: dict[str, Any] = {
+        "num_cpus": pool.num_cpus,
+        "num_gpus": pool.num_gpus,
+        "max_restarts": max_restarts,
+        "max_task_retries": 0,  # the dispatcher retries, so it can count and bound retries per job
+    }
+    if pool.resources:
+        options["resources"] = dict(pool.resources)
+    if pool.accelerator_type:
+        options["accelerator_type"] = pool.accelerator_type
+    return options
 
 
 def _raylet_address() -> str:
@@ -651,16 +666,8 @@ class Dispatcher:
         """Create the actor (new) or reuse the restarting one, and send its warm-up call."""
         pool = self.config.pool(slot.kind)
         if new:
-            slot.handle = (
-                _actor_class()
-                .options(
-                    num_cpus=pool.num_cpus,
-                    num_gpus=pool.num_gpus,
-                    max_restarts=self.config.max_restarts,
-                    max_task_retries=0,  # the dispatcher retries, so it can count and bound retries per job
-                )
-                .remote(slot.kind, pool)
-            )
+            options = actor_options(pool, self.config.max_restarts)
+            slot.handle = _actor_class().options(**options).remote(slot.kind, pool)
             slot.deaths = 0
         slot.state, slot.phase, slot.record, slot.orphan_deadline = "starting", "warmup", None, None
         slot.ref = slot.handle.warmup.remote()
