@@ -204,3 +204,22 @@ class _NestedUnsupported:
 def test_unsupported_field_types_are_refused_loudly(config) -> None:
     with pytest.raises(ConfigError, match="has no ROS parameter type"):
         parameter_specs(config)
+
+
+@dataclass
+class _OptionalFloatPair:
+    window_end: tuple[float, float] | None = None
+    """An optional pair of floats (empty array when None)."""
+
+
+def test_optional_float_tuple_declares_and_reads_back() -> None:
+    context = rclpy.context.Context()
+    rclpy.init(context=context, args=["--ros-args", "-p", "window_end:=[0.1, 0.5]"])
+    node = rclpy.create_node("params_optional_pair", context=context)
+    try:
+        specs = declare_parameters(node, _OptionalFloatPair())
+        assert read_parameters(node, _OptionalFloatPair(), specs).window_end == (0.1, 0.5)
+    finally:
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+    assert build_config(_OptionalFloatPair(), specs, {"window_end": []}).window_end is None

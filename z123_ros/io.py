@@ -19,7 +19,9 @@ import fnmatch
 import json
 import os
 import shutil
+import struct
 import tempfile
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,10 +88,42 @@ def save_camera(path: str | os.PathLike, camera: CameraModel) -> None:
     Path(path).write_text(json.dumps(camera.to_json(), indent=2))
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def check_png(data: bytes, path: Path) -> None:
+    """Raise InputError for a truncated PNG or one with a corrupt chunk (CRC mismatch).
+
+    Checked here, before OpenCV decodes it, because libpng prints its own complaint to stderr (which no Python
+    setting silences) before OpenCV returns nothing: a bad file is then one error line, the z123 one.
+    """
+    pos = len(_PNG_SIGNATURE)
+    while pos + 12 <= len(data):
+        (length,) = struct.unpack_from(">I", data, pos)
+        chunk_type = data[pos + 4 : pos + 8]
+        end = pos + 12 + length
+        if end > len(data):
+            break
+        (crc,) = struct.unpack_from(">I", data, end - 4)
+        if zlib.crc32(data[pos + 4 : end - 4]) != crc:
+            name = chunk_type.decode("ascii", "replace")
+            raise InputError(f"cannot decode image {path}: corrupt PNG (chunk {name} fails its checksum)")
+        if chunk_type == b"IEND":
+            return
+        pos = end
+    raise InputError(f"cannot decode image {path}: truncated PNG (it ends before its IEND chunk)")
+
+
 def _imread(path: Path, flags: int) -> np.ndarray:
     import cv2
 
-    data = np.fromfile(str(path), dtype=np.uint8)
+    raw = path.read_bytes()
+    if raw.startswith(_PNG_SIGNATURE):
+        check_png(raw, path)
+    # OpenCV logs its own warning for undecodable input before returning None; the InputError below says it once.
+    with contextlib.suppress(AttributeError):
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    data = np.frombuffer(raw, dtype=np.uint8)
     img = cv2.imdecode(data, flags) if data.size else None
     if img is None:
         raise InputError(f"cannot decode image {path}: not a readable PNG/JPEG or the file is truncated")

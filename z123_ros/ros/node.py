@@ -46,7 +46,7 @@ from visualization_msgs.msg import MarkerArray
 from z123_interfaces.msg import ObjectReconstruction, ObjectSegmentation
 from z123_interfaces.srv import ReconstructObject
 
-from z123_ros.dispatch import Dispatcher
+from z123_ros.dispatch import make_dispatcher
 from z123_ros.errors import Z123Error
 from z123_ros.resources import ensure_ament_prefix_path
 from z123_ros.ros import conversions as conv
@@ -271,7 +271,7 @@ class Z123Node(LifecycleNode):
     def _start_dispatcher(self, config: NodeConfig) -> Any:
         """Start Ray (embedded or ``dispatch.address``) and the worker actors; they warm their models up."""
         t0 = time.monotonic()
-        dispatcher = Dispatcher(config.dispatch)
+        dispatcher = make_dispatcher(config.dispatch)  # SupervisedDispatcher: Ray's death never ends this process
         state = dispatcher.start()
         if state.value == "ready":
             self.get_logger().info(f"dispatcher ready in {time.monotonic() - t0:.2f} s")
