@@ -52,13 +52,15 @@ class CameraIntrinsics:
         if K.size != 9:
             raise CameraError(f"K must have 9 entries (3x3 row-major), got {K.size}")
         K = K.reshape(3, 3)
+        intrinsics = cls(float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), int(width), int(height))
         # fx, fy, cx, cy alone describe the camera only for this shape; anything else (a singular or scaled last row,
-        # skew) would be silently mis-modelled, so it is refused.
+        # skew) would be silently mis-modelled, so it is refused (after the focal check: an all-zero K, an
+        # uncalibrated camera, is reported as such).
         if not np.allclose(K[2], (0.0, 0.0, 1.0), rtol=0.0, atol=1e-9) or abs(K[1, 0]) > 1e-9:
             raise CameraError(f"K must be [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]; got rows {K.tolist()}")
         if abs(K[0, 1]) > 1e-6 * max(abs(K[0, 0]), 1.0):
             raise CameraError(f"K has skew {K[0, 1]:g} (K[0][1]); only zero skew is supported")
-        return cls(float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), int(width), int(height))
+        return intrinsics
 
     @classmethod
     def from_fov(cls, fov_deg: float, width: int, height: int) -> CameraIntrinsics:
