@@ -113,7 +113,18 @@ def _ros_env(log_dir: Path) -> dict[str, str]:
 
 def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     logger.debug("starting %s", " ".join(cmd))
-    return subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    proc.z123_log = log  # type: ignore[attr-defined]  # for the error message when it dies
+    return proc
+
+
+def _last_line(log: Path) -> str:
+    """The last non-empty line of a process log (the exception of a crashed node), for a one-line error."""
+    try:
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "(no log)"
+    return lines[-1][:300] if lines else "(empty log)"
 
 
 def _stop(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
@@ -158,7 +169,7 @@ def _collect(env: dict[str, str], procs: dict[str, subprocess.Popen], timeout_s:
             rclpy.spin_once(node, timeout_sec=0.2)
             for name, proc in procs.items():
                 if proc.poll() is not None:
-                    raise Z123Error(f"{name} exited with code {proc.returncode}; see its log in the output folder")
+                    raise Z123Error(f"{name} exited with code {proc.returncode}: {_last_line(proc.z123_log)}")
             seen = {o.id for o in segmentation[-1].objects} if segmentation else set()
             # Done when every segmented object has its mesh and a colour frame is in hand for the overview.
             if seen and len(seen) >= expected and seen <= set(reconstructions) and colour:
@@ -291,6 +302,44 @@ def summary_markdown(scores: list[ObjectScore], missing: list[int], config: Demo
     return "\n".join(lines)
 
 
+def _commands(config: DemoConfig, gt_dir: Path) -> tuple[list[str], list[str]]:
+    """Command lines of the simulated camera and of the node."""
+    from z123_ros.resources import default_config
+
+    python = [sys.executable, "-m"]
+    camera_cmd = [
+        *python,
+        "z123_ros.ros.sim_camera_node",
+        "--ros-args",
+        "--params-file",
+        str(default_config("sim_camera.yaml")),
+        "-p",
+        f"scene.seed:={config.seed}",
+        "-p",
+        f"scene.num_objects:={config.num_objects}",
+        "-p",
+        f"rate_hz:={config.rate_hz}",
+        "-p",
+        f"ground_truth_dir:={gt_dir}",
+        "-p",
+        f"scene.sensor:={config.sensor}",
+    ]
+    node_cmd = [
+        *python,
+        "z123_ros.ros.node",
+        "--ros-args",
+        "--params-file",
+        str(default_config("z123_node.yaml")),
+        "-p",
+        f"backend:={config.backend}",
+    ]
+    if config.model:
+        node_cmd += ["-p", f"model_path:={config.model}"]
+    for p in config.extra_params:
+        node_cmd += ["-p", p]
+    return camera_cmd, node_cmd
+
+
 def run_demo(config: DemoConfig) -> tuple[list[ObjectScore], list[int]]:
     """Run the demo; returns the per-object scores and the ids segmented but not reconstructed in time."""
     from z123_ros.reconstruction.mesh import write_mesh_ply, write_points_ply
@@ -303,37 +352,7 @@ def run_demo(config: DemoConfig) -> tuple[list[ObjectScore], list[int]]:
     try:
         gt_dir = work / "ground_truth"
         env = _ros_env(work / "ros_log")
-        python = [sys.executable, "-m"]
-        camera_cmd = [
-            *python,
-            "z123_ros.ros.sim_camera_node",
-            "--ros-args",
-            "--params-file",
-            str(default_config("sim_camera.yaml")),
-            "-p",
-            f"scene.seed:={config.seed}",
-            "-p",
-            f"scene.num_objects:={config.num_objects}",
-            "-p",
-            f"rate_hz:={config.rate_hz}",
-            "-p",
-            f"ground_truth_dir:={gt_dir}",
-            "-p",
-            f"scene.sensor:={config.sensor}",
-        ]
-        node_cmd = [
-            *python,
-            "z123_ros.ros.node",
-            "--ros-args",
-            "--params-file",
-            str(default_config("z123_node.yaml")),
-            "-p",
-            f"backend:={config.backend}",
-        ]
-        if config.model:
-            node_cmd += ["-p", f"model_path:={config.model}"]
-        for p in config.extra_params:
-            node_cmd += ["-p", p]
+        camera_cmd, node_cmd = _commands(config, gt_dir)
         procs = {
             "z123-node": _start(node_cmd, env, work / "node.log"),
             "z123-sim-camera": _start(camera_cmd, env, work / "sim_camera.log"),
