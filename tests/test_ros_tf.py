@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import numpy as np
@@ -219,3 +220,215 @@ def test_listener_receives_static_and_dynamic_tf() -> None:
         executor.shutdown()
     finally:
         rclpy.shutdown(context=context)
+
+
+# ----------------------------------------------------------------------------------------------- z123_node + tf
+# The node with target_frame: world, fed by the simulated camera orbiting the table (its pose on /tf).
+
+ORBIT_SCENE = {
+    "scene.seed": 0,
+    "scene.num_objects": 3,
+    "scene.width": 320,
+    "scene.height": 240,
+}
+ORBIT_VIEWS = 6
+# The node's world-frame mesh against the depth backend run here on the same frame (its mask, depth and plane) and
+# moved to the world with the sim's ground-truth pose: only the vertex-clustering simplification of published meshes
+# moves vertices (~1 mm); a frame error (camera frame published as world, a pose from another stamp, an inverted
+# pose) moves them by centimetres to decimetres.
+SAME_AS_LIBRARY_M = 0.003
+# Issue 19's goal for mesh centres against the scanned objects, world frame. Not asserted: the depth backend's own
+# single-view error (its completion of the unseen side) is 6-60 mm on these objects from a static camera at the same
+# pose, so this measures the backend, not the frame handling; the test logs it.
+CENTRE_GOAL_M = 0.01
+
+
+class _CameraThread:
+    """A SimCameraNode spinning in its own context and thread, and a log of every /tf it publishes (test helper)."""
+
+    def __init__(self, params: dict) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.parameter import Parameter
+        from tf2_msgs.msg import TFMessage
+
+        from z123_ros.ros.sim_camera_node import SimCameraNode
+        from z123_ros.ros.tf_listener import TF_QOS
+
+        self.context = rclpy.context.Context()
+        rclpy.init(context=self.context, args=[])
+        # Subscribed before the camera exists: same DDS participant, so it matches before the first frame.
+        self.recorder = rclpy.create_node("tf_recorder", context=self.context)
+        self.tf_log: list = []
+        self.recorder.create_subscription(TFMessage, "/tf", self.tf_log.append, TF_QOS)
+        overrides = [Parameter(k, value=v) for k, v in params.items()]
+        self.node = SimCameraNode(context=self.context, parameter_overrides=overrides)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.recorder)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        while not self._stop.is_set():
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def close(self) -> None:
+        import rclpy
+
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.recorder.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+@pytest.fixture(scope="module")
+def world_node(tmp_path_factory):
+    pytest.importorskip("rclpy")
+    pytest.importorskip("ray")
+    from _ros_helpers import NodeProcess, Probe, wait_for, write_params
+
+    tmp = tmp_path_factory.mktemp("z123_node_tf")
+    params = write_params(
+        tmp / "params.yaml",
+        {
+            "target_frame": "world",
+            "tf_timeout_s": 2.0,
+            "max_segmentation_rate_hz": 10.0,
+            "input_qos": "reliable",
+            "diagnostics_period_s": 0.2,
+            "log_throttle_s": 0.0,
+            "dispatch.object_store_memory_mb": 128,
+        },
+    )
+    proc = NodeProcess(params, tmp / "node.log")
+    probe = Probe()
+    try:
+        running = wait_for(lambda: probe.diagnostics().get("state") == "running" or not proc.alive(), timeout=180)
+        assert running and proc.alive(), f"node did not become active:\n{proc.log()[-3000:]}"
+        yield proc, probe
+    finally:
+        probe.close()
+        proc.stop()
+
+
+@pytest.mark.ros
+@pytest.mark.ray
+def test_frames_without_a_transform_are_counted_not_fatal(world_node) -> None:
+    from _ros_helpers import wait_for
+    from std_msgs.msg import Header
+
+    from z123_ros.ros.sim_camera_node import scene_messages
+    from z123_ros.sim import SceneConfig, render_tabletop_scene
+
+    proc, probe = world_node
+    scene = render_tabletop_scene(SceneConfig(width=160, height=120, compute_visible_fraction=False))
+    # A camera frame nobody publishes a pose for.
+    colour, depth, info = scene_messages(scene, Header(frame_id="unposed_camera"), "16UC1")
+
+    def drops() -> int:
+        return int(probe.diagnostics().get("drop.no_transform", 0))
+
+    assert wait_for(
+        lambda: drops() >= 3, timeout=120, period=0.3, tick=lambda: probe.publish_frame(colour, depth, info)
+    )
+    assert proc.alive() and probe.diagnostics()["state"] == "running"
+    assert not any(r.header.frame_id == "unposed_camera" for r in probe.messages("reconstruction"))
+
+
+def _library_in_world(camera: _CameraThread, seg_msg, T_world_from_cam: np.ndarray, object_id: int):
+    """The depth backend on the view the sim showed at ``T_world_from_cam``, moved to the world with that pose."""
+    from _ros_helpers import full_mask
+
+    from z123_ros.reconstruction import ReconstructionInput, reconstruct
+    from z123_ros.ros import conversions as conv
+
+    views = camera.node.views
+    k = int(np.argmin([np.abs(invert(v.T_cam_from_world) - T_world_from_cam).max() for v in views]))
+    intr = camera.node.scene.intrinsics
+    rgb, depth = conv.image_to_rgb(views[k].colour), conv.depth_to_metres(views[k].depth)
+    obj = next(o for o in seg_msg.objects if o.id == object_id)
+    mask = full_mask(obj, intr.width, intr.height)
+    inp = ReconstructionInput(rgb, mask, intr, depth_m=depth, support_plane_cam=np.array(seg_msg.plane))
+    result = reconstruct(inp, "depth")
+    return transform_points(T_world_from_cam, result.vertices)
+
+
+@pytest.mark.ros
+@pytest.mark.ray
+def test_orbiting_camera_keeps_ids_and_meshes_in_world(world_node) -> None:
+    """The camera sweeps 60 degrees around the table: every object keeps its id, is reconstructed once, and its
+    mesh lies where the scanned object is, in the world frame."""
+    from _ros_helpers import stamp_key, wait_for
+
+    from z123_ros.ros.tf_listener import transform_to_matrix
+
+    proc, probe = world_node
+    camera = _CameraThread(
+        {
+            **ORBIT_SCENE,
+            "trajectory": "orbit",
+            "orbit_views": ORBIT_VIEWS,
+            "orbit_span_deg": 60.0,
+            "rate_hz": 4.0,
+            "qos": "reliable",
+        }
+    )
+    try:
+        scene = camera.node.scene
+        views = camera.node.views
+
+        # 3 x the views: over one sweep there and back (2 x views - 2 frames), whichever frames the rate limit skips.
+        def frames_with_all_objects() -> set[tuple[int, int]]:
+            out = set()
+            for seg in probe.messages("segmentation"):
+                if seg.header.frame_id == "camera_color_optical_frame" and len(seg.objects) == 3:
+                    out.add(stamp_key(seg.header.stamp))
+            return out
+
+        def swept() -> bool:
+            recs = probe.messages("reconstruction")
+            return (
+                len({r.object_id for r in recs if r.header.frame_id == "world"}) >= 3
+                and len(frames_with_all_objects()) >= 3 * ORBIT_VIEWS
+            )
+
+        assert wait_for(swept, timeout=300, period=0.5), f"diagnostics: {probe.diagnostics()}\n{proc.log()[-3000:]}"
+    finally:
+        camera.close()
+        poses = {
+            stamp_key(m.transforms[0].header.stamp): transform_to_matrix(m.transforms[0].transform)
+            for m in camera.tf_log
+        }
+    segs = [s for s in probe.messages("segmentation") if s.header.frame_id == "camera_color_optical_frame"]
+    ids = {o.id for s in segs for o in s.objects}
+    recs = [r for r in probe.messages("reconstruction") if r.header.frame_id == "world"]
+    assert len(ids) == 3, f"object ids changed during the orbit: {sorted(ids)}"
+    assert sorted(r.object_id for r in recs) == sorted(ids), "a static object was reconstructed again"
+    assert int(probe.diagnostics()["count.jobs_submitted"]) == 3
+
+    from z123_ros.reconstruction.metrics import chamfer_distance
+    from z123_ros.ros import conversions as conv
+
+    seg_by_stamp = {stamp_key(s.header.stamp): s for s in segs}
+    gt_centres = [0.5 * (o.mesh_world.bounds[0] + o.mesh_world.bounds[1]) for o in scene.objects]
+    goal_errors = []
+    for rec in recs:
+        stamp = stamp_key(rec.header.stamp)
+        T_world_from_cam = poses[stamp]  # the pose the sim rendered that frame from
+        library = _library_in_world(camera, seg_by_stamp[stamp], T_world_from_cam, rec.object_id)
+        vertices, _ = conv.msg_to_mesh(rec.mesh)
+        same = chamfer_distance(vertices, library)
+        assert same < SAME_AS_LIBRARY_M, (rec.object_id, same)
+        centre = np.array([rec.pose.position.x, rec.pose.position.y, rec.pose.position.z])
+        np.testing.assert_allclose(centre, 0.5 * (library.min(0) + library.max(0)), atol=SAME_AS_LIBRARY_M)
+        goal_errors.append(min(float(np.linalg.norm(centre - g)) for g in gt_centres))
+    logging.getLogger(__name__).info(
+        "orbit: mesh centre vs scanned object, world (mm): %s (goal %.0f mm)",
+        [round(1e3 * e, 1) for e in goal_errors],
+        1e3 * CENTRE_GOAL_M,
+    )
+    assert len(views) == ORBIT_VIEWS

@@ -20,6 +20,17 @@ class NodeConfig:
     """Depth image topic registered to the colour image (16UC1 mm or 32FC1 m); empty = RGB only."""
     camera_info_topic: str = field(default="camera/color/camera_info", metadata={"read_only": True})
     """CameraInfo of the colour camera (rectified images are assumed)."""
+    colour_transport: str = field(default="raw", metadata={"read_only": True, "choices": ("raw", "compressed")})
+    """raw: sensor_msgs/Image on colour_topic; compressed: CompressedImage (jpeg/png) on colour_topic + "/compressed"
+    (image_transport's name), as robots stream over Wi-Fi."""
+    depth_transport: str = field(default="raw", metadata={"read_only": True, "choices": ("raw", "compressed")})
+    """raw: Image on depth_topic; compressed: "16UC1; compressedDepth png" on depth_topic + "/compressedDepth"."""
+    target_frame: str = field(default="", metadata={"read_only": True})
+    """Frame of meshes, clouds, markers and object poses; "" = the camera frame of each image. Otherwise target <-
+    camera is looked up on /tf at each image stamp and objects are tracked in this frame: a fixed frame (world, map,
+    odom) keeps object ids and avoids re-reconstructing static objects while the camera moves."""
+    tf_timeout_s: float = field(default=0.5, metadata={"range": (0.0, 10.0)})
+    """How long the worker waits for a frame's camera pose on /tf; a frame without one is dropped (no_transform)."""
     input_qos: str = field(default="sensor_data", metadata={"read_only": True, "choices": ("sensor_data", "reliable")})
     """QoS of the camera subscriptions: best-effort sensor data (camera drivers' default) or reliable."""
     sync_slop_s: float = field(default=0.03, metadata={"range": (0.0, 1.0)})

@@ -590,6 +590,17 @@ COMPRESSED_DEPTH_HEADER = struct.Struct("<iff")
 MAX_COMPRESSED_BYTES = 64 * 1024 * 1024
 
 
+def check_compressed(msg: CompressedImage, what: str = "input") -> None:
+    """Cheap checks of a CompressedImage before it is queued (O(1): the payload is decoded later)."""
+    if not 0 < len(msg.data) <= MAX_COMPRESSED_BYTES:
+        raise InputError(f"{what} compressed payload has {len(msg.data)} bytes (must be 1..{MAX_COMPRESSED_BYTES})")
+    fmt = msg.format.lower()
+    if what == "depth" and "compresseddepth" not in fmt:
+        raise InputError(f"depth compressed format {msg.format!r} is not compressedDepth")
+    if what != "depth" and not any(codec in fmt for codec in ("jpeg", "jpg", "png")):
+        raise InputError(f"{what} compressed format {msg.format!r} is neither jpeg nor png")
+
+
 def _decode_payload(data: bytes, flags: int, what: str) -> np.ndarray:
     if not 0 < len(data) <= MAX_COMPRESSED_BYTES:
         raise InputError(f"{what} compressed payload has {len(data)} bytes (must be 1..{MAX_COMPRESSED_BYTES})")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from z123_ros.camera import CameraIntrinsics
@@ -26,9 +26,9 @@ class RawFrame:
 
     header: Header
     """Header of the colour image: every output computed from this frame carries it."""
-    colour: Image
-    """The colour image message."""
-    depth: Image | None
+    colour: Image | CompressedImage
+    """The colour image message (CompressedImage with colour_transport: compressed)."""
+    depth: Image | CompressedImage | None
     """The registered depth image message; None for an RGB-only node."""
     info: CameraInfo
     """CameraInfo of the colour camera."""
@@ -57,12 +57,17 @@ class DecodedFrame:
     marks: dict[str, float] = field(default_factory=dict)
     """Pipeline event -> time.monotonic() (received, synced, taken, decoded, then the pipeline's own): the
     per-stage latency breakdown of every result computed from this frame."""
+    T_target_from_cam: np.ndarray | None = None
+    """4x4 pose of the camera in the node's target_frame at the image stamp (from /tf); None = outputs stay in the
+    camera frame."""
 
 
 def check_message(stream: str, msg: Any) -> None:
     """Cheap checks of one incoming message (executor thread), before it waits for its partners in the sync."""
     try:
-        if stream == "colour":
+        if isinstance(msg, CompressedImage):
+            conv.check_compressed(msg, stream)
+        elif stream == "colour":
             conv.check_image(msg, conv.COLOUR_ENCODINGS, "colour")
         elif stream == "depth":
             conv.check_image(msg, conv.DEPTH_ENCODINGS, "depth")
@@ -82,33 +87,45 @@ def decode_frame(frame: RawFrame, max_image_pixels: int, min_valid_depth_fractio
     except InputError as exc:
         raise FrameError(str(exc), "bad_camera_info") from exc
     colour = frame.colour
-    if colour.width * colour.height > max_image_pixels:
-        raise FrameError(f"{colour.width}x{colour.height} > max_image_pixels {max_image_pixels}", "image_too_large")
-    if (colour.width, colour.height) != (intrinsics.width, intrinsics.height):
-        raise FrameError(
-            f"colour {colour.width}x{colour.height} vs camera info {intrinsics.width}x{intrinsics.height}",
-            "size_mismatch",
-        )
-    try:
-        rgb = conv.image_to_rgb(colour)
-    except InputError as exc:
-        raise FrameError(str(exc), "bad_colour_image") from exc
-    depth_m = None if frame.depth is None else _decode_depth(frame.depth, colour, min_valid_depth_fraction)
+    if isinstance(colour, CompressedImage):
+        # The size of a compressed image is known only once decoded (the decoder bounds it by MAX_IMAGE_SIDE).
+        rgb = _decode(conv.compressed_to_rgb, colour, "bad_colour_image")
+        size = (rgb.shape[1], rgb.shape[0])
+        _check_size(size, intrinsics, max_image_pixels)
+    else:
+        size = (colour.width, colour.height)
+        _check_size(size, intrinsics, max_image_pixels)
+        rgb = _decode(conv.image_to_rgb, colour, "bad_colour_image")
+    depth_m = None if frame.depth is None else _decode_depth(frame.depth, size, min_valid_depth_fraction)
     marks = {"received": frame.received, "synced": frame.synced, "taken": frame.taken, "decoded": time.monotonic()}
     return DecodedFrame(frame.header, rgb, depth_m, intrinsics, frame.received, marks)
 
 
-def _decode_depth(depth: Image, colour: Image, min_valid_fraction: float) -> np.ndarray:
-    if (depth.width, depth.height) != (colour.width, colour.height):
-        raise FrameError(
-            f"depth {depth.width}x{depth.height} vs colour {colour.width}x{colour.height} "
-            "(is depth registered to colour?)",
-            "size_mismatch",
-        )
+def _decode(fn: Any, msg: Any, reason: str) -> np.ndarray:
     try:
-        depth_m = conv.depth_to_metres(depth)
+        return fn(msg)
     except InputError as exc:
-        raise FrameError(str(exc), "bad_depth_image") from exc
+        raise FrameError(str(exc), reason) from exc
+
+
+def _check_size(size: tuple[int, int], intrinsics: CameraIntrinsics, max_image_pixels: int) -> None:
+    width, height = size
+    if width * height > max_image_pixels:
+        raise FrameError(f"{width}x{height} > max_image_pixels {max_image_pixels}", "image_too_large")
+    if (width, height) != (intrinsics.width, intrinsics.height):
+        raise FrameError(
+            f"colour {width}x{height} vs camera info {intrinsics.width}x{intrinsics.height}", "size_mismatch"
+        )
+
+
+def _decode_depth(depth: Image | CompressedImage, size: tuple[int, int], min_valid_fraction: float) -> np.ndarray:
+    compressed = isinstance(depth, CompressedImage)
+    decode = conv.compressed_depth_to_metres if compressed else conv.depth_to_metres
+    if not compressed:
+        _check_depth_size((depth.width, depth.height), size)
+    depth_m = _decode(decode, depth, "bad_depth_image")
+    if compressed:
+        _check_depth_size((depth_m.shape[1], depth_m.shape[0]), size)
     valid = float(np.isfinite(depth_m).mean())
     if valid < min_valid_fraction:
         raise FrameError(
@@ -117,6 +134,15 @@ def _decode_depth(depth: Image, colour: Image, min_valid_fraction: float) -> np.
             "invalid_depth",
         )
     return depth_m
+
+
+def _check_depth_size(depth_size: tuple[int, int], colour_size: tuple[int, int]) -> None:
+    if depth_size != colour_size:
+        raise FrameError(
+            f"depth {depth_size[0]}x{depth_size[1]} vs colour {colour_size[0]}x{colour_size[1]} "
+            "(is depth registered to colour?)",
+            "size_mismatch",
+        )
 
 
 #: Pixel stride of the change check: 1/16 of the pixels is plenty to see an object-sized change and costs < 1 ms.

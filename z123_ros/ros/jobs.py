@@ -39,6 +39,9 @@ class JobTicket:
     """time.monotonic() when that colour image arrived: frame-to-mesh latency is measured from here."""
     marks: dict[str, float] = field(default_factory=dict)
     """Pipeline event -> time.monotonic(), from the frame's arrival to this job's submission."""
+    T_target_from_cam: np.ndarray | None = None
+    """Camera pose in the node's target_frame at that image's stamp: the result is published in target_frame.
+    None = in the camera frame (target_frame "")."""
 
     @property
     def submitted_counter(self) -> str:

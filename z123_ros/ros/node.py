@@ -17,8 +17,10 @@ drops everything. ``main()`` configures and activates for users who do not drive
 
     python -m z123_ros.ros.node --ros-args --params-file config/z123_node.yaml
 
-Every output is stamped with the header (stamp and frame) of the colour image it was computed from; geometry is in
-metres in that camera frame.
+Every output is stamped with the stamp of the colour image it was computed from; geometry is in metres, in that
+image's camera frame, or with ``target_frame`` set in that frame (camera pose from /tf at the image stamp; frames
+without one are dropped as ``no_transform``). ``colour_transport`` / ``depth_transport: compressed`` subscribe to
+image_transport's ``<topic>/compressed`` and ``<topic>/compressedDepth`` instead of the raw images.
 
 This module is the ROS shell (lifecycle, parameters, subscriptions, publishers, service, /diagnostics timer). The
 work lives in: ``pipeline`` (the worker: segment, submit, publish results), ``frames`` (message checks and frame
@@ -41,7 +43,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from rclpy.utilities import remove_ros_args
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 from z123_interfaces.msg import ObjectReconstruction, ObjectSegmentation
 from z123_interfaces.srv import ReconstructObject
@@ -56,6 +58,7 @@ from z123_ros.ros.frames import RawFrame, check_message
 from z123_ros.ros.params import declare_parameters, make_set_parameters_callback, read_parameters
 from z123_ros.ros.pipeline import Pipeline
 from z123_ros.ros.sync import ApproximateTimeSync, SyncedSet
+from z123_ros.ros.tf_listener import TfListener
 
 __all__ = ["NODE_NAME", "NodeConfig", "Z123Node", "main"]
 
@@ -87,6 +90,7 @@ class Z123Node(LifecycleNode):
         self._subs: list[Any] = []
         self._pubs: dict[str, Any] = {}
         self._timer = None
+        self._tf: TfListener | None = None
         self._service = None
         self._service_group = MutuallyExclusiveCallbackGroup()
 
@@ -117,11 +121,17 @@ class Z123Node(LifecycleNode):
         # Diagnostics report every state, including failures while inactive, so they are not lifecycle-managed.
         self._pubs["diagnostics"] = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._timer = self.create_timer(config.diagnostics_period_s, self._publish_diagnostics)
+        if config.target_frame:
+            # Subscribed from configure on, so /tf_static (latched) and the /tf history are there at activation.
+            self._tf = TfListener(self)
+            self._pipeline.tf = self._tf
         self._backend_state = "configured"
         self._startup["configured_s"] = process_age_s()
         self.get_logger().info(
-            f"configured: backend={config.backend}, colour={config.colour_topic}, "
-            f"depth={config.depth_topic or '(none)'}, info={config.camera_info_topic}"
+            f"configured: backend={config.backend}, colour={config.colour_topic} ({config.colour_transport}), "
+            f"depth={config.depth_topic or '(none)'} ({config.depth_transport}), info={config.camera_info_topic}, "
+            f"outputs in {config.target_frame or 'the camera frame'}"
+            + (f" (tf: {self._tf.backend})" if self._tf is not None else "")
         )
         return TransitionCallbackReturn.SUCCESS
 
@@ -139,12 +149,9 @@ class Z123Node(LifecycleNode):
         self._active = True
         self._pipeline.start(self._dispatcher)
         qos = qos_profile_sensor_data if config.input_qos == "sensor_data" else QoSProfile(depth=5)
-        streams = [("colour", Image, config.colour_topic), ("info", CameraInfo, config.camera_info_topic)]
-        if config.depth_topic:
-            streams.append(("depth", Image, config.depth_topic))
         self._subs = [
             self.create_subscription(kind, topic, lambda msg, s=stream: self._pipeline.guarded(self._feed, s, msg), qos)
-            for stream, kind, topic in streams
+            for stream, kind, topic in self._input_streams(config)
         ]
         self._service = self.create_service(
             ReconstructObject, "~/reconstruct_object", self._on_reconstruct_object, callback_group=self._service_group
@@ -152,6 +159,20 @@ class Z123Node(LifecycleNode):
         self._startup["active_s"] = process_age_s()
         self.get_logger().info(f"active {self._startup['active_s']:.2f} s after the process started")
         return super().on_activate(state)
+
+    @staticmethod
+    def _input_streams(config: NodeConfig) -> list[tuple[str, type, str]]:
+        """(stream, message type, topic) of the camera inputs; compressed ones under image_transport's names."""
+        if config.colour_transport == "compressed":
+            streams = [("colour", CompressedImage, f"{config.colour_topic}/compressed")]
+        else:
+            streams = [("colour", Image, config.colour_topic)]
+        streams.append(("info", CameraInfo, config.camera_info_topic))
+        if config.depth_topic and config.depth_transport == "compressed":
+            streams.append(("depth", CompressedImage, f"{config.depth_topic}/compressedDepth"))
+        elif config.depth_topic:
+            streams.append(("depth", Image, config.depth_topic))
+        return streams
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_processing()
@@ -162,6 +183,7 @@ class Z123Node(LifecycleNode):
         self._stop_processing()
         self._release_outputs()
         self._sync = None
+        self._release_tf()
         self._pipeline.cleanup()
         self._backend_state = "unconfigured"
         return TransitionCallbackReturn.SUCCESS
@@ -169,6 +191,7 @@ class Z123Node(LifecycleNode):
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_processing()
         self._release_outputs()
+        self._release_tf()
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -197,6 +220,11 @@ class Z123Node(LifecycleNode):
         self._pipeline.detach()
         if self._backend_state == "running":
             self._backend_state = "stopped"
+
+    def _release_tf(self) -> None:
+        if self._tf is not None:
+            self._tf.destroy()
+            self._tf = self._pipeline.tf = None
 
     def _release_outputs(self) -> None:
         for name, pub in list(self._pubs.items()):
@@ -310,6 +338,9 @@ class Z123Node(LifecycleNode):
             # Which stream's messages found no partner: tells a lost/late stream from a slow one.
             out.update({f"sync.unmatched.{k}": v for k, v in sync.stats.dropped.items()})
             out["sync.resets"] = sync.stats.resets
+        tf = self._tf
+        if tf is not None:
+            out["tf.backend"], out["tf.rejected"] = tf.backend, tf.rejected
         dispatcher = self._dispatcher
         if dispatcher is not None:
             out.update({f"dispatch.{k}": v for k, v in dispatcher.stats().flat().items()})

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.spatial import cKDTree
+
+from z123_ros.camera import transform_points
 
 
 @dataclass
@@ -34,7 +37,8 @@ class Track:
     last_seen: float
     """time.monotonic() of the last frame the object was segmented in."""
     centroid: np.ndarray | None = None
-    """(3,) centroid in the camera frame at the last sighting; None without depth."""
+    """(3,) centroid at the last sighting, in the node's target frame (the camera frame without one); None without
+    depth."""
     extent: np.ndarray | None = None
     """(3,) extent at the last sighting; None without depth."""
     area: int = 0
@@ -48,13 +52,17 @@ class Track:
     job_id: Any = None
     """The dispatcher's id of the object's running reconstruction; None when none runs."""
     vertices: np.ndarray | None = None
-    """(V, 3) published mesh vertices (marker resolution) in the camera frame; None before the first result."""
+    """(V, 3) published mesh vertices (marker resolution) in the published frame; None before the first result."""
     faces: np.ndarray | None = None
     """(F, 3) published mesh faces (marker resolution)."""
     points: np.ndarray | None = None
-    """(N, 3) published point cloud in the camera frame."""
+    """(N, 3) published point cloud in the published frame (target_frame, or the camera frame)."""
     label: str = ""
     """Marker text: id, backend, confidence."""
+    observed: np.ndarray | None = None
+    """(N, 3) visible surface points at the last sighting, in the fixed target frame; None without one (or depth)."""
+    tree: Any = None
+    """KD-tree of ``points`` (built on first use, dropped when a new result replaces them)."""
 
 
 @dataclass
@@ -62,7 +70,7 @@ class Aggregate:
     """Every reconstructed object together, for the latched cloud and marker topics."""
 
     points: np.ndarray
-    """(N, 3) float32 points of all objects, camera frame."""
+    """(N, 3) float32 points of all objects, in the published frame."""
     colours: np.ndarray
     """(N, 3) uint8 colour per point: the object's id colour."""
     meshes: list[tuple[int, np.ndarray, np.ndarray, str]]
@@ -87,16 +95,31 @@ class ObjectBook:
     def get(self, object_id: int) -> Track | None:
         return self._tracks.get(object_id)
 
-    def observe(self, objects: Iterable[Any], now: float) -> list[int]:
+    def observe(
+        self,
+        objects: Iterable[Any],
+        now: float,
+        T_fixed_from_cam: np.ndarray | None = None,
+        surfaces: dict[int, np.ndarray] | None = None,
+    ) -> list[int]:
         """Record one frame's segmented objects (``SegmentedObject``: id, mask, centroid_cam, extent_m); return
-        the ids of those that are new or changed since their last dispatch, in the frame's order."""
+        the ids of those that are new or changed since their last dispatch, in the frame's order.
+
+        ``T_fixed_from_cam``: the frame's camera pose in a fixed frame, and ``surfaces``: each object's visible
+        points in that frame. A moving camera sees another side of a static object (its visible centroid and
+        box move with the view), so there an object counts as changed when its reconstruction no longer explains
+        what is seen (see :meth:`needs_reconstruction`), not when the centroid moves."""
         due = []
         for obj in objects:
             track = self._tracks.get(obj.id)
             if track is None:
                 track = self._tracks[obj.id] = Track(last_seen=now)
             track.last_seen = now
-            track.centroid = None if obj.centroid_cam is None else np.asarray(obj.centroid_cam, float)
+            centroid = None if obj.centroid_cam is None else np.asarray(obj.centroid_cam, float)
+            if centroid is not None and T_fixed_from_cam is not None:
+                centroid = transform_points(T_fixed_from_cam, centroid[None])[0]
+            track.centroid = centroid
+            track.observed = None if surfaces is None else surfaces.get(obj.id)
             track.extent = None if obj.extent_m is None else np.asarray(obj.extent_m, float)
             track.area = int(np.count_nonzero(obj.mask))
             if self.needs_reconstruction(track):
@@ -107,12 +130,30 @@ class ObjectBook:
         policy = self.policy
         if track.dispatched_area == 0:
             return True
+        if track.observed is not None:
+            return self._off_reconstruction(track)
         if track.centroid is not None and track.dispatched_centroid is not None:
             if np.linalg.norm(track.centroid - track.dispatched_centroid) > policy.change_distance_m:
                 return True
             old, new = np.linalg.norm(track.dispatched_extent), np.linalg.norm(track.extent)
             return bool(abs(new - old) > policy.change_extent_ratio * max(old, 1e-6))
         return abs(track.area - track.dispatched_area) > policy.change_extent_ratio * track.dispatched_area
+
+    def _off_reconstruction(self, track: Track) -> bool:
+        """Fixed frame, moving camera: changed when the median distance of the visible points to the published
+        reconstruction exceeds change_distance_m. While the first reconstruction runs there is none to compare
+        with: only a centroid displacement larger than the object itself (no view change does that) counts."""
+        policy = self.policy
+        if track.points is None or len(track.points) == 0 or len(track.observed) == 0:
+            if track.centroid is None or track.dispatched_centroid is None:
+                return False
+            size = 0.0 if track.dispatched_extent is None else float(np.max(track.dispatched_extent))
+            moved = float(np.linalg.norm(track.centroid - track.dispatched_centroid))
+            return moved > max(policy.change_distance_m, size)
+        if track.tree is None:
+            track.tree = cKDTree(track.points)
+        distances, _ = track.tree.query(track.observed, k=1)
+        return float(np.median(distances)) > policy.change_distance_m
 
     def take_running_job(self, object_id: int) -> Any:
         """The id of the object's running job (now stale: the object changed), which the book forgets; or None."""
@@ -148,6 +189,7 @@ class ObjectBook:
         if track is None:
             track = self._tracks[object_id] = Track(last_seen=now)
         track.vertices, track.faces, track.points, track.label = vertices, faces, points, label
+        track.tree = None
 
     def forget_stale(self, now: float) -> list[int]:
         """Drop objects unseen for ``forget_after_s`` with no job running; return their ids."""

@@ -5,11 +5,17 @@ Per frame: decode and validate -> segment and track -> ~/segmentation -> new or 
 :class:`~z123_ros.ros.jobs.JobTicket`. Per finished job: ~/reconstruction, the aggregate ~/objects_cloud and
 ~/markers (or ~/novel_views). The pipeline publishes through a ``publish(topic, msg)`` callable and holds no rclpy
 object, so the node around it is only lifecycle, parameters, subscriptions and publishers.
+
+With a ``target_frame``, each frame's camera pose is looked up (``tf.lookup``, waiting up to ``tf_timeout_s``; a
+frame without one is dropped as ``no_transform``), objects are tracked and change-detected in that frame, and
+meshes, clouds, poses and markers are published in it. Segmentations stay in the camera frame (they are image masks
+and camera-frame centroids, and their header says so).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 import traceback
@@ -20,6 +26,7 @@ import numpy as np
 from std_msgs.msg import Header
 from z123_interfaces.msg import StageTiming
 
+from z123_ros.camera import invert, transform_points
 from z123_ros.errors import DispatchError, Z123Error
 from z123_ros.ros import conversions as conv
 from z123_ros.ros.config import NodeConfig
@@ -27,7 +34,20 @@ from z123_ros.ros.diagnostics import NodeStats
 from z123_ros.ros.frames import DecodedFrame, RawFrame, decode_frame, frame_changed
 from z123_ros.ros.jobs import NOVEL_VIEWS, RECONSTRUCTION, JobTicket, WorkerInbox, build_job
 from z123_ros.ros.objects import ChangePolicy, ObjectBook
+from z123_ros.ros.tf import TransformError
+from z123_ros.ros.tf_listener import stamp_to_ns
 from z123_ros.segmentation import ObjectTracker, TabletopSegmenter
+
+
+def result_in_frame(result: Any, T_target_from_cam: np.ndarray, frame_id: str) -> Any:
+    """A camera-frame ReconstructionResult moved into another frame (vertices, points, box centre and size;
+    ``plane_cam`` stays in the camera frame, as its name says)."""
+    vertices = transform_points(T_target_from_cam, result.vertices).astype(np.float32)
+    points = transform_points(T_target_from_cam, result.points).astype(np.float32)
+    lo, hi = (vertices.min(axis=0), vertices.max(axis=0)) if len(vertices) else (np.zeros(3), np.zeros(3))
+    return dataclasses.replace(
+        result, vertices=vertices, points=points, centre=(lo + hi) / 2, extent_m=hi - lo, frame=frame_id
+    )
 
 
 class Pipeline:
@@ -52,6 +72,9 @@ class Pipeline:
         #: The last segmented frame: the reference of the change check (worker thread only).
         self._last_segmented: DecodedFrame | None = None
         self._worker: threading.Thread | None = None
+        #: ``lookup(target, source, stamp_ns, timeout_s) -> T_target_from_source`` (a TfListener), set by the node
+        #: when target_frame is set.
+        self.tf: Any = None
 
     def configure(self, config: NodeConfig) -> None:
         """Build the segmenter (raises ConfigError) and the tracker."""
@@ -118,9 +141,12 @@ class Pipeline:
         if not self._worth_segmenting(frame):
             self._stats.count("frames_skipped_static")
             return
+        frame.T_target_from_cam = self._camera_pose(frame.header)
         t0 = frame.marks["segmented_start"] = time.monotonic()
         with self._segment_lock:
             seg = self._segmenter.segment(frame.rgb, frame.intrinsics, depth_m=frame.depth_m)
+            if frame.T_target_from_cam is not None:
+                seg.T_cam_from_world = invert(frame.T_target_from_cam)  # the tracker matches in the fixed frame
             seg = self._tracker.update(seg)
         now = frame.marks["segmented"] = time.monotonic()
         self._stats.latency("segmentation", now - t0)
@@ -128,14 +154,46 @@ class Pipeline:
         self._last_segmented = frame
         with self._last_lock:
             self._last = (frame, seg)
-        due = self.book.observe(seg.objects, now)
+        surfaces = self._surfaces(frame, seg)
+        due = self.book.observe(seg.objects, now, frame.T_target_from_cam, surfaces)
         frame.marks["checked"] = time.monotonic()
         # Submit before publishing the segmentation: the actors start while this thread serialises the message.
         for object_id in due:
             self._dispatch_object(object_id, frame, seg.object_by_id(object_id).mask, seg.plane_cam)
         self._publish("segmentation", conv.segmentation_to_msg(seg, frame.header))
         if self.book.forget_stale(now):
-            self._publish_aggregate(frame.header)
+            self._publish_aggregate(self._output_header(frame.header, frame.T_target_from_cam))
+
+    @staticmethod
+    def _surfaces(frame: DecodedFrame, seg: Any, max_points: int = 500) -> dict[int, np.ndarray] | None:
+        """Each object's visible points in the target frame (a fixed stride subsample), for change detection with
+        a moving camera; None without a camera pose or depth."""
+        T = frame.T_target_from_cam
+        if T is None or frame.depth_m is None:
+            return None
+        out = {}
+        for obj in seg.objects:
+            points, _ = frame.intrinsics.backproject(frame.depth_m, obj.mask)
+            out[obj.id] = transform_points(T, points[:: max(1, -(-len(points) // max_points))])
+        return out
+
+    def _camera_pose(self, header: Header) -> np.ndarray | None:
+        """T_target_from_cam at the image stamp (waits up to tf_timeout_s); None without a target frame."""
+        target = self.config.target_frame
+        if not target:
+            return None
+        if self.tf is None:
+            raise TransformError(f"target_frame is {target!r} but no /tf listener runs")
+        try:
+            return self.tf.lookup(target, header.frame_id, stamp_to_ns(header.stamp), self.config.tf_timeout_s)
+        except TransformError as exc:
+            raise TransformError(f"{target} <- {header.frame_id or '(empty frame_id)'}: {exc}") from exc
+
+    def _output_header(self, header: Header, T_target_from_cam: np.ndarray | None) -> Header:
+        """The header of geometry computed from a frame with ``header``: its stamp, in target_frame when posed."""
+        if T_target_from_cam is None:
+            return header
+        return Header(stamp=header.stamp, frame_id=self.config.target_frame)
 
     def _worth_segmenting(self, frame: DecodedFrame) -> bool:
         """Segment a frame that differs from the last segmented one at once; an unchanged one only as often as
@@ -180,7 +238,9 @@ class Pipeline:
         """The one way a job reaches the dispatcher (worker thread and service): its result comes back through the
         inbox to the worker thread, with the ticket that says where to publish it. ``marks`` (the frame's events,
         worker thread only) give the result its per-stage latency breakdown."""
-        ticket = JobTicket(kind, object_id, frame.header, frame.received, dict(marks) if marks else {})
+        ticket = JobTicket(
+            kind, object_id, frame.header, frame.received, dict(marks) if marks else {}, frame.T_target_from_cam
+        )
         job = build_job(kind, self.config, object_id, frame, mask, plane)
         job_id = self.dispatcher.submit(job, on_done=self.inbox.on_done(ticket))
         if ticket.marks:
@@ -205,10 +265,14 @@ class Pipeline:
             return
         result, config = outcome.value, self.config
         handled = time.monotonic()
+        header = ticket.header
+        # Only metric camera-frame geometry can be placed in another frame (a learned backend's normalised object
+        # frame has no scale); it then stays in the camera frame, as its header says.
+        if ticket.T_target_from_cam is not None and result.metric and result.frame == "camera":
+            result = result_in_frame(result, ticket.T_target_from_cam, config.target_frame)
+            header = self._output_header(header, ticket.T_target_from_cam)
         vertices, faces = conv.simplify_mesh(result.vertices, result.faces, config.max_mesh_faces)
-        msg = conv.reconstruction_to_msg(
-            result, object_id, ticket.header, config.max_cloud_points, mesh=(vertices, faces)
-        )
+        msg = conv.reconstruction_to_msg(result, object_id, header, config.max_cloud_points, mesh=(vertices, faces))
         stages = ticket.stages(outcome.timings, handled) if ticket.marks else {}
         if stages:
             stages["conversion"] = time.monotonic() - handled
@@ -227,7 +291,7 @@ class Pipeline:
         points = conv.pointcloud2_to_points(msg.cloud).xyz
         label = f"{object_id}: {result.backend} {result.confidence:.2f}"
         self.book.store_result(object_id, marker_vertices, marker_faces, points, label, time.monotonic())
-        self._publish_aggregate(ticket.header)
+        self._publish_aggregate(header)
 
     def _publish_aggregate(self, header: Header) -> None:
         agg = self.book.aggregate(conv.id_colour)

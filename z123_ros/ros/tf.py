@@ -29,6 +29,8 @@ from z123_ros.errors import Z123Error
 class TransformError(Z123Error):
     """A transform cannot be answered: unknown frame, frames not connected, or no data at the requested time."""
 
+    reason = "no_transform"
+
 
 def quaternion_to_matrix(q_xyzw: np.ndarray) -> np.ndarray:
     """3x3 rotation of a quaternion (x, y, z, w) (ROS order); normalised first."""
