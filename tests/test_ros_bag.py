@@ -167,3 +167,90 @@ def test_cli_bad_input_is_one_line_and_exit_2(sim_bag, tmp_path, capsys) -> None
     assert "rate must be > 0" in capsys.readouterr().err
     assert _cli(["bag", "info", str(out)]) == 0
     assert f"{COLOUR}: {FRAMES}" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------ a bag into z123_node
+LIVE_SIM = {"scene.seed": 0, "scene.num_objects": 3, "scene.width": 320, "scene.height": 240, "rate_hz": 4.0}
+CAMERA_TOPICS = (
+    "/camera/color/image_raw",
+    "/camera/aligned_depth_to_color/image_raw",
+    "/camera/color/camera_info",
+)
+# The bag holds the live camera's bytes: the node sees the same pixels, so its meshes should agree to float noise.
+# A few mm is the goal (issue 19); the vertex-clustering simplification of published meshes moves vertices ~1 mm.
+SAME_MESH_M = 0.003
+
+
+def _node_params(prefix: str = "") -> dict:
+    params = {
+        "target_frame": "world",
+        "tf_timeout_s": 2.0,
+        "max_segmentation_rate_hz": 10.0,
+        "input_qos": "reliable",
+        "diagnostics_period_s": 0.2,
+        "dispatch.object_store_memory_mb": 128,
+        "dispatch.num_cpus": 1,
+    }
+    if prefix:
+        params.update(
+            colour_topic=f"{prefix}/camera/color/image_raw",
+            depth_topic=f"{prefix}/camera/aligned_depth_to_color/image_raw",
+            camera_info_topic=f"{prefix}/camera/color/camera_info",
+        )
+    return params
+
+
+def _meshes(probe) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    from z123_ros.ros import conversions as conv
+
+    out = {}
+    for rec in probe.messages("reconstruction"):
+        vertices, _ = conv.msg_to_mesh(rec.mesh)
+        out[rec.object_id] = (np.array([rec.pose.position.x, rec.pose.position.y, rec.pose.position.z]), vertices)
+    return out
+
+
+@pytest.mark.slow  # two z123_node processes (Ray each) and a recording: ~3 min on the loaded 2-core machine
+@pytest.mark.ray
+def test_bag_of_the_sim_gives_the_live_objects(tmp_path) -> None:
+    """Record the sim camera, then run it live into one node and the bag (remapped) into another: both find the
+    same objects, with the same meshes in the world frame."""
+    pytest.importorskip("ray")
+    from _ros_helpers import Probe, wait_for
+    from _sim_helpers import CameraThread, NamedNodeProcess
+
+    from z123_ros.reconstruction.metrics import chamfer_distance
+
+    recorded = tmp_path / "sim.bag"
+    sim = {**LIVE_SIM, "max_frames": 12}
+    bag.record(bag.RecordConfig(out=recorded, frames=12, sim=True, sim_parameters=sim))
+    live = NamedNodeProcess("z123_live", _node_params(), tmp_path)
+    replay = NamedNodeProcess("z123_replay", _node_params("/bag"), tmp_path)
+    live_probe, replay_probe = Probe("live_probe", "/z123_live"), Probe("replay_probe", "/z123_replay")
+    camera = None
+    try:
+        for proc, probe in ((live, live_probe), (replay, replay_probe)):
+            up = wait_for(lambda p=probe, q=proc: p.diagnostics().get("state") == "running" or not q.alive(), 240)
+            assert up and proc.alive(), proc.log()[-3000:]
+        camera = CameraThread({**LIVE_SIM, "qos": "reliable"})
+        assert wait_for(lambda: len(_meshes(live_probe)) >= 3, timeout=240, period=0.5), live.log()[-3000:]
+        camera.close()
+        camera = None
+        remap = {t: f"/bag{t}" for t in CAMERA_TOPICS}
+        played = bag.play(bag.PlayConfig(bag=recorded, remap=remap, wait_for_subscribers_s=60.0))
+        assert played.counts["/camera/color/image_raw"] == 12
+        assert wait_for(lambda: len(_meshes(replay_probe)) >= 3, timeout=240, period=0.5), replay.log()[-3000:]
+        live_meshes, replay_meshes = _meshes(live_probe), _meshes(replay_probe)
+    finally:
+        if camera is not None:
+            camera.close()
+        for probe in (live_probe, replay_probe):
+            probe.close()
+        for proc in (live, replay):
+            proc.stop()
+    assert len(live_meshes) == len(replay_meshes) == 3
+    for centre, vertices in live_meshes.values():
+        # Ids may differ between the two nodes: pair each live object with the replayed one nearest to it.
+        other_centre, other_vertices = min(replay_meshes.values(), key=lambda m: np.linalg.norm(m[0] - centre))
+        assert np.linalg.norm(other_centre - centre) < SAME_MESH_M
+        assert chamfer_distance(vertices, other_vertices) < SAME_MESH_M

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 import numpy as np
 import pytest
@@ -223,6 +224,7 @@ def test_listener_receives_static_and_dynamic_tf() -> None:
 
 
 # ----------------------------------------------------------------------------------------------- z123_node + tf
+
 # The node with target_frame: world, fed by the simulated camera orbiting the table (its pose on /tf).
 
 ORBIT_SCENE = {
@@ -241,48 +243,6 @@ SAME_AS_LIBRARY_M = 0.003
 # single-view error (its completion of the unseen side) is 6-60 mm on these objects from a static camera at the same
 # pose, so this measures the backend, not the frame handling; the test logs it.
 CENTRE_GOAL_M = 0.01
-
-
-class _CameraThread:
-    """A SimCameraNode spinning in its own context and thread, and a log of every /tf it publishes (test helper)."""
-
-    def __init__(self, params: dict) -> None:
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.parameter import Parameter
-        from tf2_msgs.msg import TFMessage
-
-        from z123_ros.ros.sim_camera_node import SimCameraNode
-        from z123_ros.ros.tf_listener import TF_QOS
-
-        self.context = rclpy.context.Context()
-        rclpy.init(context=self.context, args=[])
-        # Subscribed before the camera exists: same DDS participant, so it matches before the first frame.
-        self.recorder = rclpy.create_node("tf_recorder", context=self.context)
-        self.tf_log: list = []
-        self.recorder.create_subscription(TFMessage, "/tf", self.tf_log.append, TF_QOS)
-        overrides = [Parameter(k, value=v) for k, v in params.items()]
-        self.node = SimCameraNode(context=self.context, parameter_overrides=overrides)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.executor.add_node(self.recorder)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        while not self._stop.is_set():
-            self.executor.spin_once(timeout_sec=0.05)
-
-    def close(self) -> None:
-        import rclpy
-
-        self._stop.set()
-        self._thread.join(timeout=10)
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.recorder.destroy_node()
-        rclpy.shutdown(context=self.context)
 
 
 @pytest.fixture(scope="module")
@@ -339,7 +299,7 @@ def test_frames_without_a_transform_are_counted_not_fatal(world_node) -> None:
     assert not any(r.header.frame_id == "unposed_camera" for r in probe.messages("reconstruction"))
 
 
-def _library_in_world(camera: _CameraThread, seg_msg, T_world_from_cam: np.ndarray, object_id: int):
+def _library_in_world(camera: Any, seg_msg, T_world_from_cam: np.ndarray, object_id: int):
     """The depth backend on the view the sim showed at ``T_world_from_cam``, moved to the world with that pose."""
     from _ros_helpers import full_mask
 
@@ -367,7 +327,9 @@ def test_orbiting_camera_keeps_ids_and_meshes_in_world(world_node) -> None:
     from z123_ros.ros.tf_listener import transform_to_matrix
 
     proc, probe = world_node
-    camera = _CameraThread(
+    from _sim_helpers import CameraThread
+
+    camera = CameraThread(
         {
             **ORBIT_SCENE,
             "trajectory": "orbit",

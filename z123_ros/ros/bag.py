@@ -320,9 +320,11 @@ class PlayConfig:
     """Wait this long after creating the publishers, so subscribers discover them before the first message."""
     wait_for_subscribers_s: float = 0.0
     """If > 0: wait up to this long until every non-latched topic has a subscriber (then play anyway)."""
+    remap: dict[str, str] = field(default_factory=dict)
+    """Publish a bag topic under another name (absolute names, as ``ros2 bag play --remap``)."""
 
 
-def _publishers(node: Node, connections: list[Any]) -> dict[int, Any]:
+def _publishers(node: Node, connections: list[Any], remap: dict[str, str]) -> dict[int, Any]:
     """One publisher per bag connection: reliable (matches every subscriber), latched where the recording was."""
     publishers: dict[int, Any] = {}
     by_topic: dict[str, Any] = {}
@@ -331,7 +333,8 @@ def _publishers(node: Node, connections: list[Any]) -> dict[int, Any]:
             durability = QoSDurabilityPolicy.TRANSIENT_LOCAL if _latched(conn) else QoSDurabilityPolicy.VOLATILE
             qos = QoSProfile(depth=100, reliability=QoSReliabilityPolicy.RELIABLE, durability=durability)
             try:
-                by_topic[conn.topic] = node.create_publisher(message_class(conn.msgtype), conn.topic, qos)
+                topic = remap.get(conn.topic, conn.topic)
+                by_topic[conn.topic] = node.create_publisher(message_class(conn.msgtype), topic, qos)
             except InputError as exc:
                 logger.error("skipping %s: %s", conn.topic, exc)
                 continue
@@ -390,7 +393,7 @@ def play(config: PlayConfig, stop: threading.Event | None = None) -> BagSummary:
             connections = [c for c in reader.connections if not config.topics or c.topic in config.topics]
             if not connections:
                 raise InputError(f"{config.bag} has none of the topics {list(config.topics)}")
-            publishers = _publishers(node, connections)
+            publishers = _publishers(node, connections, config.remap)
             clock_pub = node.create_publisher(Clock, "/clock", QoSProfile(depth=10)) if config.clock else None
             time.sleep(config.delay_s)
             if config.wait_for_subscribers_s > 0:

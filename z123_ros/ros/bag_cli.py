@@ -29,6 +29,13 @@ def _parse_param(text: str) -> tuple[str, object]:
     return name, yaml.safe_load(value)
 
 
+def _parse_remap(text: str) -> tuple[str, str]:
+    source, sep, target = text.partition(":=")
+    if not sep or not source.startswith("/") or not target.startswith("/"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not /FROM:=/TO")
+    return source, target
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "bag",
@@ -58,6 +65,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     play.add_argument("--loop", action="store_true", help="start again at the end, until Ctrl-C")
     play.add_argument("--topics", nargs="+", help="only these topics")
     play.add_argument("--no-clock", action="store_true", help="do not publish /clock")
+    play.add_argument(
+        "--remap",
+        action="append",
+        type=_parse_remap,
+        default=[],
+        metavar="FROM:=TO",
+        help="publish topic FROM as TO (absolute names; repeatable)",
+    )
     play.add_argument("--delay", type=float, default=1.0, help="seconds to let subscribers discover the publishers")
     play.add_argument(
         "--wait-for-subscribers",
@@ -106,6 +121,7 @@ def _play(args: argparse.Namespace) -> int:
         topics=tuple(args.topics or ()),
         delay_s=args.delay,
         wait_for_subscribers_s=args.wait_for_subscribers,
+        remap=dict(args.remap),
     )
     return _run("play", lambda: bag.play(config))
 
