@@ -155,3 +155,49 @@ def test_compressed_input_gives_the_raw_segmentation() -> None:
     for a in raw.objects:
         best = max((a.mask & b.mask).sum() / (a.mask | b.mask).sum() for b in jpeg.objects)
         assert best >= 0.9, best
+
+
+def _raw_frame(colour, depth, info):
+    from std_msgs.msg import Header
+
+    from z123_ros.ros.frames import RawFrame
+
+    return RawFrame(header=Header(frame_id="cam"), colour=colour, depth=depth, info=info, received=0.0)
+
+
+def test_node_decodes_compressed_frames_like_raw_ones() -> None:
+    """The node's frame decoding (z123_ros.ros.frames) on compressed colour + compressedDepth: png gives the raw
+    arrays exactly; bad payloads are dropped with the colour / depth reason."""
+    from z123_ros.camera import CameraIntrinsics
+    from z123_ros.errors import FrameError
+    from z123_ros.ros.config import NodeConfig
+    from z123_ros.ros.frames import check_message, decode_frame
+    from z123_ros.ros.node import Z123Node
+
+    rgb, depth = _colour(), _depth()
+    info = conv.intrinsics_to_camera_info(CameraIntrinsics.from_fov(60.0, rgb.shape[1], rgb.shape[0]))
+    mm = np.where(np.isfinite(depth), np.round(depth * 1000), 0).astype(np.uint16)
+    raw = decode_frame(_raw_frame(conv.numpy_to_image(rgb, "rgb8"), conv.numpy_to_image(mm, "16UC1"), info), 10**8, 0.1)
+    colour_c, depth_c = conv.rgb_to_compressed(rgb, "png"), conv.depth_to_compressed_depth(depth)
+    check_message("colour", colour_c)
+    check_message("depth", depth_c)
+    decoded = decode_frame(_raw_frame(colour_c, depth_c, info), 10**8, 0.1)
+    np.testing.assert_array_equal(decoded.rgb, raw.rgb)
+    np.testing.assert_array_equal(decoded.depth_m, raw.depth_m)
+    bad = CompressedImage(format="rgb8; jpeg compressed bgr8", data=b"\xff\xd8 truncated")
+    with pytest.raises(FrameError) as err:
+        decode_frame(_raw_frame(bad, depth_c, info), 10**8, 0.1)
+    assert err.value.reason == "bad_colour_image"
+    with pytest.raises(FrameError) as err:
+        check_message("depth", CompressedImage(format="16UC1; png", data=b"x"))
+    assert err.value.reason == "bad_depth_image"
+    small = conv.depth_to_compressed_depth(depth[:24, :32])
+    with pytest.raises(FrameError) as err:
+        decode_frame(_raw_frame(colour_c, small, info), 10**8, 0.1)
+    assert err.value.reason == "size_mismatch"
+    # Topics: image_transport's names under the configured base topics.
+    streams = Z123Node._input_streams(NodeConfig(colour_transport="compressed", depth_transport="compressed"))
+    topics = {stream: (kind.__name__, topic) for stream, kind, topic in streams}
+    assert topics["colour"] == ("CompressedImage", "camera/color/image_raw/compressed")
+    assert topics["depth"] == ("CompressedImage", "camera/aligned_depth_to_color/image_raw/compressedDepth")
+    assert topics["info"] == ("CameraInfo", "camera/color/camera_info")
