@@ -204,3 +204,13 @@ def test_lateral_edge_noise_moves_edges_by_about_the_stated_pixels():
     shifts = np.concatenate(shifts)
     assert np.abs(shifts).max() <= 3  # edges wander, they do not jump
     assert 0.6 < np.std(shifts) < 1.3, np.std(shifts)
+
+
+@pytest.mark.parametrize("preset", ["structured_light", "active_stereo"])
+def test_no_outliers_beyond_the_scene_depths(preset):
+    """Edge effects (jitter, flying pixels, grazing normals at silhouettes) stay between the surfaces around them."""
+    depth = _box_before_wall(0.8, 1.2)
+    for seed in range(3):
+        _, measured = apply_sensor(GREY, depth, K, preset, seed=seed)
+        finite = measured[np.isfinite(measured)]
+        assert finite.min() > 0.8 - 0.03 and finite.max() < 1.2 + 0.05, (seed, finite.min(), finite.max())

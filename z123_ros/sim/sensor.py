@@ -336,6 +336,9 @@ def _axial_noise(
 ) -> np.ndarray:
     """Gaussian axial noise whose total spread, after quantisation, is the specified sigma_z."""
     z = np.where(np.isfinite(depth), depth, 1.0).astype(np.float64)
+    # Steeper surfaces get no depth at all; capping here keeps silhouette pixels (whose estimated normals are
+    # meaningless) from drawing metre-scale noise when a jittered or flying sample lands on them.
+    incidence = np.minimum(incidence, np.deg2rad(config.max_incidence_deg))
     sigma = config.axial_sigma_m(z, incidence, focal_px)
     step = config.quantisation_step_m(z)
     # Quantisation adds step^2 / 12 of variance (Sheppard): the published sigma is of the quantised output.
@@ -435,6 +438,7 @@ def apply_sensor(
         maps = _jitter_maps(out.shape, config, band, rng)
         out = _remap_nearest(out, maps)
         hole = _remap_nearest(hole.astype(np.uint8), maps) > 0
+        incidence = _remap_nearest(incidence, maps)  # a moved sample keeps its own surface's noise
     if config.flying_pixel_prob > 0:
         out = _flying_pixels(out, config, band, rng)
     out = _axial_noise(out, config, incidence, intrinsics.fx, rng)
