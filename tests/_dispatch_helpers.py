@@ -52,6 +52,14 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str, period_
         time.sleep(period_s)
 
 
+def record_reliability(case: str, **figures: object) -> None:
+    """Append one measured case to the file named by Z123_RELIABILITY_OUT (scripts/reliability_table.py)."""
+    path = os.environ.get("Z123_RELIABILITY_OUT")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"case": case, **figures}) + "\n")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -7,11 +7,10 @@ resource and the dispatcher re-runs the job there. Never `ray stop`: only the no
 
 from __future__ import annotations
 
-import logging
 import time
 
 import pytest
-from _dispatch_helpers import RayHead, Results, free_port, wait_for
+from _dispatch_helpers import RayHead, Results, free_port, record_reliability, wait_for
 
 from z123_ros.dispatch import DispatchConfig, Dispatcher, DispatcherState, EchoJob, WorkerPoolConfig
 from z123_ros.dispatch.dispatcher import actor_options
@@ -72,7 +71,7 @@ def test_three_nodes_place_by_resource_and_a_killed_worker_node_loses_no_job() -
         assert result.attempts == 2
         survivor = "c" if echo_node == "b" else "b"
         assert _node_of(result.worker_pid, nodes) == survivor
-        logging.getLogger(__name__).info("worker node killed mid-job: done on node %s %.1f s later", survivor, recovery)
+        record_reliability("cluster: worker node killed mid-job", job_done_s=round(recovery, 1), job_sleep_s=5.0)
     finally:
         if dispatcher is not None:
             dispatcher.shutdown()

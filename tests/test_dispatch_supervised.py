@@ -13,12 +13,13 @@ import signal
 import socket
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _dispatch_helpers import Results, wait_for
+from _dispatch_helpers import Results, record_reliability, wait_for
 
 from z123_ros.dispatch import (
     CpuBurnJob,
@@ -118,14 +119,22 @@ def _drill(d: SupervisedDispatcher, victim: str) -> None:
     job_id = d.submit(EchoJob(data=data, sleep_s=1.0), on_done=results)
     wait_for(lambda: d.stats().running == 1, 60.0, "the echo job to start")
     pid = info["driver_pid"] if victim == "driver" else info[f"{victim}_pids"][0]
+    t_kill = time.monotonic()
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: d.state is DispatcherState.DEGRADED, 60.0, f"DEGRADED after killing the {victim}")
+    wait_for(lambda: d.state is DispatcherState.DEGRADED, 60.0, f"DEGRADED after killing the {victim}", 0.01)
+    t_degraded = time.monotonic()
     with pytest.raises(JobRejectedError) as exc:
         d.submit(EchoJob(data=data), on_done=results)
     assert exc.value.reason in ("degraded", "not_ready")  # the restart may already be under way
     result = results.wait(job_id, RECOVERY_WAIT_S)
+    t_done = time.monotonic()
     assert result.ok, (result.reason, result.error)
     assert np.array_equal(result.value, data)
+    record_reliability(
+        f"dispatcher: {victim} killed under a job",
+        degraded_s=round(t_degraded - t_kill, 2),
+        job_done_s=round(t_done - t_kill, 1),
+    )
     wait_for(lambda: d.state is DispatcherState.READY, RECOVERY_WAIT_S, "READY again")
     after = d.stats()
     assert after.ray_restarts == before.ray_restarts + 1

@@ -69,6 +69,10 @@ def test_killed_writer_always_leaves_the_old_or_the_new_complete_folder(tmp_path
         (tmp / "manifest.json").write_text('{"gen": 0, "files": []}')
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert last >= 1 and _complete_generation(out) == 0
+    if os.environ.get("Z123_RELIABILITY_OUT"):
+        with open(os.environ["Z123_RELIABILITY_OUT"], "a") as f:
+            f.write(json.dumps({"case": "output folder: writer SIGKILLed", "kills": 12, "complete_after_each": 12}))
+            f.write("\n")
 
 
 def test_replacement_is_whole_and_a_failure_keeps_the_old_folder(tmp_path: Path) -> None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import tempfile
 import time
 
 import pytest
@@ -38,6 +40,8 @@ FRAME_PERIOD_S = 0.2
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("z123_node_faults")
+    # Short: Ray's socket paths under it must stay below the 107 bytes of an AF_UNIX name.
+    ray_tmp = tempfile.mkdtemp(prefix="z123f", dir="/tmp")
     params = write_params(
         tmp / "params.yaml",
         {
@@ -47,7 +51,7 @@ def node(tmp_path_factory):
             "log_throttle_s": 0.0,
             "dispatch.object_store_memory_mb": 128,
             "dispatch.reconnect_backoff_s": 0.5,
-            "dispatch.temp_dir": str(tmp / "ray"),
+            "dispatch.temp_dir": ray_tmp,
         },
     )
     proc = NodeProcess(params, tmp / "node.log")
@@ -59,6 +63,7 @@ def node(tmp_path_factory):
     finally:
         probe.close()
         proc.stop()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def _victim(node_pid: int, victim: str) -> int:

@@ -130,9 +130,10 @@ class DispatchConfig:
     """Run the Ray driver in a supervised child process (:class:`SupervisedDispatcher`, what the node uses): Ray
     terminates a driver whose raylet dies, and this way that is the child, which is restarted, never the node.
     False = the driver lives in the calling process (:class:`Dispatcher`; tests and benchmarks of the bare layer)."""
-    child_silence_s: float = 10.0
-    """Isolated only: a dispatch child that sends nothing (it sends stats 4 times a second) for this long is taken
-    as hung, killed with its embedded Ray and restarted."""
+    child_silence_s: float = 30.0
+    """Isolated only: a dispatch child that sends nothing (it sends stats 4 times a second) for this long after its
+    first message is taken as hung, killed with its embedded Ray and restarted (before its first message the limit
+    is ``connect_timeout_s``: Python and Ray start slowly on a busy machine)."""
     resubmit_lost_jobs: bool = True
     """Isolated only: jobs in flight when Ray was lost are submitted again once it is back (until their deadline);
     False = they end at once with ``cluster_lost``."""

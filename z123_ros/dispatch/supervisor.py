@@ -356,10 +356,12 @@ class SupervisedDispatcher:
         chan = self._chan
         if chan is None:
             return "the dispatch process went away at start"
-        silence = self.config.child_silence_s
+        heard = False
         while not self._stopping.is_set():
+            # Until its first message the child is still starting Python (seconds on a loaded machine).
+            silence = self.config.child_silence_s if heard else self.config.connect_timeout_s
             try:
-                if not chan.poll(min(silence, 0.25)):
+                if not chan.poll(0.25):
                     if time.monotonic() - self._last_heard > silence:
                         return f"the dispatch process sent nothing for {silence:.0f} s (hung)"
                     self._expire_lost(time.monotonic())
@@ -368,7 +370,7 @@ class SupervisedDispatcher:
                 message = chan.recv()
             except (EOFError, OSError):
                 return self._death_reason()
-            self._last_heard = time.monotonic()
+            self._last_heard, heard = time.monotonic(), True
             lost = self._handle(message)
             self._deliver()
             if lost:
