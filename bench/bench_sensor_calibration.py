@@ -74,6 +74,7 @@ def depth_statistics(measured: np.ndarray, true: np.ndarray, ids: np.ndarray, ke
         "median_abs_mm": 1000.0 * float(np.median(np.abs(error))),
         "p90_abs_mm": 1000.0 * float(np.percentile(np.abs(error), 90)),
         "bias_mm": 1000.0 * float(np.median(error)),
+        "over_20mm": float(np.mean(np.abs(error) > 0.02)),
         "holes_on_objects": float(np.mean(~np.isfinite(measured[eval_px]))),
         "holes_near_edges": float(np.mean(~np.isfinite(measured[band]))),
         "holes_left_of_objects": float(np.mean(~np.isfinite(measured[left]))),
@@ -170,6 +171,7 @@ METRICS = (
     "median_abs_mm",
     "p90_abs_mm",
     "bias_mm",
+    "over_20mm",
     "holes_on_objects",
     "holes_near_edges",
     "holes_left_of_objects",
@@ -246,7 +248,8 @@ def _write(out: Path, result: dict, root: str) -> None:
         f"(data: {Path(root).name}, {len(result['real'])} frames; {result['machine']}; {result['wall_s']:.0f} s).",
         "",
         "Median over frames of: |depth - posed mesh depth| on labelled object pixels (median, 90th percentile, signed "
-        f"median = bias), hole fraction on the objects, in a {EDGE_BAND_PX}-px band either side of the silhouettes, "
+        "median = bias, fraction off by more than 20 mm), hole fraction on the objects, "
+        f"in a {EDGE_BAND_PX}-px band either side of the silhouettes, "
         f"and in {SHADOW_BAND_PX}-px bands left and right of the objects (the projector's shadow side).",
         "",
         markdown_table(result["summary"]),
