@@ -1,17 +1,28 @@
-"""Segmentation benchmark on rendered tabletop scenes of real YCB scans (z123_ros.sim).
+"""Segmentation benchmark: one table, a row per condition bucket (z123_ros.sim.conditions) and per set of real frames,
+for every segmenter side by side in the same run.
 
-For ~20 seeded scenes (2-5 objects, touching and apart, camera 0.3-0.9 m above the table), compares the RGB-D
-segmenter with the renderer's instance ids: mean mask IoU over objects at least 70% visible, objects found / missed /
-split / merged, fragments (pieces broken off an object, of any size), false positives, support-plane and camera-polar
-errors, and milliseconds per 640x480 frame on this CPU. A second table times the support-plane RANSAC (numpy, ours)
-against Open3D's ``segment_plane`` on the same points.
+Methods (columns ``method``):
+- ``tabletop``: the default geometric RGB-D segmenter (z123_ros.segmentation, ``segmentation.method: tabletop``).
+- ``tabletop_v1``: the same code with this issue's rules switched off (colour alone may split, no concave creases,
+  no hole bridging, no noise model, no flat-clutter / floating / raised-support rules): the previous release, to show
+  which bucket each rule helps or hurts.
+- ``open3d``: the baseline a user would write instead, Open3D ``segment_plane`` + ``cluster_dbscan`` with tutorial
+  parameters (z123_ros.evaluation.baselines).
 
-    python bench/bench_segmentation.py [--quick]
+Per row: mean and 10th-percentile mask IoU over the ground-truth objects at least 70 % visible, found / missed (IoU
+>= 0.5), fragments, merged, false positives (masks on no labelled object: table, clutter, background), median wall ms
+and CPU ms per frame, and ``iou_vs_open3d`` (mean IoU / the baseline's in that row). Real frames: ../shared/data/real
+ycbv-dev (5 labelled frames of an Xtion; never tuned on). Scoring is z123_ros.evaluation.segmentation, the same as
+``z123 eval --conditions``.
+
+    python bench/bench_segmentation.py [--quick] [--seeds N] [--buckets a,b] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import sys
 import time
@@ -21,143 +32,145 @@ import numpy as np
 
 # Run against this working tree, not an installed copy of the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from z123_ros.camera import polar_from_extrinsics
-from z123_ros.errors import ConfigError
-from z123_ros.geometry import fit_plane_ransac
-from z123_ros.segmentation import SegmentationConfig, SegmentationScore, TabletopSegmenter, score_masks
-from z123_ros.sim import SceneConfig, render_tabletop_scene
+from _table import markdown_table  # noqa: E402
 
-HEIGHTS_M = (0.3, 0.45, 0.6, 0.9)
-MIN_VISIBLE = 0.7
+from z123_ros.evaluation.baselines import open3d_plane_dbscan  # noqa: E402
+from z123_ros.evaluation.real import DEFAULT_REAL_ROOT, load_real_frames, visible_fractions  # noqa: E402
+from z123_ros.evaluation.segmentation import score_frame, summarise_frames  # noqa: E402
+from z123_ros.segmentation import SegmentationConfig, make_segmenter  # noqa: E402
+from z123_ros.sim.conditions import render_condition  # noqa: E402
+
+#: The buckets of the issue's table: clean, each sensor preset, textured, clutter, background, touching, occluding,
+#: border-cut, the range bands and hollow objects.
+BUCKETS = (
+    "clean",
+    "structured_light",
+    "active_stereo",
+    "textured",
+    "clutter",
+    "background",
+    "touching",
+    "occluding",
+    "border_cut",
+    "range_close",
+    "range_mid",
+    "range_far",
+    "hollow",
+)
+METHODS = ("tabletop", "tabletop_v1", "open3d")
+
+#: The rules of this issue, switched off: the previous release's behaviour.
+V1_RULES = dict(
+    colour_needs_geometry=False,
+    concave_split=False,
+    max_hole_px=0,
+    noise_sigmas=0.0,
+    min_object_height_m=0.0,
+    max_base_height_m=100.0,
+    support_min_height_m=100.0,
+)
 
 
-def scene_configs(quick: bool) -> list[SceneConfig]:
-    n_scenes = 6 if quick else 20
+def _masks_of(method: str, segmenters: dict, rgb: np.ndarray, depth: np.ndarray, intrinsics) -> list[np.ndarray]:
+    if method == "open3d":
+        labels = open3d_plane_dbscan(rgb, depth, intrinsics)
+        return [labels == k for k in range(1, int(labels.max()) + 1)]
+    return [o.mask for o in segmenters[method].segment(rgb, intrinsics, depth).objects]
+
+
+def _cases(buckets: list[str], seeds: int, real: bool):
+    """(row name, rgb, depth, intrinsics, gt ids, visible fractions) for every frame of the run."""
+    for bucket in buckets:
+        for seed in range(seeds):
+            scene = render_condition(bucket, seed)
+            visible = {o.id: o.visible_fraction for o in scene.objects}
+            yield bucket, scene.rgb, scene.depth_m, scene.intrinsics, scene.instance_ids, visible
+    if real and (DEFAULT_REAL_ROOT / "ycbv-dev").is_dir():
+        for frame in load_real_frames(DEFAULT_REAL_ROOT / "ycbv-dev"):
+            yield "real_ycbv_dev", frame.rgb, frame.depth_m, frame.intrinsics, frame.labels, visible_fractions(frame)
+
+
+def _row(name: str, method: str, scores: list, cpu: list[float]) -> dict:
+    s = summarise_frames(scores)
+    return {
+        "bucket": name,
+        "method": method,
+        "frames": s["frames"],
+        "objects": s["objects"],
+        "mean_iou": round(s["iou_mean"], 3),
+        "p10_iou": round(s["iou_p10"], 3),
+        "found": f"{s['found']}/{s['objects']}",
+        "missed": s["missed"],
+        "fragments": s["fragments"],
+        "merged": s["merged"],
+        "false_pos": s["false_positives"],
+        "ms_frame": round(s["ms_median"], 1),
+        "cpu_ms_frame": round(1e3 * float(np.median(cpu)), 1),
+    }
+
+
+def run(quick: bool = False, seeds: int | None = None, buckets: list[str] | None = None) -> list[dict]:
+    seeds = seeds or (1 if quick else 4)
+    buckets = list(buckets or (BUCKETS[:4] if quick else BUCKETS))
+    segmenters = {
+        "tabletop": make_segmenter(SegmentationConfig()),
+        "tabletop_v1": make_segmenter(SegmentationConfig(**V1_RULES)),
+    }
+    scores: dict[tuple[str, str], list] = {}
+    cpus: dict[tuple[str, str], list[float]] = {}
+    order: list[str] = []
+    for name, rgb, depth, intrinsics, gt, visible in _cases(buckets, seeds, real=True):
+        if name not in order:
+            order.append(name)
+        for method in METHODS:
+            t0, c0 = time.perf_counter(), time.process_time()
+            masks = _masks_of(method, segmenters, rgb, depth, intrinsics)
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            scores.setdefault((name, method), []).append(score_frame(masks, gt, visible, seconds=wall))
+            cpus.setdefault((name, method), []).append(cpu)
+    rows = []
+    for name in order:
+        group = [_row(name, m, scores[(name, m)], cpus[(name, m)]) for m in METHODS]
+        base = group[-1]["mean_iou"]
+        for row in group:
+            row["iou_vs_open3d"] = round(row["mean_iou"] / base, 2) if base and not math.isnan(base) else float("nan")
+        rows += group
+    rows += _summary(rows)
+    rows.append({"bucket": "machine", "method": f"{os.cpu_count()} cpus", "frames": "", "mean_iou": ""})
+    rows[-1]["load_avg_1min"] = round(os.getloadavg()[0], 2)
+    return rows
+
+
+def _summary(rows: list[dict]) -> list[dict]:
+    """Per method: mean over the simulated buckets and the worst one."""
     out = []
-    for i in range(n_scenes):
+    for method in METHODS:
+        sim = [r for r in rows if r["method"] == method and not r["bucket"].startswith("real")]
+        if not sim:
+            continue
+        worst = min(sim, key=lambda r: r["mean_iou"])
         out.append(
-            SceneConfig(
-                seed=100 + i,
-                num_objects=2 + i % 4,
-                touching=i % 2 == 1,
-                camera_height_m=HEIGHTS_M[i % len(HEIGHTS_M)],
-                camera_azimuth_deg=None,
-            )
+            {
+                "bucket": "sim mean / worst",
+                "method": method,
+                "frames": sum(r["frames"] for r in sim),
+                "mean_iou": round(float(np.mean([r["mean_iou"] for r in sim])), 3),
+                "p10_iou": f"worst: {worst['bucket']} {worst['mean_iou']}",
+            }
         )
     return out
 
 
-def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.degrees(np.arccos(np.clip(abs(np.dot(a[:3], b[:3])), -1.0, 1.0))))
-
-
-def _evaluate(segmenter: TabletopSegmenter, scenes: list, noise_m: float) -> dict:
-    total = SegmentationScore()
-    wall_ms, cpu_ms, plane_err, polar_err = [], [], [], []
-    rng = np.random.default_rng(0)
-    for scene in scenes:
-        depth = scene.depth_m
-        if noise_m > 0:
-            depth = depth + rng.normal(0.0, noise_m, size=depth.shape).astype(np.float32)
-        segmenter.segment(scene.rgb, scene.intrinsics, depth)  # warm caches, not timed
-        walls, cpus = [], []
-        for _ in range(3):
-            t0, c0 = time.perf_counter(), time.process_time()
-            result = segmenter.segment(scene.rgb, scene.intrinsics, depth)
-            walls.append(time.perf_counter() - t0)
-            cpus.append(time.process_time() - c0)
-        wall_ms.append(1e3 * min(walls))
-        cpu_ms.append(1e3 * min(cpus))
-        evaluate = [o.id for o in scene.objects if o.visible_fraction >= MIN_VISIBLE]
-        total.add(score_masks([o.mask for o in result.objects], scene.instance_ids, evaluate))
-        if result.plane_cam is not None:
-            plane_err.append(_angle_deg(result.plane_cam, scene.support_plane_cam))
-        for obj in scene.objects:
-            if obj.id not in evaluate:
-                continue
-            # The polar the segmenter reports for the prediction covering this object most, against the true
-            # polar of the camera over the object's centre (what Zero-1-to-3 needs; the visible points' centroid
-            # lies towards the camera, so this includes that bias).
-            best = max(result.objects, key=lambda p, m=scene.mask(obj.id): (p.mask & m).sum(), default=None)
-            if best is not None and best.camera_polar_deg is not None and (best.mask & scene.mask(obj.id)).any():
-                truth = polar_from_extrinsics(scene.T_cam_from_world, obj.mesh_world.bounding_box.centroid)
-                polar_err.append(abs(best.camera_polar_deg - truth))
-    return {
-        "bench": "segmentation_rgbd",
-        "depth_noise_mm": round(1e3 * noise_m, 1),
-        "scenes": len(scenes),
-        "objects_evaluated": len(total.ious),
-        "mean_iou": round(total.mean_iou, 4),
-        "min_iou": round(float(np.min(total.ious)), 4) if total.ious else float("nan"),
-        "found": total.found,
-        "missed": total.missed,
-        "split": total.split,
-        "merged": total.merged,
-        "fragments": total.fragments,
-        "false_positives": total.false_positives,
-        "plane_err_deg": round(float(np.mean(plane_err)), 3) if plane_err else float("nan"),
-        "polar_err_deg": round(float(np.mean(polar_err)), 2) if polar_err else float("nan"),
-        "ms_per_frame_median": round(float(np.median(wall_ms)), 1),
-        "cpu_ms_per_frame_median": round(float(np.median(cpu_ms)), 1),
-        "cpu_ms_per_frame_max": round(float(np.max(cpu_ms)), 1),
-    }
-
-
-def run(quick: bool = False) -> list[dict]:
-    segmenter = TabletopSegmenter(SegmentationConfig())
-    scenes, skipped = [], 0
-    for cfg in scene_configs(quick):
-        try:
-            scenes.append(render_tabletop_scene(cfg))
-        except ConfigError:  # the sim could not place this many touching objects for this seed
-            skipped += 1
-    rows = [_evaluate(segmenter, scenes, noise) for noise in (0.0, 0.002)]
-    for row in rows:
-        row["skipped_scenes"] = skipped
-    # Plane fitting alone, ours vs Open3D, on the same stride-4 points.
-    ours_ms, o3d_ms = [], []
-    for scene in scenes:
-        pts = scene.intrinsics.backproject(scene.depth_m)[0][::16]
-        t0 = time.process_time()
-        fit_plane_ransac(pts, 0.008, iterations=200, sample_points=1000, seed=0)
-        ours_ms.append(1e3 * (time.process_time() - t0))
-        try:
-            import open3d as o3d
-        except ImportError:
-            continue
-        pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts))
-        t0 = time.process_time()
-        pcd.segment_plane(0.008, 3, 200)
-        o3d_ms.append(1e3 * (time.process_time() - t0))
-    rows.append(
-        {
-            "bench": "segmentation_plane_fit",
-            "points": "every 4th pixel of VGA",
-            "numpy_ransac_cpu_ms": round(float(np.median(ours_ms)), 2),
-            "open3d_segment_plane_cpu_ms": round(float(np.median(o3d_ms)), 2) if o3d_ms else float("nan"),
-        }
-    )
-    rows.append(
-        {"bench": "segmentation_machine", "cpus": os.cpu_count(), "load_avg_1min": round(os.getloadavg()[0], 2)}
-    )
-    return rows
-
-
-def _markdown(rows: list[dict]) -> str:
-    lines = []
-    for row in rows:
-        keys = list(row)
-        lines += [
-            "| " + " | ".join(keys) + " |",
-            "|" + "---|" * len(keys),
-            "| " + " | ".join(str(row[k]) for k in keys) + " |",
-            "",
-        ]
-    return "\n".join(lines)
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="6 scenes instead of 20")
-    print(_markdown(run(parser.parse_args().quick)))
+    parser.add_argument("--quick", action="store_true", help="1 seed of 4 buckets")
+    parser.add_argument("--seeds", type=int, default=None, help="scenes per bucket (default 4)")
+    parser.add_argument("--buckets", default=None, help="comma-separated bucket names (default: the issue's list)")
+    parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    args = parser.parse_args()
+    result = run(args.quick, args.seeds, args.buckets.split(",") if args.buckets else None)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    print(markdown_table(result))

@@ -36,7 +36,7 @@ from z123_ros.ros.jobs import NOVEL_VIEWS, RECONSTRUCTION, JobTicket, WorkerInbo
 from z123_ros.ros.objects import ChangePolicy, ObjectBook
 from z123_ros.ros.tf import TransformError
 from z123_ros.ros.tf_listener import stamp_to_ns
-from z123_ros.segmentation import ObjectTracker, TabletopSegmenter
+from z123_ros.segmentation import ObjectTracker, Segmenter, make_segmenter
 
 
 def result_in_frame(result: Any, T_target_from_cam: np.ndarray, frame_id: str) -> Any:
@@ -64,7 +64,7 @@ class Pipeline:
         self.inbox = WorkerInbox()
         self.book = ObjectBook()
         self._segment_lock = threading.Lock()
-        self._segmenter: TabletopSegmenter | None = None
+        self._segmenter: Segmenter | None = None
         self._tracker: ObjectTracker | None = None
         # The last processed frame and its segmentation, for the service: replaced together under the lock.
         self._last_lock = threading.Lock()
@@ -78,7 +78,7 @@ class Pipeline:
 
     def configure(self, config: NodeConfig) -> None:
         """Build the segmenter (raises ConfigError) and the tracker."""
-        segmenter = TabletopSegmenter(config.segmentation)
+        segmenter = make_segmenter(config.segmentation)
         self.config = config
         self._segmenter, self._tracker = segmenter, ObjectTracker(config.tracking)
         self.book.policy = ChangePolicy(config.change_distance_m, config.change_extent_ratio, config.forget_after_s)
@@ -88,7 +88,7 @@ class Pipeline:
         self.config = config
         self.book.policy = ChangePolicy(config.change_distance_m, config.change_extent_ratio, config.forget_after_s)
         if any(n.startswith("segmentation.") for n in changed) and self._segmenter is not None:
-            segmenter = TabletopSegmenter(config.segmentation)
+            segmenter = make_segmenter(config.segmentation)
             with self._segment_lock:
                 self._segmenter = segmenter
 

@@ -7,6 +7,7 @@ for ids that stay stable across frames. Core code: no rclpy, no Ray.
 
 from z123_ros.segmentation.config import SegmentationConfig
 from z123_ros.segmentation.evaluation import SegmentationScore, score_masks
+from z123_ros.segmentation.factory import METHODS, Segmenter, make_segmenter
 from z123_ros.segmentation.learned import PromptableSegmenter, SamSegmenter
 from z123_ros.segmentation.rgb import METHOD_GRABCUT, METHOD_SALIENCY, grabcut_box, saliency_mask
 from z123_ros.segmentation.tabletop import METHOD_RGBD, TabletopSegmenter
@@ -14,6 +15,9 @@ from z123_ros.segmentation.tracker import ObjectTracker, Track, TrackerConfig
 from z123_ros.segmentation.types import FrameSegmentation, SegmentedObject
 
 __all__ = [
+    "METHODS",
+    "Segmenter",
+    "make_segmenter",
     "METHOD_GRABCUT",
     "METHOD_RGBD",
     "METHOD_SALIENCY",

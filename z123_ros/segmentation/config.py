@@ -11,6 +11,11 @@ from z123_ros.errors import ConfigError
 class SegmentationConfig:
     """Settings of :class:`TabletopSegmenter`. Distances in metres, sizes in full-resolution pixels."""
 
+    method: str = "tabletop"
+    """Which segmenter (z123_ros.segmentation.factory): "tabletop" (geometric RGB-D), "sam" (tabletop + Segment
+    Anything for RGB-only frames with an roi) or "learned" (not built in this version)."""
+    sam_model_dir: str = ""
+    """Local Segment Anything folder (Hugging Face layout, safetensors) for ``method: sam``."""
     stride: int = 4
     """Back-project and cluster every ``stride``-th pixel in each direction (4 on VGA: ~19 k points)."""
     plane_distance_m: float = 0.008
@@ -107,6 +112,8 @@ class SegmentationConfig:
     """With an roi, RGB-D objects are kept when at least this fraction of their mask lies inside it."""
 
     def validate(self) -> None:
+        if self.method not in ("tabletop", "learned", "sam"):
+            raise ConfigError(f"segmentation.method must be tabletop, learned or sam, got {self.method!r}")
         if not 1 <= self.stride <= 32:
             raise ConfigError(f"stride must be in 1..32, got {self.stride}")
         for name in ("plane_distance_m", "min_height_m", "max_height_m", "max_depth_m", "cluster_tolerance_m"):
