@@ -93,3 +93,33 @@ def test_bad_input_exits_2_without_output(frame_files, tmp_path: Path, capsys) -
         assert err.count("\n") == 0 and message in err, err
         assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_segment_takes_several_frames_in_one_process(frame_files, tmp_path: Path, capsys) -> None:
+    folder, scene = frame_files
+    # A set of two frame folders (one with 16-bit PNG depth, one with .npy) plus one frame folder given directly.
+    frames = tmp_path / "set"
+    for name, depth in (("a", "depth.png"), ("b", "depth.npy")):
+        (frames / name).mkdir(parents=True)
+        for f in ("rgb.png", "camera.json", depth):
+            (frames / name / f).write_bytes((folder / f).read_bytes())
+    out = tmp_path / "many"
+    assert _z123(["segment", "--frames", str(frames), str(frames / "a"), "--out", str(out)]) == 2
+    assert "same name" in capsys.readouterr().err and not out.exists()
+    single = tmp_path / "c"
+    single.mkdir()
+    for f in ("rgb.png", "camera.json", "depth.npy"):
+        (single / f).write_bytes((folder / f).read_bytes())
+    assert _z123(["segment", "--frames", str(frames), str(single), "--out", str(out), "--method", "tabletop"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a", "b", "c"]
+    for name in ("a", "b", "c"):
+        meta = json.loads((out / name / "objects.json").read_text())
+        masks = [load_mask(out / name / o["mask"]) for o in meta["objects"]]
+        assert score_masks(masks, scene.instance_ids).mean_iou > 0.9
+    # One bad frame among good ones: exit 2 and nothing written for any of them.
+    (frames / "b" / "camera.json").write_text("{not json")
+    out2 = tmp_path / "bad"
+    assert _z123(["segment", "--frames", str(frames), "--out", str(out2)]) == 2
+    assert "not valid JSON" in capsys.readouterr().err and not out2.exists()
+    assert _z123(["segment", "--frames", str(single), "--out", str(out2), "--method", "learned"]) == 2
+    assert "not available" in capsys.readouterr().err and not out2.exists()
