@@ -135,6 +135,7 @@ def _seg_columns(methods: list[str]) -> list[Column]:
             (f"{m} IoU med", lambda e, m=m: e["segmentation"][m]["iou_median"], 3, False),
             (f"{m} IoU p10", lambda e, m=m: e["segmentation"][m]["iou_p10"], 3, False),
             (f"{m} found", lambda e, m=m: e["segmentation"][m]["found_rate"], 2, False),
+            (f"{m} missed", lambda e, m=m: e["segmentation"][m]["missed"], 0, True),
             (f"{m} frag", lambda e, m=m: e["segmentation"][m]["fragments"], 0, True),
             (f"{m} merged", lambda e, m=m: e["segmentation"][m]["merged"], 0, True),
             (f"{m} FP", lambda e, m=m: e["segmentation"][m]["false_positives"], 0, True),
@@ -227,9 +228,9 @@ def _markdown(result: ConditionsResult, summaries: dict, command: str | None, ma
             f"## Segmentation: `{methods[0]}`" + (f" vs the `{methods[1]}` baseline" if len(methods) > 1 else ""),
             "",
             f"IoU per ground-truth object at least {cfg.min_visible:.0%} visible, matched one-to-one (Hungarian); "
-            "found = IoU >= 0.5 (fraction of those objects); frag = extra pieces inside a matched object; merged = "
-            "masks holding two objects; FP = masks on no object; ms = median wall time per frame; IoU ratio = mean "
-            "IoU over the baseline's.",
+            "found = IoU >= 0.5 (fraction of those objects), missed = how many were not; frag = extra pieces inside "
+            "a matched object; merged = masks holding two objects; FP = masks on no object; ms = median wall time "
+            "per frame; IoU ratio = mean IoU over the baseline's.",
             "",
         ]
         lines += _table(summaries, _seg_columns(methods), lambda e: e["segmentation"][methods[0]]["objects"])
