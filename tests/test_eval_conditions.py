@@ -75,7 +75,7 @@ def test_a_case_is_segmented_and_reconstructed_by_both_methods_and_summarised(tm
 
     config = ConditionsConfig(spec="clean", **FAST)
     case = _box_case()
-    seg = segment_case(case, config.segmenters(), _Segmenters())
+    seg = segment_case(case, config.segmenters(), _Segmenters(config.segmenters()))
     rec = reconstruct_case(case, config)
     assert [r.method for r in seg] == ["tabletop", "open3d"]
     for record in seg:  # two boxes standing apart on a plain table: both methods find both

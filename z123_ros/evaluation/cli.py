@@ -74,7 +74,7 @@ def _add_conditions_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--real", default=None, metavar="DIR", help="folder of labelled real frames (ycbv-dev layout)")
     g.add_argument("--seeds", type=int, default=c.seeds_per_bucket, help="scenes per named bucket")
-    g.add_argument("--segmenter", default=c.segmenter, help="segmenter under test (tabletop)")
+    g.add_argument("--segmenter", default=c.segmenter, help="segmenter under test: a segmentation.method (tabletop)")
     g.add_argument("--seg-baseline", default=c.segmentation_baseline, help="segmentation baseline (open3d, none)")
     g.add_argument("--max-objects", type=int, default=c.max_objects, help="objects reconstructed per frame")
     g.add_argument("--no-segmentation", action="store_true", help="skip the segmentation part")

@@ -15,7 +15,6 @@ Everything is a pure function of the config (seeded scenes, seeded baselines); o
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 import time
@@ -34,6 +33,7 @@ from z123_ros.evaluation.baselines import open3d_plane_dbscan
 from z123_ros.evaluation.real import RealFrame, load_real_frames, real_frame_folders, visible_fractions
 from z123_ros.evaluation.segmentation import MIN_VISIBLE, FrameScore, score_frame
 from z123_ros.geometry import fit_plane_ransac
+from z123_ros.reconstruction import BACKENDS, ReconstructionInput, reconstruct
 from z123_ros.reconstruction.metrics import (
     chamfer_distance,
     f_score,
@@ -41,12 +41,15 @@ from z123_ros.reconstruction.metrics import (
     sample_surface,
     union_grid,
 )
-from z123_ros.sim import RenderedScene, SceneConfig, render_tabletop_scene
+from z123_ros.segmentation import METHODS as SEGMENTATION_METHODS
+from z123_ros.segmentation import SegmentationConfig, make_segmenter
+from z123_ros.sim import RenderedScene
+from z123_ros.sim.conditions import CONDITION_BUCKETS, render_condition
 
 logger = logging.getLogger(__name__)
 
-#: Segmentation methods the runner knows: the project's segmenter and the baseline a user would write instead.
-SEGMENTERS = ("tabletop", "open3d")
+#: Segmentation methods the runner knows: the project's (``segmentation.method``) and the baseline a user would write.
+SEGMENTERS = (*SEGMENTATION_METHODS, "open3d")
 
 
 @dataclass
@@ -91,8 +94,6 @@ class ConditionsConfig:
     """Objects at least this visible count for found / missed."""
 
     def check(self) -> None:
-        from z123_ros.reconstruction import BACKENDS
-
         if self.seeds_per_bucket < 1 or self.max_objects < 1 or self.min_pixels < 1:
             raise ConfigError("seeds_per_bucket, max_objects and min_pixels must be >= 1")
         if self.iou_resolution < 8 or self.num_points < 100 or not self.f_threshold_m > 0:
@@ -121,35 +122,12 @@ class ConditionsConfig:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Scene sources: the simulator's named condition buckets (13sim), or today's scene variations until they exist.
-
-
-def _fallback_buckets() -> dict[str, dict[str, Any]]:
-    """SceneConfig variations standing in for the named buckets while ``z123_ros.sim.conditions`` does not exist."""
-    return {
-        "clean": {},
-        "touching": {"touching": True},
-        "noise_3mm": {"depth_noise_m": 0.003},
-        "range_close": {"camera_height_m": 0.22, "camera_distance_m": 0.15, "placement_radius_m": 0.05},
-        "range_far": {"camera_height_m": 0.75, "camera_distance_m": 0.95},
-        "elev_low": {"camera_height_m": 0.15, "camera_distance_m": 0.6},
-        "elev_high": {"camera_height_m": 0.7, "camera_distance_m": 0.15},
-        "fov_wide": {"fov_deg": 85.0},
-        "res_low": {"width": 320, "height": 240},
-    }
-
-
-def _conditions_module():
-    try:
-        return importlib.import_module("z123_ros.sim.conditions")
-    except ModuleNotFoundError:
-        return None
+# Scene sources: the simulator's named condition buckets.
 
 
 def bucket_names() -> list[str]:
-    """The named buckets of this simulator (``CONDITION_BUCKETS``, or the stand-ins when it has none yet)."""
-    module = _conditions_module()
-    return list(module.CONDITION_BUCKETS) if module is not None else list(_fallback_buckets())
+    """The simulator's named buckets (``CONDITION_BUCKETS``), ``random`` included."""
+    return list(CONDITION_BUCKETS)
 
 
 def resolve_spec(spec: str, seeds_per_bucket: int, seed: int = 0) -> list[tuple[str, int]]:
@@ -172,14 +150,6 @@ def resolve_spec(spec: str, seeds_per_bucket: int, seed: int = 0) -> list[tuple[
         else:
             raise ConfigError(f"unknown condition bucket {token!r}; choose from {', '.join(names)}, all, random:N")
     return list(dict.fromkeys(out))
-
-
-def render_bucket(bucket: str, seed: int) -> RenderedScene:
-    """The scene of one bucket and seed, from the simulator's condition buckets when it has them."""
-    module = _conditions_module()
-    if module is not None:
-        return module.render_condition(bucket, seed)
-    return render_tabletop_scene(SceneConfig(seed=seed, camera_azimuth_deg=None, **_fallback_buckets()[bucket]))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -287,7 +257,7 @@ def iter_cases(config: ConditionsConfig) -> Iterator[Case]:
     """The simulated scenes of ``config.spec`` in order, then the labelled real frames."""
     for bucket, seed in resolve_spec(config.spec, config.seeds_per_bucket, config.seed):
         try:
-            scene = render_bucket(bucket, seed)
+            scene = render_condition(bucket, seed)
         except ConfigError as exc:  # e.g. the sim cannot place this many touching objects for this seed
             logger.warning("bucket %s seed %d: no scene (%s)", bucket, seed, exc)
             continue
@@ -354,19 +324,17 @@ class ReconstructionRecord:
 
 
 class _Segmenters:
-    """The segmenters of a run, built once."""
+    """The segmenters of a run, built once (``make_segmenter`` raises ConfigError for one that cannot be built)."""
 
-    def __init__(self) -> None:
-        from z123_ros.segmentation import SegmentationConfig, TabletopSegmenter
-
-        self._tabletop = TabletopSegmenter(SegmentationConfig())
+    def __init__(self, methods: list[str]) -> None:
+        self._made = {m: make_segmenter(SegmentationConfig(method=m)) for m in methods if m != "open3d"}
 
     def __call__(self, method: str, case: Case) -> list[np.ndarray]:
         if method == "open3d":
             labels = open3d_plane_dbscan(case.rgb, case.depth_m, case.intrinsics)
             return [labels == k for k in range(1, int(labels.max()) + 1)]
-        result = self._tabletop.segment(case.rgb, case.intrinsics, case.depth_m)
-        return [o.mask for o in result.objects]
+        # No camera pose, like bench_segmentation: the segmenter fits the table itself.
+        return [o.mask for o in self._made[method].segment(case.rgb, case.intrinsics, case.depth_m).objects]
 
 
 def segment_case(case: Case, methods: list[str], segmenters: Callable[[str, Case], list[np.ndarray]]):
@@ -431,8 +399,6 @@ def _score_mesh(result, gt: trimesh.Trimesh, config: ConditionsConfig, record: R
 
 def reconstruct_case(case: Case, config: ConditionsConfig) -> list[ReconstructionRecord]:
     """Reconstruct the most visible objects of a case from their ground-truth masks with every backend."""
-    from z123_ros.reconstruction import ReconstructionInput, reconstruct
-
     chosen = sorted((o for o in case.objects if o.pixels >= config.min_pixels), key=lambda o: -o.pixels)
     records = []
     for obj in chosen[: config.max_objects]:
@@ -515,7 +481,7 @@ def run_conditions(
     config.check()
     start = time.perf_counter()
     total = count_cases(config)
-    segmenters = _Segmenters() if config.segmentation else None
+    segmenters = _Segmenters(config.segmenters()) if config.segmentation else None
     result = ConditionsResult(config)
     for done, case in enumerate(iter_cases(config), start=1):
         if case.gt_ids is None:
