@@ -7,6 +7,12 @@ the learned backends with a tiny random-weight Zero-1-to-3 (the machinery's cost
 calls; a real model adds its UNet time per step). For the learned backends at the default preset (10 000 SJC steps at
 100^3) the row gives the measured seconds per optimisation step, not a full run. All rows come from one run on one
 machine, so their ratios are comparable.
+
+    python bench/bench_reconstruction.py --oracle N
+
+instead runs the learned backends with the oracle novel-view model (a test double rendering the true mesh: upper
+bounds with a perfect prior, not what real weights give) beside depth and hull on the first N objects, and the field
+update speed of the multiview fit at the quick and default presets.
 """
 
 from __future__ import annotations
@@ -147,6 +153,122 @@ def eval_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def oracle_config(fit_steps: int = 50, sjc_steps: int = 200) -> ReconstructionConfig:
+    """The learned backends' settings of the oracle rows: the tests' tiny field (32^3, 16 px renders)."""
+    from tests._oracle_helpers import oracle_config as tiny
+
+    cfg = tiny(fit_steps=fit_steps)
+    cfg.sjc.steps = sjc_steps
+    return cfg
+
+
+#: The SJC weights that move the field with the oracle's score (see SJCConfig): its score lacks guidance 100's
+#: amplification, so the score is scaled by 100 and the near-view / smoothness terms that froze the field are off.
+ORACLE_SJC = {"score_weight": 100.0, "density_lr": 1.0, "near_view_weight": 0.0, "depth_smooth_weight": 0.0}
+
+
+def oracle_rows(names: tuple[str, ...], image_size: int = 64) -> list[dict]:
+    """Upper bounds of the learned path: multiview and zero123 (SJC) with the oracle (a perfect prior, a test double
+    rendering the true mesh) beside depth and hull on the same views, plus the multiview run with a flipped azimuth
+    convention inside the oracle (it must be worse). Per object: IoU, Chamfer, F@5mm, hidden-side distance, seconds."""
+    from tests._oracle_helpers import hidden_side_scores, oracle_for
+
+    runs = (
+        ("hull", {}, "hull"),
+        ("depth", {}, "depth"),
+        ("multiview", {}, "multiview + oracle"),
+        ("multiview", {"flip_azimuth": True}, "multiview + oracle (flipped azimuth)"),
+        ("zero123", {}, "zero123 + oracle (paper weights)"),
+        ("zero123", ORACLE_SJC, "zero123 + oracle (score x100, no near-view)"),
+    )
+    rows = []
+    for name in names:
+        view = render_object_view(name)
+        for backend, extra, label in runs:
+            cfg = oracle_config()
+            oracle = None
+            if backend in ("multiview", "zero123"):
+                wrong = extra if backend == "multiview" else {}
+                oracle = oracle_for(view, image_size, **wrong)
+                for key, value in (extra if backend == "zero123" else {}).items():
+                    setattr(cfg.sjc, key, value)
+            s, result = _time(lambda v=view, b=backend, o=oracle, c=cfg: reconstruct(v.inp, b, c, o))
+            m = evaluate_in_world(result, view, num_points=5000) | hidden_side_scores(result, view)
+            rows.append({"object": name, "backend": label, "s": s, **m})
+            if oracle is not None:
+                oracle.close()
+    return rows
+
+
+def field_speed_rows(view_name: str = OBJECTS[1], probe_steps: int = 3) -> list[dict]:
+    """Field-update steps per second of the multiview fit (the oracle supplies the views, so no UNet time) at the
+    quick and default presets, and the seconds a whole multiview reconstruction takes at that rate. Per-step figures
+    come from the difference of a 1-step and a (1 + probe_steps)-step run, in wall time and in this process's CPU time
+    (single-threaded torch: the CPU figure is what an idle core would give when the machine is loaded)."""
+    from tests._oracle_helpers import oracle_for
+
+    view = render_object_view(view_name)
+    rows = []
+    for preset in ("quick", "default"):
+        cost = {}
+        for steps in (1, 1 + probe_steps):
+            cfg = ReconstructionConfig.preset(preset)
+            cfg.multiview.fit_steps = steps
+            oracle = oracle_for(view, 256)
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            reconstruct(view.inp, "multiview", cfg, oracle)
+            cost[steps] = (time.process_time() - cpu0, time.perf_counter() - wall0)
+            oracle.close()
+        cpu_step = (cost[1 + probe_steps][0] - cost[1][0]) / probe_steps
+        wall_step = (cost[1 + probe_steps][1] - cost[1][1]) / probe_steps
+        full = ReconstructionConfig.preset(preset)
+        fcfg = full.voxel_field
+        rows.append(
+            {
+                "preset": preset,
+                "field": f"{fcfg.grid_size}^3, {fcfg.render_size} px, {fcfg.samples_per_ray} samples, "
+                f"{full.multiview.num_views + 1} cameras",
+                "steps_per_cpu_s": 1.0 / cpu_step,
+                "steps_per_wall_s": 1.0 / wall_step,
+                "fit_steps": full.multiview.fit_steps,
+                "cpu_s_per_reconstruction": cost[1][0] + (full.multiview.fit_steps - 1) * cpu_step,
+            }
+        )
+    return rows
+
+
+def speed_markdown(rows: list[dict]) -> str:
+    lines = [
+        "| preset | field | fit steps / CPU s | fit steps / wall s (loaded) | fit steps | CPU s / multiview "
+        "reconstruction (oracle views, no UNet) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['preset']} | {r['field']} | {r['steps_per_cpu_s']:.2f} | {r['steps_per_wall_s']:.2f} | "
+            f"{r['fit_steps']} | {r['cpu_s_per_reconstruction']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def oracle_markdown(rows: list[dict]) -> str:
+    """Per-backend mean and worst object of the oracle rows."""
+    lines = [
+        "| backend | objects | IoU mean | IoU worst | CD mean (mm) | F@5mm | hidden-side dist (mm) | s / object |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for backend in dict.fromkeys(r["backend"] for r in rows):
+        rs = [r for r in rows if r["backend"] == backend]
+        worst = min(rs, key=lambda r: r["iou"])
+        lines.append(
+            f"| {backend} | {len(rs)} | {np.mean([r['iou'] for r in rs]):.3f} | {worst['iou']:.3f} "
+            f"({worst['object']}) | {1e3 * np.mean([r['chamfer'] for r in rs]):.1f} | "
+            f"{np.mean([r['f_score'] for r in rs]):.2f} | {1e3 * np.mean([r['hidden_dist'] for r in rs]):.1f} | "
+            f"{np.mean([r['s'] for r in rs]):.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def to_markdown(rows: list[dict]) -> str:
     lines = [
         "| backend | preset | objects | s / object | IoU | Chamfer (mm) | note |",
@@ -164,5 +286,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 objects, fewer probe steps")
     parser.add_argument("--eval", type=int, metavar="N", help="instead: depth vs hull quality on the first N objects")
+    parser.add_argument("--oracle", type=int, metavar="N", help="instead: learned backends + oracle on N objects")
     args = parser.parse_args()
-    print(eval_markdown(evaluate(args.eval)) if args.eval else to_markdown(run(quick=args.quick)))
+    if args.oracle:
+        print(speed_markdown(field_speed_rows()))
+        print()
+        print(oracle_markdown(oracle_rows(OBJECTS[: args.oracle])))
+    else:
+        print(eval_markdown(evaluate(args.eval)) if args.eval else to_markdown(run(quick=args.quick)))

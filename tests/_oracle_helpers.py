@@ -55,7 +55,7 @@ def oracle_for(view: ObjectView, image_size: int = 64, **wrong) -> OracleZero123
     )
 
 
-def oracle_config(grid: int = 32, render: int = 16, samples: int = 32, fit_steps: int = 60) -> ReconstructionConfig:
+def oracle_config(grid: int = 32, render: int = 16, samples: int = 32, fit_steps: int = 50) -> ReconstructionConfig:
     """A small multiview/SJC configuration for CPU tests."""
     cfg = ReconstructionConfig.preset("quick")
     cfg.num_points = 3000
@@ -65,3 +65,30 @@ def oracle_config(grid: int = 32, render: int = 16, samples: int = 32, fit_steps
     cfg.multiview.fit_steps = fit_steps
     cfg.multiview.num_views = 6
     return cfg
+
+
+def hidden_side_points(view: ObjectView, count: int = 4000, tolerance_m: float = 0.003) -> np.ndarray:
+    """Ground-truth surface samples (world frame) the input camera does NOT see: behind the visible surface."""
+    points, _ = trimesh.sample.sample_surface(view.gt_mesh_world, count, seed=0)
+    T = view.T_cam_from_world
+    p_cam = points @ T[:3, :3].T + T[:3, 3]
+    intr = view.inp.intrinsics
+    uv = np.round(intr.project(p_cam)).astype(int)
+    inside = (uv[:, 0] >= 0) & (uv[:, 0] < intr.width) & (uv[:, 1] >= 0) & (uv[:, 1] < intr.height)
+    depth = np.full(len(points), np.inf)
+    seen = np.asarray(view.inp.depth_m, dtype=np.float64)[uv[inside, 1], uv[inside, 0]]
+    depth[inside] = np.where(np.isfinite(seen), seen, np.inf)
+    return points[p_cam[:, 2] > depth + tolerance_m]
+
+
+def hidden_side_scores(result, view: ObjectView, threshold_m: float = 0.005) -> dict[str, float]:
+    """Completeness on the hidden side: mean distance (m) from hidden ground-truth points to the result's surface,
+    and the fraction of them within ``threshold_m`` (recall of the unseen part)."""
+    from scipy.spatial import cKDTree
+
+    from z123_ros.camera import invert, transform_points
+
+    hidden = hidden_side_points(view)
+    pred_world = transform_points(invert(view.T_cam_from_world), result.points)
+    d = cKDTree(pred_world).query(hidden, k=1)[0]
+    return {"hidden_dist": float(d.mean()), "hidden_recall": float((d < threshold_m).mean())}

@@ -53,7 +53,7 @@ def test_multiview_one_batched_call_then_a_metric_fit(pipe, view, monkeypatch):
     monkeypatch.setattr(type(pipe), "__call__", spy)
     r = reconstruct(view.inp, "multiview", tiny_config(), pipe)
     assert len(calls) == 1 and len(calls[0]) == 3  # all generated views in ONE call
-    assert [v[0] for v in calls[0]] == [0.0, 0.0, 0.0]  # a ring at the input polar
+    assert [v[0] for v in calls[0]] == [0.0, -20.0, 20.0]  # the input's ring, one view above, one below
     assert r.backend == "multiview" and r.metric and r.frame == "camera" and r.watertight
     assert list(r.timings) == ["validate", "prepare", "novel_views", "fit", "mesh", "sample_points"]
     # Depth initialises and constrains the field: the result stays on the object, in metres.

@@ -71,6 +71,21 @@ class VoxelField(nn.Module):
             init_density = torch.where(inside, 10.0, -10.0)
         self.density = nn.Parameter(init_density.reshape(1, 1, g, g, g).float().clone())
         self.register_buffer("background", torch.zeros(1, 4, 1, 1))
+        # Known free space: the support plane (object frame, n . p + d >= 0 on the object's side), or none.
+        self.register_buffer("support_plane", torch.zeros(4))
+        self.has_support_plane = False
+
+    def set_support_plane(self, plane_obj: np.ndarray) -> None:
+        """Nothing below this plane (object frame, ``n . p + d < 0`` is under the table): it is empty space."""
+        self.support_plane.copy_(torch.as_tensor(np.asarray(plane_obj, dtype=np.float32)))
+        self.has_support_plane = True
+
+    def free_space(self, points: torch.Tensor) -> torch.Tensor:
+        """Boolean mask of ``points`` (..., 3) known to be empty: outside the grid or below the support plane."""
+        free = ~(points.abs() <= self.config.bound).all(-1)
+        if self.has_support_plane:
+            free = free | (points @ self.support_plane[:3] + self.support_plane[3] < 0)
+        return free
 
     def sigma_grid(self) -> torch.Tensor:
         """(G, G, G) non-negative density indexed [x, y, z]."""
@@ -103,9 +118,9 @@ class VoxelField(nn.Module):
         )  # (1, 5, B*P*n, 1, 1)
         values = values.reshape(5, *points.shape[:3])
         feats, raw = values[:4], values[4]
-        # Outside the grid grid_sample returns 0 raw density; softplus(0) would be a fog, so mask it out.
-        inside = (points.abs() <= cfg.bound).all(-1)
-        sigma = F.softplus(raw) * inside * hit[..., None]
+        # Outside the grid grid_sample returns 0 raw density; softplus(0) would be a fog, so mask it out (and the
+        # space under the table: every view of a tabletop object is from above, so its cone would fill it).
+        sigma = F.softplus(raw) * ~self.free_space(points) * hit[..., None]
         delta = (far - near)[..., None] / n * dirs.norm(dim=-1, keepdim=True)  # metric step length
         alpha = 1.0 - torch.exp(-sigma * delta)
         trans = torch.cumprod(torch.cat([torch.ones_like(alpha[..., :1]), 1.0 - alpha[..., :-1] + 1e-10], -1), -1)

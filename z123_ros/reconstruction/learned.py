@@ -196,7 +196,23 @@ def make_field(setup: LearnedSetup, config: ReconstructionConfig) -> VoxelField:
     """A field initialised from the setup (depth completion or a ball), background = the white image's latent."""
     field = VoxelField(config.voxel_field, setup.init_density).to(setup.input_latents.device)
     field.background.copy_(setup.background)
+    plane_obj = support_plane_object(setup)
+    if plane_obj is not None:
+        field.set_support_plane(plane_obj)
     return field
+
+
+def support_plane_object(setup: LearnedSetup) -> np.ndarray | None:
+    """The support plane in the metric object frame, oriented so the object's side is positive; None if unknown."""
+    if not setup.metric or setup.plane_cam is None:
+        return None
+    plane = np.asarray(setup.plane_cam, dtype=np.float64)
+    if plane[3] < 0:  # the camera (origin) is on the object's side of the table
+        plane = -plane
+    M, t = setup.T_cam_from_object[:3, :3], setup.T_cam_from_object[:3, 3]
+    n_obj, d_obj = M.T @ plane[:3], float(plane[:3] @ t + plane[3])
+    scale = float(np.linalg.norm(n_obj))
+    return np.append(n_obj / scale, d_obj / scale)
 
 
 def relative_views(setup: LearnedSetup, poses: list[tuple[float, float, float]]) -> list[tuple[float, float, float]]:
@@ -247,6 +263,10 @@ def field_to_result(
     T_obj_from_index[:3, :3] *= step
     T_obj_from_index[:3, 3] = -fcfg.bound
     occupied = sigma > fcfg.density_level
+    if field.has_support_plane:
+        axis = np.linspace(-fcfg.bound, fcfg.bound, fcfg.grid_size)
+        points = torch.from_numpy(np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1)).float()
+        occupied &= ~field.free_space(points.to(field.support_plane.device)).cpu().numpy()
     if not occupied.any():
         raise ReconstructionError(f"the {backend} field is empty (no density above {fcfg.density_level})")
     occupied = ndimage.binary_fill_holes(largest_component(occupied))

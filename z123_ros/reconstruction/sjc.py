@@ -111,7 +111,9 @@ def optimise_sjc(field: VoxelField, setup: LearnedSetup, pipeline, config: Recon
         alphas=pipeline.scheduler.alphas_cumprod.to(device).float(),
         latent_size=int(pipeline.latent_size),
     )
-    optimiser = torch.optim.Adamax(field.parameters(), lr=cfg.lr)
+    optimiser = torch.optim.Adamax(
+        [{"params": [field.features], "lr": cfg.lr}, {"params": [field.density], "lr": cfg.density_lr}]
+    )
     field.train()
     with progress_bar(cfg.steps, config.show_progress, "SJC") as bar:
         for step in range(cfg.steps):
