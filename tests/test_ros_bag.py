@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import threading
 import time
 
@@ -97,7 +98,7 @@ def _probe(context):
     )
     from std_msgs.msg import String
 
-    node.create_subscription(Image, COLOUR, lambda m: got["colour"].append((time.monotonic(), m)), reliable)
+    node.create_subscription(Image, "/replayed/image", lambda m: got["colour"].append((time.monotonic(), m)), reliable)
     node.create_subscription(TFMessage, "/tf", lambda m: got["tf"].append(m), reliable)
     node.create_subscription(Clock, "/clock", lambda m: got["clock"].append(m), reliable)
     node.create_subscription(String, "/sim_camera/ground_truth", lambda m: got["gt"].append(m), latched)
@@ -120,7 +121,10 @@ def test_play_publishes_every_message_with_original_spacing_and_clock(sim_bag) -
         try:
             t0 = time.monotonic()
             topics = (COLOUR, "/tf", "/sim_camera/ground_truth")  # the probe's (the player waits for them)
-            config = bag.PlayConfig(bag=out, rate=2.0, topics=topics, delay_s=0.0, wait_for_subscribers_s=60.0)
+            remap = {COLOUR: "/replayed/image"}
+            config = bag.PlayConfig(
+                bag=out, rate=2.0, topics=topics, delay_s=0.0, wait_for_subscribers_s=60.0, remap=remap
+            )
             played = bag.play(config)
             elapsed = time.monotonic() - t0
             deadline = time.monotonic() + 30
@@ -171,33 +175,20 @@ def test_cli_bad_input_is_one_line_and_exit_2(sim_bag, tmp_path, capsys) -> None
 
 # ------------------------------------------------------------------------------------ a bag into z123_node
 LIVE_SIM = {"scene.seed": 0, "scene.num_objects": 3, "scene.width": 320, "scene.height": 240, "rate_hz": 4.0}
-CAMERA_TOPICS = (
-    "/camera/color/image_raw",
-    "/camera/aligned_depth_to_color/image_raw",
-    "/camera/color/camera_info",
-)
 # The bag holds the live camera's bytes: the node sees the same pixels, so its meshes should agree to float noise.
 # A few mm is the goal (issue 19); the vertex-clustering simplification of published meshes moves vertices ~1 mm.
 SAME_MESH_M = 0.003
 
 
-def _node_params(prefix: str = "") -> dict:
-    params = {
+def _node_params() -> dict:
+    return {
         "target_frame": "world",
         "tf_timeout_s": 2.0,
         "max_segmentation_rate_hz": 10.0,
         "input_qos": "reliable",
         "diagnostics_period_s": 0.2,
         "dispatch.object_store_memory_mb": 128,
-        "dispatch.num_cpus": 1,
     }
-    if prefix:
-        params.update(
-            colour_topic=f"{prefix}/camera/color/image_raw",
-            depth_topic=f"{prefix}/camera/aligned_depth_to_color/image_raw",
-            camera_info_topic=f"{prefix}/camera/color/camera_info",
-        )
-    return params
 
 
 def _meshes(probe) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -210,47 +201,76 @@ def _meshes(probe) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-@pytest.mark.slow  # two z123_node processes (Ray each) and a recording: ~3 min on the loaded 2-core machine
+def _run_node(name: str, folder, feed) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Start z123_node as ``name``, call ``feed()`` once it runs, return its meshes once it has 3 (or fail)."""
+    from _ros_helpers import Probe, wait_for
+    from _sim_helpers import NamedNodeProcess
+
+    proc = NamedNodeProcess(name, _node_params(), folder)
+    probe = Probe(f"{name}_probe", f"/{name}")
+
+    def state() -> str:
+        # The renamed node reports under its own name (Probe.diagnostics() reads z123_node's).
+        for msg in reversed(probe.messages("diagnostics")):
+            for status in msg.status:
+                if status.hardware_id == name:
+                    return {kv.key: kv.value for kv in status.values}.get("state", "")
+        return ""
+
+    try:
+        up = wait_for(lambda: state() == "running" or not proc.alive(), timeout=300)
+        assert up and proc.alive(), proc.log()[-3000:]
+        stop = feed()
+        try:
+            assert wait_for(lambda: len(_meshes(probe)) >= 3, timeout=300, period=0.5), proc.log()[-3000:]
+        finally:
+            stop()
+        return _meshes(probe)
+    finally:
+        probe.close()
+        proc.stop()
+
+
+@pytest.mark.slow  # two z123_node runs (Ray each, one after the other) and a recording: ~4 min on 2 loaded cores
 @pytest.mark.ray
 def test_bag_of_the_sim_gives_the_live_objects(tmp_path) -> None:
-    """Record the sim camera, then run it live into one node and the bag (remapped) into another: both find the
-    same objects, with the same meshes in the world frame."""
+    """Record the sim camera; run it live into a node, then play the bag into a fresh node: both find the same
+    objects, with the same meshes in the world frame."""
     pytest.importorskip("ray")
-    from _ros_helpers import Probe, wait_for
-    from _sim_helpers import CameraThread, NamedNodeProcess
+    from _sim_helpers import CameraThread
 
     from z123_ros.reconstruction.metrics import chamfer_distance
 
     recorded = tmp_path / "sim.bag"
-    sim = {**LIVE_SIM, "max_frames": 12}
-    bag.record(bag.RecordConfig(out=recorded, frames=12, sim=True, sim_parameters=sim))
-    live = NamedNodeProcess("z123_live", _node_params(), tmp_path)
-    replay = NamedNodeProcess("z123_replay", _node_params("/bag"), tmp_path)
-    live_probe, replay_probe = Probe("live_probe", "/z123_live"), Probe("replay_probe", "/z123_replay")
-    camera = None
-    try:
-        for proc, probe in ((live, live_probe), (replay, replay_probe)):
-            up = wait_for(lambda p=probe, q=proc: p.diagnostics().get("state") == "running" or not q.alive(), 240)
-            assert up and proc.alive(), proc.log()[-3000:]
+    bag.record(bag.RecordConfig(out=recorded, frames=12, sim=True, sim_parameters={**LIVE_SIM, "max_frames": 12}))
+
+    def live_camera():
         camera = CameraThread({**LIVE_SIM, "qos": "reliable"})
-        assert wait_for(lambda: len(_meshes(live_probe)) >= 3, timeout=240, period=0.5), live.log()[-3000:]
-        camera.close()
-        camera = None
-        remap = {t: f"/bag{t}" for t in CAMERA_TOPICS}
-        played = bag.play(bag.PlayConfig(bag=recorded, remap=remap, wait_for_subscribers_s=60.0))
-        assert played.counts["/camera/color/image_raw"] == 12
-        assert wait_for(lambda: len(_meshes(replay_probe)) >= 3, timeout=240, period=0.5), replay.log()[-3000:]
-        live_meshes, replay_meshes = _meshes(live_probe), _meshes(replay_probe)
-    finally:
-        if camera is not None:
-            camera.close()
-        for probe in (live_probe, replay_probe):
-            probe.close()
-        for proc in (live, replay):
-            proc.stop()
+        return camera.close
+
+    def play_bag():
+        stop = threading.Event()
+        played: dict = {}
+        config = bag.PlayConfig(bag=recorded, wait_for_subscribers_s=60.0)
+        thread = threading.Thread(target=lambda: played.update(bag.play(config, stop).counts))
+        thread.start()
+
+        def close():
+            stop.set()
+            thread.join(timeout=60)
+
+        return close
+
+    live_meshes = _run_node("z123_live", tmp_path, live_camera)
+    replay_meshes = _run_node("z123_replay", tmp_path, play_bag)
     assert len(live_meshes) == len(replay_meshes) == 3
+    differences = []
     for centre, vertices in live_meshes.values():
         # Ids may differ between the two nodes: pair each live object with the replayed one nearest to it.
         other_centre, other_vertices = min(replay_meshes.values(), key=lambda m: np.linalg.norm(m[0] - centre))
-        assert np.linalg.norm(other_centre - centre) < SAME_MESH_M
-        assert chamfer_distance(vertices, other_vertices) < SAME_MESH_M
+        differences.append((np.linalg.norm(other_centre - centre), chamfer_distance(vertices, other_vertices)))
+    logging.getLogger(__name__).info(
+        "bag vs live: (centre, Chamfer) differences in mm: %s",
+        [(round(1e3 * a, 2), round(1e3 * b, 2)) for a, b in differences],
+    )
+    assert all(a < SAME_MESH_M and b < SAME_MESH_M for a, b in differences), differences
