@@ -319,6 +319,7 @@ def _library_in_world(camera: Any, seg_msg, T_world_from_cam: np.ndarray, object
 
 @pytest.mark.ros
 @pytest.mark.ray
+@pytest.mark.slow  # renders 6 views and sweeps them through the node: ~45 s (plus the node's start) on 2 loaded cores
 def test_orbiting_camera_keeps_ids_and_meshes_in_world(world_node) -> None:
     """The camera sweeps 60 degrees around the table: every object keeps its id, is reconstructed once, and its
     mesh lies where the scanned object is, in the world frame."""

@@ -161,8 +161,11 @@ class _View:
     """One rendered camera pose and its encoded messages (the pixels never change: encode once, restamp)."""
 
     T_cam_from_world: np.ndarray
+    """4x4 pose the view was rendered from."""
     colour: Any
+    """Its colour message (Image, or CompressedImage with colour_transport: compressed)."""
     depth: Any
+    """Its depth message (Image, or CompressedImage with depth_transport: compressed)."""
 
 
 class SimCameraNode(Node):

@@ -90,10 +90,15 @@ class _Edge:
     """The transform parent <- child: static, or samples sorted by time."""
 
     parent: str
+    """The parent frame."""
     static: bool
+    """True: one transform valid at every time (/tf_static)."""
     stamps_ns: list[int] = field(default_factory=list)
+    """Sample times, sorted, nanoseconds (dynamic edges)."""
     translations: list[np.ndarray] = field(default_factory=list)
+    """(3,) translation of each sample, metres."""
     rotations: list[np.ndarray] = field(default_factory=list)
+    """(4,) unit quaternion (x, y, z, w) of each sample."""
 
     def latest_ns(self) -> int | None:
         return None if self.static else self.stamps_ns[-1]
