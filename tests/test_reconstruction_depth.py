@@ -82,7 +82,7 @@ def test_support_plane_is_fitted_without_a_pose(can):
 
 
 def test_explicit_support_plane_is_used(can):
-    from z123_ros.reconstruction.base import plane_from_pose
+    from z123_ros.geometry import plane_from_pose
 
     inp = ReconstructionInput(
         can.inp.rgb,

@@ -67,7 +67,7 @@ def test_multichannel_mask():
 
 
 def test_unknown_backend():
-    with pytest.raises(ConfigError, match="unknown reconstruction backend 'nerf'"):
+    with pytest.raises(ConfigError, match="unknown backend 'nerf'"):
         reconstruct(make_input(), "nerf")
 
 

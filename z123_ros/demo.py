@@ -67,7 +67,10 @@ class DemoConfig:
     def check(self) -> None:
         if not 1 <= self.num_objects <= 8:
             raise ConfigError(f"--objects must be in 1..8, got {self.num_objects}")
-        if self.backend in ("multiview", "zero123") and not self.model:
+        # Here, not at the top: `z123 --help` imports this module and must not load the reconstruction stack.
+        from z123_ros.reconstruction import get_backend
+
+        if get_backend(self.backend).needs_model and not self.model:
             raise ConfigError(f"backend {self.backend!r} needs --model (a Zero-1-to-3 folder or hub id)")
         if self.timeout_s <= 0:
             raise ConfigError("--timeout must be positive")
@@ -424,7 +427,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=str(d.out), help=f"output folder (default {d.out})")
     p.add_argument("--seed", type=int, default=d.seed, help="scene seed")
     p.add_argument("--objects", type=int, default=d.num_objects, help="objects on the table (1..8)")
-    p.add_argument("--backend", default=d.backend, choices=("depth", "multiview", "zero123", "hull"))
+    p.add_argument("--backend", default=d.backend, help="a registered reconstruction backend (depth, hull, ...)")
     p.add_argument("--model", help="Zero-1-to-3 folder or hub id (multiview / zero123 backends)")
     p.add_argument("--timeout", type=float, default=d.timeout_s, help="seconds to wait for reconstructions")
     p.add_argument("--param", action="append", metavar="NAME:=VALUE", help="extra node parameter (repeatable)")

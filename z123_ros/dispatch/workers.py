@@ -183,9 +183,9 @@ class ReconstructionWorker:
             logger.info("reconstruction warm-up job ended with %s: %s", type(exc).__name__, exc)
 
     def __call__(self, job: ReconstructionJob) -> Any:
-        from z123_ros.reconstruction import reconstruct
+        from z123_ros.reconstruction import get_backend, reconstruct
 
-        pipeline = self._zero123.get(job.model_path) if job.backend in ("multiview", "zero123") else None
+        pipeline = self._zero123.get(job.model_path) if get_backend(job.backend).needs_model else None
         return reconstruct(job.inp, backend=job.backend, config=job.config, pipeline=pipeline)
 
 

@@ -33,7 +33,7 @@ from z123_ros.evaluation.baselines import open3d_plane_dbscan
 from z123_ros.evaluation.real import RealFrame, load_real_frames, real_frame_folders, visible_fractions
 from z123_ros.evaluation.segmentation import MIN_VISIBLE, FrameScore, score_frame
 from z123_ros.geometry import fit_plane_ransac
-from z123_ros.reconstruction import BACKENDS, ReconstructionInput, reconstruct
+from z123_ros.reconstruction import ReconstructionInput, backend_names, reconstruct
 from z123_ros.reconstruction.metrics import (
     chamfer_distance,
     f_score,
@@ -102,8 +102,8 @@ class ConditionsConfig:
             if name not in (*SEGMENTERS, "none"):
                 raise ConfigError(f"unknown segmenter {name!r}; choose one of {', '.join(SEGMENTERS)}")
         for name in (self.backend, self.baseline):
-            if name not in (*BACKENDS, "none"):
-                raise ConfigError(f"unknown reconstruction backend {name!r}; choose one of {', '.join(BACKENDS)}")
+            if name not in (*backend_names(), "none"):
+                raise ConfigError(f"unknown backend {name!r}; choose one of {', '.join(backend_names())}")
         if not self.spec.strip() and not self.real:
             raise ConfigError("nothing to run: give condition buckets (--conditions) or real frames (--real)")
         resolve_spec(self.spec, self.seeds_per_bucket, self.seed)  # raises on unknown bucket names
@@ -408,6 +408,7 @@ def reconstruct_case(case: Case, config: ConditionsConfig) -> list[Reconstructio
             intrinsics=case.intrinsics,
             depth_m=case.depth_m,
             T_cam_from_world=case.T_cam_from_world,
+            labels=case.gt_ids,  # what the node passes too: space behind the other objects is unknown
         )
         for backend in config.backends():
             record = ReconstructionRecord(

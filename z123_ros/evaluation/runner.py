@@ -37,8 +37,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-LEARNED_BACKENDS = ("multiview", "zero123")
-
 
 @dataclass
 class EvalConfig:
@@ -80,12 +78,9 @@ class EvalConfig:
         return out
 
     def check(self) -> None:
-        from z123_ros.reconstruction import BACKENDS
+        from z123_ros.reconstruction import get_backend
 
-        for name in self.backends():
-            if name not in BACKENDS:
-                raise ConfigError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
-        if any(b in LEARNED_BACKENDS for b in self.backends()) and not self.model:
+        if any(get_backend(name).needs_model for name in self.backends()) and not self.model:
             raise ConfigError(f"the {self.backend} backend needs a Zero-1-to-3 model: pass --model PATH_OR_ID")
         if self.steps is not None and self.steps < 1:
             raise ConfigError(f"steps must be >= 1, got {self.steps}")

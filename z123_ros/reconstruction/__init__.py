@@ -11,7 +11,6 @@ Backends (all return :class:`ReconstructionResult`):
 
 from z123_ros.reconstruction.api import reconstruct, result_from_mesh
 from z123_ros.reconstruction.base import (
-    BACKENDS,
     DepthBackendConfig,
     FieldConfig,
     MultiviewConfig,
@@ -20,9 +19,10 @@ from z123_ros.reconstruction.base import (
     ReconstructionResult,
     SJCConfig,
 )
+from z123_ros.reconstruction.registry import Backend, backend_names, get_backend, register_backend, unregister_backend
 
 __all__ = [
-    "BACKENDS",
+    "Backend",
     "DepthBackendConfig",
     "FieldConfig",
     "MultiviewConfig",
@@ -30,6 +30,10 @@ __all__ = [
     "ReconstructionInput",
     "ReconstructionResult",
     "SJCConfig",
+    "backend_names",
+    "get_backend",
     "reconstruct",
+    "register_backend",
     "result_from_mesh",
+    "unregister_backend",
 ]

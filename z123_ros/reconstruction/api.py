@@ -1,4 +1,7 @@
-"""``reconstruct()``: one segmented view -> a watertight mesh and a point cloud, with any backend."""
+"""``reconstruct()``: one segmented view -> a watertight mesh and a point cloud, with any registered backend.
+
+The built-in backends are registered here, in :mod:`z123_ros.reconstruction.registry`, which every caller reads.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +13,15 @@ import numpy as np
 
 from z123_ros.errors import ConfigError, ReconstructionError
 from z123_ros.reconstruction.base import (
-    BACKENDS,
     ReconstructionConfig,
     ReconstructionInput,
     ReconstructionResult,
     validate_input,
 )
-from z123_ros.reconstruction.mesh import extract_mesh
+from z123_ros.reconstruction.depth_backend import DepthCompletion, complete_from_depth
+from z123_ros.reconstruction.hull import convex_hull_mesh
+from z123_ros.reconstruction.mesh import extract_mesh, largest_mesh_piece
+from z123_ros.reconstruction.registry import Backend, get_backend, register_backend
 from z123_ros.reconstruction.result import result_from_mesh
 
 if TYPE_CHECKING:
@@ -25,9 +30,21 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def _reconstruct_depth(inp: ReconstructionInput, config: ReconstructionConfig) -> ReconstructionResult:
-    from z123_ros.reconstruction.depth_backend import complete_from_depth
+def depth_confidence(completion: DepthCompletion) -> float:
+    """How much of the ``depth`` backend's shape rests on evidence: a consistent symmetry is strong support, a
+    thickness guess or a fallback is weak; less when the completion leaves part of the mask uncovered, when
+    fragments were dropped, and when part of the outline is hidden (occluder, border: the prior guesses more)."""
+    if completion.prior.startswith("symmetry"):
+        base = 0.3 + 0.6 * completion.consistency
+    else:
+        base = 0.25 if completion.prior.startswith("fallback") else 0.3
+    if "hollow" in completion.prior:
+        base *= 0.8  # the wall thickness is a prior, not measured
+    penalty = (1.0 - completion.coverage) + completion.dropped + 0.5 * completion.open_fraction
+    return float(np.clip(base - penalty, 0.05, 1.0))
 
+
+def _reconstruct_depth(inp: ReconstructionInput, config: ReconstructionConfig, pipeline=None) -> ReconstructionResult:
     completion, _ = complete_from_depth(inp, config.depth)
     t0 = time.perf_counter()
     mesh = extract_mesh(
@@ -36,15 +53,14 @@ def _reconstruct_depth(inp: ReconstructionInput, config: ReconstructionConfig) -
         completion.T_cam_from_index,
         smooth_sigma=config.depth.smooth_sigma,
     )
+    mesh = largest_mesh_piece(mesh)
     timings = {**completion.timings, "mesh": time.perf_counter() - t0}
-    # Evidence vs prior: a consistent symmetry is strong support, a thickness guess is weak.
-    confidence = 0.4 + 0.5 * completion.consistency if completion.prior.startswith("symmetry") else 0.3
     return result_from_mesh(
         mesh,
         backend="depth",
         metric=True,
         frame="camera",
-        confidence=confidence,
+        confidence=depth_confidence(completion),
         timings=timings,
         num_points=config.num_points,
         plane_cam=completion.plane_cam,
@@ -52,13 +68,14 @@ def _reconstruct_depth(inp: ReconstructionInput, config: ReconstructionConfig) -
             "prior": completion.prior,
             "plane_source": completion.plane_source,
             "symmetry_consistency": completion.consistency,
+            "silhouette_coverage": completion.coverage,
+            "dropped_fraction": completion.dropped,
+            "open_outline_fraction": completion.open_fraction,
         },
     )
 
 
-def _reconstruct_hull(inp: ReconstructionInput, config: ReconstructionConfig) -> ReconstructionResult:
-    from z123_ros.reconstruction.hull import convex_hull_mesh
-
+def _reconstruct_hull(inp: ReconstructionInput, config: ReconstructionConfig, pipeline=None) -> ReconstructionResult:
     t0 = time.perf_counter()
     mesh = convex_hull_mesh(inp)
     return result_from_mesh(
@@ -72,6 +89,19 @@ def _reconstruct_hull(inp: ReconstructionInput, config: ReconstructionConfig) ->
     )
 
 
+def _reconstruct_multiview(inp: ReconstructionInput, config: ReconstructionConfig, pipeline) -> ReconstructionResult:
+    # Lazy: the learned backends import torch, which the embedded default never needs.
+    from z123_ros.reconstruction.multiview import reconstruct_multiview
+
+    return reconstruct_multiview(inp, pipeline, config)
+
+
+def _reconstruct_zero123(inp: ReconstructionInput, config: ReconstructionConfig, pipeline) -> ReconstructionResult:
+    from z123_ros.reconstruction.sjc import reconstruct_sjc
+
+    return reconstruct_sjc(inp, pipeline, config)
+
+
 def reconstruct(
     inp: ReconstructionInput,
     backend: str = "depth",
@@ -81,10 +111,10 @@ def reconstruct(
     """Reconstruct one segmented view.
 
     Args:
-        inp: the view (RGB, mask, intrinsics, optional metric depth and camera pose / support plane).
-        backend: ``"depth"`` (geometric completion, no weights; needs depth), ``"multiview"`` (novel views + a short
-            field fit), ``"zero123"`` (Score Jacobian Chaining, the paper's method) or ``"hull"`` (the convex-hull
-            baseline; needs depth).
+        inp: the view (RGB, mask, intrinsics, optional metric depth, camera pose / support plane, label image).
+        backend: a registered backend (:func:`~z123_ros.reconstruction.registry.backend_names`): ``"depth"``
+            (geometric completion, no weights; needs depth), ``"multiview"`` (novel views + a short field fit),
+            ``"zero123"`` (Score Jacobian Chaining, the paper's method) or ``"hull"`` (the convex-hull baseline).
         config: settings; ``ReconstructionConfig()`` (the paper's defaults) when None.
         pipeline: a loaded :class:`~z123_ros.novel_views.Zero123Pipeline`; required by the learned backends.
 
@@ -97,27 +127,14 @@ def reconstruct(
         ConfigError: unknown backend, or a learned backend without a pipeline.
         ReconstructionError: the backend ran but produced no surface.
     """
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown reconstruction backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    entry = get_backend(backend)
     config = config or ReconstructionConfig()
     t0 = time.perf_counter()
-    validate_input(inp, need_depth=backend in ("depth", "hull"))
+    validate_input(inp, need_depth=entry.needs_depth)
     validated = time.perf_counter() - t0
-    if backend == "depth":
-        result = _reconstruct_depth(inp, config)
-    elif backend == "hull":
-        result = _reconstruct_hull(inp, config)
-    else:
-        if pipeline is None:
-            raise ConfigError(f"the {backend} backend needs a Zero-1-to-3 pipeline (load one with load_zero123)")
-        if backend == "multiview":
-            from z123_ros.reconstruction.multiview import reconstruct_multiview
-
-            result = reconstruct_multiview(inp, pipeline, config)
-        else:
-            from z123_ros.reconstruction.sjc import reconstruct_sjc
-
-            result = reconstruct_sjc(inp, pipeline, config)
+    if entry.needs_model and pipeline is None:
+        raise ConfigError(f"the {backend} backend needs a Zero-1-to-3 pipeline (load one with load_zero123)")
+    result = entry.run(inp, config, pipeline)
     result.timings = {"validate": validated, **result.timings}
     if not np.all(np.isfinite(result.vertices)):
         raise ReconstructionError(f"the {backend} backend produced non-finite vertices")
@@ -125,4 +142,12 @@ def reconstruct(
     return result
 
 
-__all__ = ["reconstruct", "result_from_mesh"]
+for _backend in (
+    Backend("depth", _reconstruct_depth, True, False, "geometric completion of the visible surface, no weights"),
+    Backend("multiview", _reconstruct_multiview, False, True, "Zero-1-to-3 novel views + a short field fit"),
+    Backend("zero123", _reconstruct_zero123, False, True, "Score Jacobian Chaining guided by Zero-1-to-3"),
+    Backend("hull", _reconstruct_hull, True, False, "convex hull of the visible depth points (the baseline)"),
+):
+    register_backend(_backend, replace=True)
+
+__all__ = ["depth_confidence", "reconstruct", "result_from_mesh"]

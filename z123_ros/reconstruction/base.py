@@ -10,7 +10,8 @@ from z123_ros.camera import CameraIntrinsics, check_rigid
 from z123_ros.errors import CameraError, InputError
 from z123_ros.io import check_frame
 
-BACKENDS = ("depth", "multiview", "zero123", "hull")
+#: A mask covering more of the image than this is background or the table, not an object.
+MAX_MASK_FRACTION = 0.9
 
 
 @dataclass
@@ -32,6 +33,11 @@ class ReconstructionInput:
     support_plane_cam: np.ndarray | None = None
     """(4,) support plane ``n . p + d = 0`` in the camera frame (e.g. from segmentation); overrides
     ``T_cam_from_world`` for the plane."""
+    labels: np.ndarray | None = None
+    """(H, W) int instance label image of the whole frame (0 = background/table), e.g. the segmentation result.
+    Pixels of other objects are unknown space for this one (it may continue behind them), not free space."""
+    occluder_mask: np.ndarray | None = None
+    """(H, W) bool pixels of whatever may hide this object (other objects, clutter); overrides ``labels``."""
 
 
 @dataclass
@@ -63,6 +69,16 @@ class DepthBackendConfig:
     """Without an accepted symmetry, the hidden side extends this many times the visible width behind the surface."""
     smooth_sigma: float = 0.8
     """Gaussian smoothing (voxels) of the occupancy before marching cubes."""
+    occluder_min_height_m: float = 0.01
+    """Without a label image, observed points this high above the support plane are things that may hide the
+    object (unknown space behind them); lower ones are table."""
+    hollow_wall_m: float = 0.005
+    """Wall thickness given to a cavity the camera sees into (bowls, mugs, cups: 3-6 mm ceramic or plastic)."""
+    cavity_min_depth_m: float = 0.012
+    """A visible surface this far below the rim that surrounds it on all sides is the inside of a cavity."""
+    min_silhouette_coverage: float = 0.85
+    """A completion must cover this fraction of the mask's pixels when projected, else it is inconsistent with
+    the view and the backend falls back to a safe shape."""
 
 
 @dataclass
@@ -262,6 +278,16 @@ def validate_input(inp: ReconstructionInput, need_depth: bool) -> None:
     mask = mask.astype(bool)
     if not mask.any():
         raise InputError("the object mask is empty: no pixel is marked as object")
+    for name in ("labels", "occluder_mask"):
+        extra = getattr(inp, name)
+        if extra is not None and np.asarray(extra).shape != mask.shape:
+            raise InputError(f"{name} shape {np.asarray(extra).shape} does not match the mask {mask.shape}")
+    coverage = float(np.count_nonzero(mask)) / mask.size
+    if coverage > MAX_MASK_FRACTION:
+        raise InputError(
+            f"the object mask covers {100 * coverage:.0f}% of the image: that is the background or the table, not "
+            "an object (segment the frame first)"
+        )
     if inp.depth_m is not None:
         depth = np.asarray(inp.depth_m, dtype=np.float64)
         valid = np.isfinite(depth) & (depth > 0)
@@ -275,17 +301,3 @@ def validate_input(inp: ReconstructionInput, need_depth: bool) -> None:
         plane = np.asarray(inp.support_plane_cam, dtype=np.float64).ravel()
         if plane.size != 4 or not np.all(np.isfinite(plane)) or np.linalg.norm(plane[:3]) < 1e-9:
             raise InputError(f"support_plane_cam must be 4 finite numbers with a non-zero normal, got {plane}")
-
-
-def plane_from_pose(T_cam_from_world: np.ndarray) -> np.ndarray:
-    """The world plane z = 0 in the camera frame, ``n . p + d = 0`` with ``n . p + d`` = world height."""
-    T = check_rigid(T_cam_from_world, "T_cam_from_world")
-    n = T[:3, 2]
-    return np.array([*n, -float(n @ T[:3, 3])])
-
-
-def orient_plane(plane: np.ndarray) -> np.ndarray:
-    """Unit-normal plane with the camera origin on the positive side (``d > 0``)."""
-    plane = np.asarray(plane, dtype=np.float64).ravel()
-    plane = plane / np.linalg.norm(plane[:3])
-    return -plane if plane[3] < 0 else plane

@@ -30,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mask", required=True, help="8-bit mask PNG, non-zero = object")
     p.add_argument("--depth", help="16-bit PNG in millimetres (or CAMERA.json's depth_unit) or .npy of float metres")
     p.add_argument("--camera", required=True, help='CAMERA.json: {"K", "width", "height", ["T_cam_from_world"]}')
-    p.add_argument("--backend", default="depth", help="depth | multiview | zero123 | hull (default: depth)")
+    p.add_argument(
+        "--backend", default="depth", help="a registered backend: depth | multiview | zero123 | hull (default: depth)"
+    )
     p.add_argument("--model", help="Zero-1-to-3 model folder or hub id (multiview and zero123 backends)")
     p.add_argument("--steps", type=int, help="optimisation steps (zero123: SJC steps; multiview: fit steps)")
     p.add_argument("--preset", default="default", help="default | quick (small grids, few steps)")
@@ -70,11 +72,10 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from z123_ros.errors import ConfigError, InputError
     from z123_ros.io import load_camera, load_depth, load_mask, load_rgb, staged_output
-    from z123_ros.reconstruction import BACKENDS, ReconstructionConfig, ReconstructionInput, reconstruct
+    from z123_ros.reconstruction import ReconstructionConfig, ReconstructionInput, get_backend, reconstruct
     from z123_ros.reconstruction.base import validate_input
 
-    if args.backend not in BACKENDS:
-        raise ConfigError(f"unknown backend {args.backend!r}; choose one of {', '.join(BACKENDS)}")
+    backend = get_backend(args.backend)
     if args.steps is not None and args.steps < 1:
         raise ConfigError(f"--steps must be a positive integer, got {args.steps}")
     config = ReconstructionConfig.preset(args.preset)
@@ -93,10 +94,10 @@ def _run(args: argparse.Namespace) -> int:
     depth = load_depth(args.depth, camera.depth_unit) if args.depth else None
     inp = ReconstructionInput(rgb, mask, camera.intrinsics, depth_m=depth, T_cam_from_world=camera.T_cam_from_world)
     # Validate before loading a model: bad input must fail in milliseconds, not after minutes of loading.
-    validate_input(inp, need_depth=args.backend in ("depth", "hull"))
+    validate_input(inp, need_depth=backend.needs_depth)
 
     pipeline = None
-    if args.backend in ("multiview", "zero123"):
+    if backend.needs_model:
         if not args.model:
             raise ConfigError(f"the {args.backend} backend needs --model (a Zero-1-to-3 folder or hub id)")
         from z123_ros.novel_views import load_zero123

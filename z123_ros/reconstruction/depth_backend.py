@@ -22,15 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from z123_ros.camera import CameraIntrinsics
 from z123_ros.errors import ReconstructionError
-from z123_ros.reconstruction.base import (
-    DepthBackendConfig,
-    ReconstructionInput,
-    orient_plane,
-    plane_from_pose,
-)
+from z123_ros.geometry import fit_plane_ransac, orient_plane, plane_from_pose
+from z123_ros.reconstruction.base import DepthBackendConfig, ReconstructionInput
 from z123_ros.reconstruction.mesh import largest_component
 
 logger = logging.getLogger(__name__)
@@ -54,41 +51,18 @@ class DepthCompletion:
     """Fraction of the reflected visible points consistent with the free space (symmetry) or 0."""
     timings: dict[str, float]
     """Stage -> seconds."""
+    coverage: float = 1.0
+    """Fraction of the mask's pixels the completed volume covers when projected into the view."""
+    dropped: float = 0.0
+    """Fraction of the completed volume dropped as disconnected fragments."""
+    open_fraction: float = 0.0
+    """Fraction of the mask's outline next to occluders, depth holes or the image border."""
 
 
 def apply_transform(T: np.ndarray, points: np.ndarray) -> np.ndarray:
     """(N, 3) points through a 4x4 transform. einsum, not ``@``: a (N, 3) x (3, 3) BLAS call is several times slower
     when the BLAS thread pool competes for busy cores, and this runs millions of points per reconstruction."""
     return np.einsum("ij,nj->ni", T[:3, :3], points) + T[:3, 3]
-
-
-def fit_plane_ransac(
-    points: np.ndarray, inlier_m: float, iterations: int = 200, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """RANSAC + least-squares plane ``(n, d)`` with ``|n| = 1``; returns (plane (4,), inlier mask) or None."""
-    if len(points) < 30:
-        return None
-    rng = np.random.default_rng(seed)
-    best_count, best = 0, None
-    for _ in range(iterations):
-        a, b, c = points[rng.choice(len(points), 3, replace=False)]
-        n = np.cross(b - a, c - a)
-        norm = np.linalg.norm(n)
-        if norm < 1e-12:
-            continue
-        n /= norm
-        count = np.count_nonzero(np.abs((points - a) @ n) < inlier_m)
-        if count > best_count:
-            best_count, best = count, (n, -float(n @ a))
-    if best is None or best_count < max(30, 0.3 * len(points)):
-        return None
-    n, d = best
-    inliers = np.abs(points @ n + d) < inlier_m
-    centroid = points[inliers].mean(axis=0)
-    # Least-squares refit on the inliers: the normal is the direction of least variance.
-    n = np.linalg.svd(points[inliers] - centroid, full_matrices=False)[2][2]
-    plane = np.array([*n, -float(n @ centroid)])
-    return plane, np.abs(points @ n + plane[3]) < inlier_m
 
 
 def estimate_support_plane(
@@ -102,10 +76,10 @@ def estimate_support_plane(
     ring = ndimage.binary_dilation(mask, iterations=cfg.plane_ring_px) & ~ndimage.binary_dilation(mask, iterations=3)
     points, _ = inp.intrinsics.backproject(depth, ring)
     # RANSAC: other objects in the ring are outliers as long as the table is the dominant surface around the object.
-    fit = fit_plane_ransac(points, cfg.plane_inlier_m)
+    fit = fit_plane_ransac(points, cfg.plane_inlier_m, min_inliers=30, min_inlier_fraction=0.3)
     if fit is None:
         return None, "none"
-    plane = orient_plane(fit[0])
+    plane = fit.plane
     heights = object_points @ plane[:3] + plane[3]
     # The object must stand on the plane (mostly above it), else the ring was a wall or another object.
     if np.mean(heights > -cfg.plane_inlier_m) < 0.9:
@@ -116,21 +90,69 @@ def estimate_support_plane(
 
 def _measured_noise(
     intrinsics: CameraIntrinsics, depth: np.ndarray, mask: np.ndarray, plane: np.ndarray | None, cfg: DepthBackendConfig
-) -> float:
-    """Depth noise allowance (m) measured on the table around the object: 2.5 robust standard deviations of the ring
-    points' distances to the support plane (0 without a plane). Real sensors are noisier than the configured floor,
-    and an allowance below the noise would call the object's own surface free space."""
+) -> tuple[float, float]:
+    """Depth noise allowance (m) measured on the table around the object, and the range (m) it was measured at:
+    2.5 robust standard deviations of the ring points' distances to the support plane ((0, 1) without a plane).
+    Real sensors are noisier than the configured floor, and an allowance below the noise would call the object's
+    own surface free space."""
     if plane is None:
-        return 0.0
+        return 0.0, 1.0
     ring = ndimage.binary_dilation(mask, iterations=cfg.plane_ring_px) & ~ndimage.binary_dilation(mask, iterations=3)
     points, _ = intrinsics.backproject(depth, ring)
     if len(points) < 30:
-        return 0.0
+        return 0.0, 1.0
     residual = np.abs(points @ plane[:3] + plane[3])
-    residual = residual[residual < 0.02]  # other objects in the ring are not table
-    if len(residual) < 30:
-        return 0.0
-    return 2.5 * 1.4826 * float(np.median(residual))
+    table = residual < 0.02  # other objects in the ring are not table
+    if np.count_nonzero(table) < 30:
+        return 0.0, 1.0
+    return 2.5 * 1.4826 * float(np.median(residual[table])), float(np.median(points[table, 2]))
+
+
+def _noise_image(
+    intrinsics: CameraIntrinsics, depth: np.ndarray, mask: np.ndarray, plane: np.ndarray | None, cfg: DepthBackendConfig
+) -> np.ndarray:
+    """Per-pixel depth noise allowance (m): the noise measured on the table, grown with the square of the range like
+    the error of a triangulating sensor (structured light, stereo), never below the configured floor."""
+    measured, at_range = _measured_noise(intrinsics, depth, mask, plane, cfg)
+    with np.errstate(invalid="ignore"):
+        grown = measured * np.square(np.nan_to_num(depth, nan=at_range) / at_range)
+    return np.maximum(cfg.depth_noise_m, grown)
+
+
+def _unknown_pixels(
+    inp: ReconstructionInput, depth: np.ndarray, mask: np.ndarray, plane: np.ndarray | None, cfg: DepthBackendConfig
+) -> np.ndarray:
+    """Pixels outside the mask behind which the object may continue unseen: other objects (from the label image or
+    the occluder mask when given, else anything standing on the support plane) and depth holes next to the mask."""
+    unknown = np.zeros_like(mask)
+    if inp.occluder_mask is not None:
+        unknown |= np.asarray(inp.occluder_mask, dtype=bool)
+    elif inp.labels is not None:
+        unknown |= np.asarray(inp.labels) != 0
+    elif plane is not None:
+        points, pixels = inp.intrinsics.backproject(depth)
+        standing = points @ plane[:3] + plane[3] > cfg.occluder_min_height_m
+        unknown[pixels[standing, 0], pixels[standing, 1]] = True
+    # A depth hole can hide part of the object when it is a dropout next to it (shadowed edges, dark or shiny
+    # parts): smaller than the object's own image. A larger hole is range or sky (nothing within the sensor's
+    # reach, e.g. behind the table's edge), and counting it as unknown would let the object grow into it.
+    holes, count = ndimage.label(~np.isfinite(depth))
+    if count:
+        sizes = np.bincount(holes.ravel())
+        dropout = sizes <= np.count_nonzero(mask)
+        dropout[0] = False
+        near = ndimage.binary_dilation(mask, iterations=cfg.plane_ring_px)
+        unknown |= near & dropout[holes]
+    return unknown & ~mask
+
+
+def _open_boundary(mask: np.ndarray, unknown: np.ndarray) -> float:
+    """Fraction of the mask's outline that touches unknown pixels or the image border (0: fully seen outline)."""
+    outline = mask & ~ndimage.binary_erosion(mask, border_value=0)
+    edge = np.zeros_like(mask)
+    edge[:2, :], edge[-2:, :], edge[:, :2], edge[:, -2:] = True, True, True, True
+    open_px = ndimage.binary_dilation(unknown, iterations=2) | edge
+    return float(np.count_nonzero(outline & open_px)) / max(1, np.count_nonzero(outline))
 
 
 def _plane_frame(plane: np.ndarray | None, points: np.ndarray) -> np.ndarray:
@@ -155,22 +177,38 @@ def _plane_frame(plane: np.ndarray | None, points: np.ndarray) -> np.ndarray:
 
 
 class _FreeSpace:
-    """Evaluates, for points in the camera frame, what the camera observed about them."""
+    """Evaluates, for points in the camera frame, what the camera observed about them.
+
+    The object can only be where the camera did not see past and where its silhouette could be: its own (dilated)
+    mask, pixels where something else stands in front of it (another object, a depth hole next to it), and, when
+    the mask reaches the image border, the space beyond that border. Everywhere else in the frustum is free, and so
+    is space beside the image where the mask does not reach the border: an object that is not cut by the border lies
+    entirely inside the cone of its silhouette. (Counting the space outside the view as "not seen, so possible" made
+    a mirror image that leaves the view look consistent: close-up and oblique views, where the object fills the
+    image, were completed into wedges and fragments.)
+    """
 
     def __init__(
-        self, intrinsics: CameraIntrinsics, depth: np.ndarray, mask_dilated: np.ndarray, tolerance_m: float
+        self,
+        intrinsics: CameraIntrinsics,
+        depth: np.ndarray,
+        mask_dilated: np.ndarray,
+        tolerance_m: float | np.ndarray,
+        unknown: np.ndarray | None = None,
+        own: np.ndarray | None = None,
     ) -> None:
-        self.intr, self.depth, self.mask, self.tol = intrinsics, depth, mask_dilated, tolerance_m
+        self.intr, self.depth, self.mask = intrinsics, depth, mask_dilated
+        self.tol = np.broadcast_to(np.asarray(tolerance_m, dtype=np.float64), depth.shape)
+        self.unknown = np.zeros_like(mask_dilated) if unknown is None else unknown & ~mask_dilated
+        self.own = mask_dilated if own is None else own
 
     def classify(self, points_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(free, in_mask, in_view, behind_m) for this object.
+        """(possible, own, in_view, behind_m) for this object.
 
+        - possible: the object may occupy the point (see the class docstring);
+        - own: the point projects into the object's own (undilated) mask;
         - in_view: the point projects into the image, in front of the camera;
-        - in_mask: it projects into the (dilated) mask;
-        - behind_m: how far (m) it lies behind the observed surface (NaN outside the view);
-        - free: it cannot belong to the object, because the camera sees past it, or, outside the mask, because it
-          lies on another observed surface (the table): outside its silhouette the object can only hide strictly
-          behind what the camera sees.
+        - behind_m: how far (m) it lies behind the observed surface (NaN outside the view).
         """
         z = points_cam[:, 2]
         in_front = z > 1e-6
@@ -178,20 +216,28 @@ class _FreeSpace:
         u = np.round(self.intr.fx * points_cam[:, 0] / zs + self.intr.cx).astype(np.int64)
         v = np.round(self.intr.fy * points_cam[:, 1] / zs + self.intr.cy).astype(np.int64)
         inside = in_front & (u >= 0) & (u < self.intr.width) & (v >= 0) & (v < self.intr.height)
+        # Outside the image a point takes the status of the border pixel it leaves through: beyond a border the
+        # mask touches the object may continue, beyond any other border it cannot be.
         uc, vc = np.clip(u, 0, self.intr.width - 1), np.clip(v, 0, self.intr.height - 1)
         observed = self.depth[vc, uc]
-        in_mask = inside & self.mask[vc, uc]
-        margin = np.where(in_mask, self.tol, -self.tol)
+        in_mask = self.mask[vc, uc]
+        silhouette = in_front & (in_mask | self.unknown[vc, uc])
+        # Inside its own silhouette the object's surface is the observed one (give it the tolerance); behind another
+        # surface it can only hide strictly behind it.
+        tol = self.tol[vc, uc]
+        margin = np.where(in_mask, tol, -tol)
+        own = self.own[vc, uc]
         with np.errstate(invalid="ignore"):
-            free = inside & np.isfinite(observed) & (observed > z + margin)
+            seen_past = inside & np.isfinite(observed) & (observed > z + margin)
+        # No depth: a hole on the object or a dropout next to it hides it; on the silhouette's tolerance ring it
+        # is the background beyond the sensor's range, which the object does not reach.
+        seen_past |= inside & ~np.isfinite(observed) & ~own & ~self.unknown[vc, uc]
         behind = np.where(inside, z - observed, np.nan)
-        return free, in_mask, inside, behind
+        return silhouette & ~seen_past, inside & own, inside, behind
 
 
-def complete_from_depth(inp: ReconstructionInput, cfg: DepthBackendConfig) -> tuple[DepthCompletion, np.ndarray]:
-    """Occupancy of the object from one RGB-D view. Returns the completion and the visible points (camera frame)."""
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
+def _visible_points(inp: ReconstructionInput, cfg: DepthBackendConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(depth with NaN holes, mask, visible points in the camera frame without flying pixels)."""
     depth = np.asarray(inp.depth_m, dtype=np.float64)
     depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan)
     mask = np.asarray(inp.mask, dtype=bool)
@@ -204,97 +250,258 @@ def complete_from_depth(inp: ReconstructionInput, cfg: DepthBackendConfig) -> tu
     # Drop flying pixels (mixed foreground/background depth): isolated points, far from their neighbours in 3D.
     # A global depth test would cut tall or long objects, whose depth legitimately spans tens of centimetres.
     if len(points) > 8:
-        from scipy.spatial import cKDTree
-
         spacing = cKDTree(points).query(points, k=6)[0][:, -1]
         points = points[spacing < max(5.0 * float(np.median(spacing)), 0.005)]
+    return depth, mask, points
+
+
+@dataclass
+class _Grid:
+    """The plane-aligned working grid: voxel centres and the transforms between index, plane and camera frames."""
+
+    dims: tuple[int, int, int]
+    """Voxels along x (away from the camera), y, z (up)."""
+    voxel: float
+    """Voxel side, metres."""
+    lo: np.ndarray
+    """(3,) lower corner in the plane frame."""
+    T_cam_from_plane: np.ndarray
+    """4x4 plane frame -> camera frame."""
+    centres: np.ndarray
+    """(N, 3) voxel centres in the plane frame, C order over ``dims``."""
+
+    def to_cam(self, p: np.ndarray) -> np.ndarray:
+        return apply_transform(self.T_cam_from_plane, p)
+
+    @property
+    def T_cam_from_index(self) -> np.ndarray:
+        T = np.eye(4)
+        T[:3, :3] = np.eye(3) * self.voxel
+        T[:3, 3] = self.lo + 0.5 * self.voxel
+        return self.T_cam_from_plane @ T
+
+
+def _make_grid(
+    p_plane: np.ndarray, T_cam_from_plane: np.ndarray, has_plane: bool, open_fraction: float, cfg: DepthBackendConfig
+) -> tuple[_Grid, float, float]:
+    """Grid around the visible points, ``hidden`` deep behind them (x = away from the camera), wider on every side
+    when the outline is open (the object may continue behind an occluder or beyond the border). Returns the grid,
+    the visible width and the hidden depth."""
+    lo, hi = p_plane.min(axis=0), p_plane.max(axis=0)
+    width = max(hi[1] - lo[1], 1e-3)
+    height = hi[2] - (0.0 if has_plane else lo[2])
+    hidden = max(width, 0.5 * height) * max(cfg.fallback_thickness, 1.0) + cfg.margin_m
+    side = cfg.margin_m + (0.5 * hidden if open_fraction > 0.02 else 0.0)
+    lo = np.array([lo[0] - side, lo[1] - side, 0.0 if has_plane else lo[2] - hidden])
+    hi = np.array([hi[0] + hidden, hi[1] + side, hi[2] + cfg.margin_m])
+    voxel = float(np.max(hi - lo)) / cfg.resolution
+    dims = tuple(int(n) for n in np.maximum(np.ceil((hi - lo) / voxel).astype(int), 1))
+    idx = np.stack(np.meshgrid(*[np.arange(n) for n in dims], indexing="ij"), axis=-1).reshape(-1, 3)
+    return _Grid(dims, voxel, lo, T_cam_from_plane, idx * voxel + lo + 0.5 * voxel), width, hidden
+
+
+def _complete_with_prior(
+    grid: _Grid,
+    candidate: np.ndarray,
+    p_plane: np.ndarray,
+    space: _FreeSpace,
+    width: float,
+    hidden: float,
+    cfg: DepthBackendConfig,
+) -> tuple[np.ndarray, str, float]:
+    """Occupancy (flat) of the hidden side from the symmetry prior, else the bounded thickness prior."""
+    prior, consistency, occ = "thickness", 0.0, None
+    hypotheses = _symmetry_hypotheses(p_plane, space, grid.to_cam, grid.voxel, hidden, cfg) if cfg.use_symmetry else []
+    cand_idx = np.flatnonzero(candidate)
+    best_volume = None
+    for hypothesis, score in hypotheses:
+        # Among the hypotheses about as consistent as the best, the one giving the smallest object: every one of
+        # them explains the observation, the smallest claims the least unseen volume.
+        if score < hypotheses[0][1] - 0.01:
+            break
+        # The symmetric visual hull: a voxel is kept when it and its mirror image may both be object.
+        possible_m, _, _, _ = space.classify(grid.to_cam(_reflect(grid.centres[cand_idx], hypothesis)))
+        volume = int(np.count_nonzero(possible_m))
+        if best_volume is None or volume < best_volume:
+            best_volume, consistency, prior = volume, score, f"symmetry:{hypothesis[0]}"
+            occ = np.zeros_like(candidate)
+            occ[cand_idx[possible_m]] = True
+    if occ is None:
+        occ = _thickness_prior(grid, candidate, p_plane, width, cfg)
+    return occ, prior, consistency
+
+
+def _thickness_prior(
+    grid: _Grid, candidate: np.ndarray, p_plane: np.ndarray, width: float, cfg: DepthBackendConfig
+) -> np.ndarray:
+    """Bounded thickness: the hidden side ends a visible width behind the farthest visible point, and no farther
+    sideways from the visible footprint than that."""
+    reach = cfg.fallback_thickness * width
+    near = candidate & (grid.centres[:, 0] <= p_plane[:, 0].max() + reach)
+    y = grid.centres[:, 1]
+    return near & (y >= p_plane[:, 1].min() - reach) & (y <= p_plane[:, 1].max() + reach)
+
+
+def _visible_shell(
+    grid: _Grid,
+    candidate: np.ndarray,
+    behind: np.ndarray,
+    space: _FreeSpace,
+    thickness: float,
+) -> np.ndarray:
+    """Flat indices of the voxels within ``thickness`` behind the visible surface, behind the object's own pixels
+    only (behind the dilated ring the camera sees the table, and a shell there is a skirt on the table)."""
+    with np.errstate(invalid="ignore"):
+        shell = np.flatnonzero(candidate & (behind <= thickness))
+    _, own, _, _ = space.classify(grid.to_cam(grid.centres[shell]))
+    return shell[own]
+
+
+def complete_from_depth(inp: ReconstructionInput, cfg: DepthBackendConfig) -> tuple[DepthCompletion, np.ndarray]:
+    """Occupancy of the object from one RGB-D view. Returns the completion and the visible points (camera frame)."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    depth, mask, points = _visible_points(inp, cfg)
     timings["backproject"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     plane, plane_source = estimate_support_plane(inp, depth, mask, points, cfg)
     T_cam_from_plane = _plane_frame(plane, points)
-    T_plane_from_cam = np.linalg.inv(T_cam_from_plane)
-    p_plane = apply_transform(T_plane_from_cam, points)
+    p_plane = apply_transform(np.linalg.inv(T_cam_from_plane), points)
     timings["plane"] = time.perf_counter() - t0
 
-    # Working grid in the plane frame: x along the horizontal view direction (away from the camera), z up.
     t0 = time.perf_counter()
-    lo, hi = p_plane.min(axis=0), p_plane.max(axis=0)
-    width = max(hi[1] - lo[1], 1e-3)
-    height = hi[2] - (0.0 if plane is not None else lo[2])
-    hidden = max(width, 0.5 * height) * max(cfg.fallback_thickness, 1.0) + cfg.margin_m
-    lo = np.array([lo[0] - cfg.margin_m, lo[1] - cfg.margin_m, 0.0 if plane is not None else lo[2] - hidden])
-    hi = np.array([hi[0] + hidden, hi[1] + cfg.margin_m, hi[2] + cfg.margin_m])
-    voxel = float(np.max(hi - lo)) / cfg.resolution
-    dims = np.maximum(np.ceil((hi - lo) / voxel).astype(int), 1)
-    T_plane_from_index = np.eye(4)
-    T_plane_from_index[:3, :3] = np.eye(3) * voxel
-    T_plane_from_index[:3, 3] = lo + 0.5 * voxel
-    T_cam_from_index = T_cam_from_plane @ T_plane_from_index
-
+    unknown = _unknown_pixels(inp, depth, mask, plane, cfg)
+    open_fraction = _open_boundary(mask, unknown)
+    grid, width, hidden = _make_grid(p_plane, T_cam_from_plane, plane is not None, open_fraction, cfg)
     mask_dilated = ndimage.binary_dilation(mask, iterations=cfg.mask_dilate_px) if cfg.mask_dilate_px else mask
-    noise = max(cfg.depth_noise_m, _measured_noise(inp.intrinsics, depth, mask, plane, cfg))
-    space = _FreeSpace(inp.intrinsics, depth, mask_dilated, noise + 0.5 * voxel)
-    idx = np.stack(np.meshgrid(*[np.arange(n) for n in dims], indexing="ij"), axis=-1).reshape(-1, 3)
-    centres_plane = idx * voxel + lo + 0.5 * voxel
-
-    def to_cam(p: np.ndarray) -> np.ndarray:
-        return apply_transform(T_cam_from_plane, p)
-
-    free, in_mask, _, behind = space.classify(to_cam(centres_plane))
-    # Unknown space that belongs to this object: not seen through, behind the object's silhouette.
-    candidate = ~free & in_mask
+    tolerance = _noise_image(inp.intrinsics, depth, mask, plane, cfg) + 0.5 * grid.voxel
+    space = _FreeSpace(inp.intrinsics, depth, mask_dilated, tolerance, unknown=unknown, own=mask)
+    candidate, _, _, behind = space.classify(grid.to_cam(grid.centres))
     timings["carve"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    prior, consistency = "thickness", 0.0
-    hypotheses = _symmetry_hypotheses(p_plane, space, to_cam, voxel, hidden, cfg) if cfg.use_symmetry else []
-    if hypotheses:
-        # Among the hypotheses about as consistent as the best, the one giving the smallest object: every one of
-        # them explains the observation, the smallest claims the least unseen volume.
-        best_volume = None
-        for hypothesis, score in hypotheses:
-            if score < hypotheses[0][1] - 0.01:
-                break
-            # Only candidate voxels can end up occupied: test their mirror images, not the whole grid.
-            cand_idx = np.flatnonzero(candidate)
-            free_m, _, _, _ = space.classify(to_cam(_reflect(centres_plane[cand_idx], hypothesis)))
-            occ_h = np.zeros_like(candidate)
-            occ_h[cand_idx[~free_m]] = True
-            volume = np.count_nonzero(occ_h)
-            if best_volume is None or volume < best_volume:
-                best_volume, occ, consistency = volume, occ_h, score
-                prior = f"symmetry:{hypothesis[0]}"
-    if prior == "thickness":
-        # Bounded thickness: the hidden side ends a visible width behind the farthest visible point.
-        occ = candidate & (centres_plane[:, 0] <= p_plane[:, 0].max() + cfg.fallback_thickness * width)
-    # What the camera saw is kept whatever the prior says: a shell behind the visible surface (asymmetric parts such
-    # as a spray head or a handle would otherwise be carved by their mirror image). Only behind the object's own
-    # pixels: behind the dilated ring the camera sees the table, and a shell there is a skirt on the table.
-    with np.errstate(invalid="ignore"):
-        shell = np.flatnonzero(candidate & (behind <= max(cfg.min_thickness_m, 2 * voxel)))
-    _, own_pixels, _, _ = _FreeSpace(inp.intrinsics, depth, mask, space.tol).classify(to_cam(centres_plane[shell]))
-    occ[shell[own_pixels]] = True
-    occ = occ.reshape(tuple(dims))
+    occ, prior, consistency = _complete_with_prior(grid, candidate, p_plane, space, width, hidden, cfg)
+    occ, prior, checks = _finish(occ, prior, grid, candidate, behind, p_plane, space, mask, width, cfg)
+    if prior.startswith("fallback"):
+        consistency = 0.0
+    timings["complete"] = time.perf_counter() - t0
+    logger.debug(
+        "depth completion: plane=%s prior=%s consistency=%.2f grid=%s voxel=%.1f mm open=%.2f",
+        plane_source,
+        prior,
+        consistency,
+        grid.dims,
+        grid.voxel * 1e3,
+        open_fraction,
+    )
+    completion = DepthCompletion(
+        occ,
+        grid.T_cam_from_index,
+        plane,
+        plane_source,
+        prior,
+        consistency,
+        timings,
+        coverage=checks["coverage"],
+        dropped=checks["dropped"],
+        open_fraction=open_fraction,
+    )
+    return completion, points
+
+
+def _finish(
+    occ: np.ndarray,
+    prior: str,
+    grid: _Grid,
+    candidate: np.ndarray,
+    behind: np.ndarray,
+    p_plane: np.ndarray,
+    space: _FreeSpace,
+    mask: np.ndarray,
+    width: float,
+    cfg: DepthBackendConfig,
+) -> tuple[np.ndarray, str, dict[str, float]]:
+    """Hollow cavities, the visible shell, one solid, and the fallback when the result contradicts the view."""
+    cavity = _cavity_columns(grid, p_plane, cfg)
+    shell_m = max(cfg.min_thickness_m, 2 * grid.voxel)
+    if cavity is not None:
+        # Seen into a cavity: below its visible inner surface only a wall, not solid down to the table.
+        with np.errstate(invalid="ignore"):
+            occ = occ & ~(cavity & (behind > max(cfg.hollow_wall_m, grid.voxel)))
+        prior += "+hollow"
+        shell_m = max(cfg.hollow_wall_m, grid.voxel)
+    # What the camera saw is kept whatever the prior says (asymmetric parts such as a spray head or a handle would
+    # otherwise be carved by their mirror image).
+    occ[_visible_shell(grid, candidate, behind, space, shell_m)] = True
+    solid, checks = _single_solid(occ.reshape(grid.dims), grid, space, mask)
+    if checks["coverage"] >= cfg.min_silhouette_coverage and checks["dropped"] <= 0.25:
+        return solid, prior, checks
+    logger.debug("completion inconsistent with the view (%s): falling back to the thickness prior", checks)
+    occ = _thickness_prior(grid, candidate, p_plane, width, cfg)
+    occ[_visible_shell(grid, candidate, behind, space, max(cfg.min_thickness_m, 2 * grid.voxel))] = True
+    solid, checks = _single_solid(occ.reshape(grid.dims), grid, space, mask)
+    return solid, "fallback:thickness", checks
+
+
+def _single_solid(
+    occ: np.ndarray, grid: _Grid, space: _FreeSpace, mask: np.ndarray
+) -> tuple[np.ndarray, dict[str, float]]:
+    """One solid: close one-voxel gaps (a thin neck carved by a mirror image), keep the largest component (a
+    grasp planner given fragments fails), fill internal voids. Also how consistent it is with the view: the
+    fraction of the mask its projection covers and the fraction of the volume dropped as fragments."""
     if not occ.any():
         raise ReconstructionError(
             "free-space carving removed the whole object (is the depth consistent with the mask?)"
         )
-    # One solid object without internal cavities: close one-voxel gaps (a thin neck carved by a mirror image), then
-    # drop specks; parts of at least a twentieth of the main body stay (a spray head above its bottle).
     occ = ndimage.binary_closing(np.pad(occ, 1), iterations=1)[1:-1, 1:-1, 1:-1]
-    occ = ndimage.binary_fill_holes(largest_component(occ, min_fraction=0.05))
-    timings["complete"] = time.perf_counter() - t0
-    logger.debug(
-        "depth completion: plane=%s prior=%s consistency=%.2f grid=%s voxel=%.1f mm",
-        plane_source,
-        prior,
-        consistency,
-        tuple(dims),
-        voxel * 1e3,
+    total = np.count_nonzero(occ)
+    occ = ndimage.binary_fill_holes(largest_component(occ))
+    dropped = 1.0 - min(1.0, np.count_nonzero(occ) / max(1, total))
+    centres = grid.to_cam(grid.centres[occ.ravel()])
+    z = np.maximum(centres[:, 2], 1e-6)
+    u = np.round(space.intr.fx * centres[:, 0] / z + space.intr.cx).astype(np.int64)
+    v = np.round(space.intr.fy * centres[:, 1] / z + space.intr.cy).astype(np.int64)
+    ok = (u >= 0) & (u < space.intr.width) & (v >= 0) & (v < space.intr.height)
+    covered = np.zeros_like(mask)
+    covered[v[ok], u[ok]] = True
+    # Voxels are coarser than pixels: a voxel covers the pixels within half its footprint.
+    px = max(1, int(np.ceil(0.5 * grid.voxel * space.intr.fx / float(np.median(z)))))
+    covered = ndimage.binary_dilation(covered, iterations=px)
+    coverage = float(np.count_nonzero(covered & mask)) / max(1, np.count_nonzero(mask))
+    return occ, {"coverage": coverage, "dropped": dropped}
+
+
+def _cavity_columns(grid: _Grid, p_plane: np.ndarray, cfg: DepthBackendConfig) -> np.ndarray | None:
+    """(N,) bool: voxels in the columns where the camera sees into a cavity, or None when it sees none.
+
+    A top-down height map of the visible points; a cell is inside a cavity when the rim around it is higher on all
+    four sides (the running maximum from each side) by more than ``cavity_min_depth_m``: the inner bottom of a bowl
+    or a mug seen from above. A box, a can or a bottle has no visible surface below a surrounding rim."""
+    cell = 2.0 * grid.voxel
+    ij = np.floor((p_plane[:, :2] - grid.lo[:2]) / cell).astype(int)
+    shape = tuple(int(n) for n in ij.max(axis=0) + 1)
+    top = np.full(shape, -np.inf)
+    np.maximum.at(top, (ij[:, 0], ij[:, 1]), p_plane[:, 2])
+    seen = np.isfinite(top)
+    rim = np.minimum.reduce(
+        [
+            np.maximum.accumulate(top, axis=0),
+            np.maximum.accumulate(top[::-1], axis=0)[::-1],
+            np.maximum.accumulate(top, axis=1),
+            np.maximum.accumulate(top[:, ::-1], axis=1)[:, ::-1],
+        ]
     )
-    completion = DepthCompletion(occ, T_cam_from_index, plane, plane_source, prior, consistency, timings)
-    return completion, points
+    with np.errstate(invalid="ignore"):
+        inside = seen & (rim - top > cfg.cavity_min_depth_m)
+    # A handful of cells is noise or a crease, not a cavity.
+    if np.count_nonzero(inside) < max(4, 0.1 * np.count_nonzero(seen)):
+        return None
+    cij = np.floor((grid.centres[:, :2] - grid.lo[:2]) / cell).astype(int)
+    ok = (cij[:, 0] >= 0) & (cij[:, 0] < shape[0]) & (cij[:, 1] >= 0) & (cij[:, 1] < shape[1])
+    out = np.zeros(len(grid.centres), dtype=bool)
+    out[ok] = inside[cij[ok, 0], cij[ok, 1]]
+    return out
 
 
 def _reflect(points: np.ndarray, hypothesis: tuple[str, float, float]) -> np.ndarray:
@@ -329,10 +536,10 @@ def _symmetry_hypotheses(
     def scores(family: list[tuple[str, float, float]]) -> np.ndarray:
         # All offsets of a family in one vectorised projection: (K hypotheses x N points).
         mirrored = np.concatenate([_reflect(sample, h) for h in family])
-        free, _, in_view, _ = space.classify(to_cam(mirrored))
+        possible, _, _, _ = space.classify(to_cam(mirrored))
         # Support needs evidence: a mirrored point the camera cannot see (outside the image) supports nothing,
         # else a mirror that throws the object out of view would be "consistent".
-        supported = ~free & in_view
+        supported = possible
         return supported.reshape(len(family), len(sample)).mean(axis=1)
 
     families: list[list[tuple[str, float, float]]] = []

@@ -33,6 +33,15 @@ def largest_component(occupancy: np.ndarray, min_fraction: float = 1.0) -> np.nd
     return keep[labels]
 
 
+def largest_mesh_piece(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
+    """The mesh's largest connected piece (by face count): smoothing can pinch a one-voxel neck of a single voxel
+    component into two surfaces, and a grasp planner needs one."""
+    pieces = mesh.split(only_watertight=False)
+    if len(pieces) <= 1:
+        return mesh
+    return max(pieces, key=lambda piece: len(piece.faces))
+
+
 def extract_mesh(
     volume: np.ndarray, level: float, T_out_from_index: np.ndarray, smooth_sigma: float = 0.0
 ) -> trimesh.Trimesh:

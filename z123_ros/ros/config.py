@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from z123_ros.dispatch import DispatchConfig
 from z123_ros.errors import ConfigError
-from z123_ros.reconstruction import BACKENDS, ReconstructionConfig
+from z123_ros.reconstruction import ReconstructionConfig, get_backend
 from z123_ros.segmentation import SegmentationConfig, TrackerConfig
 
 
@@ -41,7 +41,7 @@ class NodeConfig:
     """Frames segmented per second at most while the scene is static. A frame that differs from the last segmented
     one (depth or, without depth, colour changed beyond sensor noise over half of segmentation.min_object_area_px)
     is segmented at once; frames arriving while the worker is busy replace each other (the newest is kept)."""
-    backend: str = field(default="depth", metadata={"read_only": True, "choices": BACKENDS})
+    backend: str = field(default="depth", metadata={"read_only": True})
     """Reconstruction backend: depth (geometric, no weights), multiview or zero123 (Zero-1-to-3), hull (baseline)."""
     change_distance_m: float = field(default=0.02, metadata={"range": (0.0, 10.0)})
     """An object whose centroid moved more than this since its last reconstruction is reconstructed again."""
@@ -83,7 +83,7 @@ def validate_node_config(config: NodeConfig) -> None:
         raise ConfigError(
             "publish_novel_views needs dispatch.novel_views.num_actors >= 1 and dispatch.novel_views.model_path"
         )
-    if config.backend in ("multiview", "zero123") and not config.dispatch.reconstruction.model_path:
+    if get_backend(config.backend).needs_model and not config.dispatch.reconstruction.model_path:
         raise ConfigError(
             f"backend {config.backend!r} needs dispatch.reconstruction.model_path (a Zero-1-to-3 folder or hub id)"
         )

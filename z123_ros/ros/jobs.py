@@ -71,12 +71,23 @@ class JobTicket:
 
 
 def build_job(
-    kind: str, config: NodeConfig, object_id: int, frame: DecodedFrame, mask: np.ndarray, plane: np.ndarray | None
+    kind: str,
+    config: NodeConfig,
+    object_id: int,
+    frame: DecodedFrame,
+    mask: np.ndarray,
+    plane: np.ndarray | None,
+    occluders: np.ndarray | None = None,
 ) -> Job:
-    """The dispatcher job of ``kind`` for one object of a decoded frame."""
+    """The dispatcher job of ``kind`` for one object of a decoded frame (``occluders``: the other objects' pixels)."""
     if kind == RECONSTRUCTION:
         inp = ReconstructionInput(
-            rgb=frame.rgb, mask=mask, intrinsics=frame.intrinsics, depth_m=frame.depth_m, support_plane_cam=plane
+            rgb=frame.rgb,
+            mask=mask,
+            intrinsics=frame.intrinsics,
+            depth_m=frame.depth_m,
+            support_plane_cam=plane,
+            occluder_mask=occluders,
         )
         # key: a newer view of the same object replaces its queued, not yet started job.
         return ReconstructionJob(inp=inp, backend=config.backend, config=config.reconstruction, key=str(object_id))
