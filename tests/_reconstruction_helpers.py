@@ -61,3 +61,49 @@ def evaluate_in_world(result: ReconstructionResult, view: ObjectView, num_points
     vertices_world = transform_points(invert(view.T_cam_from_world), result.vertices)
     pred = trimesh.Trimesh(vertices_world, result.faces, process=False)
     return evaluate_mesh(pred, view.gt_mesh_world, num_points=num_points, f_threshold=0.005)
+
+
+def render_condition_view(
+    name: str,
+    range_m: float,
+    elevation_deg: float,
+    seed: int = 0,
+    others: tuple[str, ...] = (),
+    placement_radius_m: float = 0.0,
+    keep_columns: tuple[int, int] | None = None,
+) -> ObjectView:
+    """``name`` seen from ``range_m`` at ``elevation_deg`` above the table (object 1 of the scene), with ``others``
+    beside it; ``keep_columns`` crops the image to those columns (an object cut by the image border). The input
+    carries the scene's label image, as the node passes the segmentation's."""
+    from z123_ros.camera import CameraIntrinsics
+    from z123_ros.sim import SceneConfig, render_tabletop_scene
+
+    elev = np.deg2rad(elevation_deg)
+    names = (name, *others)
+    scene = render_tabletop_scene(
+        SceneConfig(
+            seed=seed,
+            num_objects=len(names),
+            object_names=names,
+            width=320,
+            height=240,
+            camera_distance_m=range_m * np.cos(elev),
+            camera_height_m=0.04 + range_m * np.sin(elev),
+            placement_radius_m=placement_radius_m,
+            compute_visible_fraction=False,
+        )
+    )
+    rgb, depth, ids, intr = scene.rgb, scene.depth_m, scene.instance_ids, scene.intrinsics
+    if keep_columns is not None:
+        a, b = keep_columns
+        rgb, depth, ids = rgb[:, a:b].copy(), depth[:, a:b].copy(), ids[:, a:b].copy()
+        intr = CameraIntrinsics(intr.fx, intr.fy, intr.cx - a, intr.cy, b - a, intr.height)
+    inp = ReconstructionInput(
+        rgb=rgb, mask=ids == 1, intrinsics=intr, depth_m=depth, T_cam_from_world=scene.T_cam_from_world, labels=ids
+    )
+    return ObjectView(name, inp, scene.objects[0].mesh_world, scene.T_cam_from_world)
+
+
+def mesh_pieces(result: ReconstructionResult) -> int:
+    """Connected pieces of a result's mesh (a grasp planner needs exactly one)."""
+    return len(trimesh.Trimesh(result.vertices, result.faces).split(only_watertight=False))

@@ -144,3 +144,17 @@ def test_multiview_with_a_tiny_model(frame_files, tmp_path):
     assert run_cli(argv) == 0
     result = json.loads((out / "result.json").read_text())
     assert result["backend"] == "multiview" and result["frame"] == "camera" and result["info"]["fit_steps"] == 2
+
+
+def test_a_mask_over_the_whole_image_is_one_error_line_with_the_hull(frame_files, tmp_path, capsys):
+    from z123_ros.io import load_mask
+
+    folder = tmp_path / "frame"
+    folder.mkdir()
+    for name in ("rgb.png", "depth.png", "camera.json"):
+        (folder / name).write_bytes((frame_files / name).read_bytes())
+    save_mask(folder / "mask.png", np.ones_like(load_mask(frame_files / "mask.png")))
+    assert run_cli(args_for(folder, tmp_path / "out", backend="hull")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "covers 100% of the image" in err[0], err
+    assert not (tmp_path / "out").exists()

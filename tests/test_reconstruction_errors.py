@@ -115,3 +115,38 @@ def test_missing_model_folder(tmp_path):
 
     with pytest.raises(ModelLoadError, match="does not exist"):
         load_zero123(tmp_path / "nope")
+
+
+@pytest.mark.parametrize("backend", ["depth", "hull"])
+def test_a_mask_over_the_whole_image_is_refused(backend):
+    # Before: exit 0 and a 1 m "object" at confidence 0.87 (with the hull too).
+    inp = make_input()
+    inp.mask = np.ones_like(inp.mask)
+    inp.mask[0, 0] = False
+    with pytest.raises(InputError, match="covers 100% of the image"):
+        reconstruct(inp, backend)
+
+
+@pytest.mark.parametrize("backend", ["depth", "hull"])
+def test_a_mask_on_the_table_is_refused(backend):
+    from tests._reconstruction_helpers import render_object_view
+
+    view = render_object_view("005_tomato_soup_can", width=160, height=120)
+    table = np.isfinite(view.inp.depth_m) & ~view.inp.mask
+    table[:, :40] = False  # less than the whole image: only the plane test can tell
+    inp = ReconstructionInput(
+        view.inp.rgb, table, view.inp.intrinsics, depth_m=view.inp.depth_m, T_cam_from_world=view.T_cam_from_world
+    )
+    with pytest.raises(InputError, match="lies on the support plane: the mask is the table"):
+        reconstruct(inp, backend)
+    # Without a pose: one flat surface over half the image.
+    inp.T_cam_from_world = None
+    with pytest.raises(InputError, match="one flat surface"):
+        reconstruct(inp, backend)
+
+
+def test_label_image_of_the_wrong_shape():
+    inp = make_input()
+    inp.labels = np.zeros((3, 3), np.int32)
+    with pytest.raises(InputError, match="labels shape"):
+        reconstruct(inp, "depth")

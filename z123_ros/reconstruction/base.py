@@ -8,10 +8,13 @@ import numpy as np
 
 from z123_ros.camera import CameraIntrinsics, check_rigid
 from z123_ros.errors import CameraError, InputError
+from z123_ros.geometry import fit_plane_ransac, orient_plane, plane_from_pose
 from z123_ros.io import check_frame
 
 #: A mask covering more of the image than this is background or the table, not an object.
 MAX_MASK_FRACTION = 0.9
+#: Masked depth within this distance of the support plane lies on it (sensor noise at a few metres' range).
+SUPPORT_SURFACE_M = 0.006
 
 
 @dataclass
@@ -301,3 +304,34 @@ def validate_input(inp: ReconstructionInput, need_depth: bool) -> None:
         plane = np.asarray(inp.support_plane_cam, dtype=np.float64).ravel()
         if plane.size != 4 or not np.all(np.isfinite(plane)) or np.linalg.norm(plane[:3]) < 1e-9:
             raise InputError(f"support_plane_cam must be 4 finite numbers with a non-zero normal, got {plane}")
+    if inp.depth_m is not None:
+        _check_not_the_support_surface(inp, mask)
+
+
+def _check_not_the_support_surface(inp: ReconstructionInput, mask: np.ndarray) -> None:
+    """InputError when the masked pixels are the table: (nearly) all on the known support plane, or, without a
+    plane, one flat surface covering half the image (a box face seen that close still shows a second face or the
+    table around it)."""
+    points, _ = inp.intrinsics.backproject(np.asarray(inp.depth_m, dtype=np.float64), mask)
+    if len(points) < 30:
+        return
+    plane = None
+    if inp.support_plane_cam is not None:
+        plane = orient_plane(inp.support_plane_cam)
+    elif inp.T_cam_from_world is not None:
+        plane = plane_from_pose(inp.T_cam_from_world)
+    if plane is not None:
+        on_plane = float(np.mean(np.abs(points @ plane[:3] + plane[3]) < SUPPORT_SURFACE_M))
+        if on_plane > 0.9:
+            raise InputError(
+                f"{100 * on_plane:.0f}% of the masked depth lies on the support plane: the mask is the table, not an "
+                "object standing on it"
+            )
+        return
+    if np.count_nonzero(mask) > 0.5 * mask.size:
+        fit = fit_plane_ransac(points, SUPPORT_SURFACE_M, min_inlier_fraction=0.9)
+        if fit is not None:
+            raise InputError(
+                f"the mask covers {100 * np.count_nonzero(mask) / mask.size:.0f}% of the image and its depth is one "
+                "flat surface: that is the table or a wall, not an object"
+            )

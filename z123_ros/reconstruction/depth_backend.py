@@ -28,7 +28,6 @@ from z123_ros.camera import CameraIntrinsics
 from z123_ros.errors import ReconstructionError
 from z123_ros.geometry import fit_plane_ransac, orient_plane, plane_from_pose
 from z123_ros.reconstruction.base import DepthBackendConfig, ReconstructionInput
-from z123_ros.reconstruction.mesh import largest_component
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +53,7 @@ class DepthCompletion:
     coverage: float = 1.0
     """Fraction of the mask's pixels the completed volume covers when projected into the view."""
     dropped: float = 0.0
-    """Fraction of the completed volume dropped as disconnected fragments."""
+    """Fraction of the visible surface's voxels lost with the fragments dropped to keep one solid."""
     open_fraction: float = 0.0
     """Fraction of the mask's outline next to occluders, depth holes or the image border."""
 
@@ -433,31 +432,42 @@ def _finish(
         shell_m = max(cfg.hollow_wall_m, grid.voxel)
     # What the camera saw is kept whatever the prior says (asymmetric parts such as a spray head or a handle would
     # otherwise be carved by their mirror image).
-    occ[_visible_shell(grid, candidate, behind, space, shell_m)] = True
-    solid, checks = _single_solid(occ.reshape(grid.dims), grid, space, mask)
+    shell = _visible_shell(grid, candidate, behind, space, shell_m)
+    occ[shell] = True
+    solid, checks = _single_solid(occ.reshape(grid.dims), grid, space, mask, shell)
     if checks["coverage"] >= cfg.min_silhouette_coverage and checks["dropped"] <= 0.25:
         return solid, prior, checks
     logger.debug("completion inconsistent with the view (%s): falling back to the thickness prior", checks)
     occ = _thickness_prior(grid, candidate, p_plane, width, cfg)
-    occ[_visible_shell(grid, candidate, behind, space, max(cfg.min_thickness_m, 2 * grid.voxel))] = True
-    solid, checks = _single_solid(occ.reshape(grid.dims), grid, space, mask)
+    shell = _visible_shell(grid, candidate, behind, space, max(cfg.min_thickness_m, 2 * grid.voxel))
+    occ[shell] = True
+    solid, checks = _single_solid(occ.reshape(grid.dims), grid, space, mask, shell)
     return solid, "fallback:thickness", checks
 
 
 def _single_solid(
-    occ: np.ndarray, grid: _Grid, space: _FreeSpace, mask: np.ndarray
+    occ: np.ndarray, grid: _Grid, space: _FreeSpace, mask: np.ndarray, shell: np.ndarray
 ) -> tuple[np.ndarray, dict[str, float]]:
     """One solid: close one-voxel gaps (a thin neck carved by a mirror image), keep the largest component (a
     grasp planner given fragments fails), fill internal voids. Also how consistent it is with the view: the
-    fraction of the mask its projection covers and the fraction of the volume dropped as fragments."""
+    fraction of the mask its projection covers, and the fraction of the visible surface (``shell``, flat indices)
+    lost with the dropped fragments. Fragments in unseen space only (behind an occluder) are guesses the evidence
+    never supported: dropping them costs nothing; losing seen surface means the completion broke the object."""
     if not occ.any():
         raise ReconstructionError(
             "free-space carving removed the whole object (is the depth consistent with the mask?)"
         )
     occ = ndimage.binary_closing(np.pad(occ, 1), iterations=1)[1:-1, 1:-1, 1:-1]
-    total = np.count_nonzero(occ)
-    occ = ndimage.binary_fill_holes(largest_component(occ))
-    dropped = 1.0 - min(1.0, np.count_nonzero(occ) / max(1, total))
+    # The component holding most of the seen surface, not the largest: behind an occluder a guessed blob can be
+    # bigger than the object itself.
+    labels, count = ndimage.label(occ)
+    if count > 1:
+        seen = np.bincount(labels.ravel()[shell], minlength=count + 1)
+        seen[0] = 0
+        keep = int(np.argmax(seen)) if seen.any() else int(np.argmax(np.bincount(labels.ravel())[1:]) + 1)
+        occ = labels == keep
+    occ = ndimage.binary_fill_holes(occ)
+    dropped = 1.0 - float(np.count_nonzero(occ.ravel()[shell])) / max(1, len(shell))
     centres = grid.to_cam(grid.centres[occ.ravel()])
     z = np.maximum(centres[:, 2], 1e-6)
     u = np.round(space.intr.fx * centres[:, 0] / z + space.intr.cx).astype(np.int64)

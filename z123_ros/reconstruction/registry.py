@@ -1,5 +1,9 @@
 """The one list of reconstruction backends: name -> run function, what it needs (depth, a Zero-1-to-3 model).
 
+Backends defined outside the package reach processes the caller does not start itself (the dispatcher's actors, the
+ROS node) through the environment: ``Z123_BACKEND_MODULES=pkg.mod1,pkg.mod2`` names modules imported when the
+registry is first read, each registering its backends on import.
+
 Every caller (``reconstruct()``, ``z123 reconstruct``, the dispatcher's reconstruction worker, the ROS node, the demo
 and the evaluation runner) reads this registry instead of keeping its own list of names. Adding a backend is one
 module with a run function plus one :func:`register_backend` call.
@@ -7,6 +11,8 @@ module with a run function plus one :func:`register_backend` call.
 
 from __future__ import annotations
 
+import importlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +40,22 @@ class Backend:
     """One line for help texts."""
 
 
+#: Environment variable naming extra modules (comma-separated) that register backends when imported.
+PLUGINS_ENV = "Z123_BACKEND_MODULES"
+
 _BACKENDS: dict[str, Backend] = {}
+_loaded_plugins: set[str] = set()
+
+
+def _load_plugins() -> None:
+    """Import the modules named in ``$Z123_BACKEND_MODULES`` that are not imported yet."""
+    for module in (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",")):
+        if module and module not in _loaded_plugins:
+            _loaded_plugins.add(module)
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:
+                raise ConfigError(f"{PLUGINS_ENV}: cannot import backend module {module!r}: {exc}") from exc
 
 
 def register_backend(backend: Backend, *, replace: bool = False) -> Backend:
@@ -54,11 +75,13 @@ def unregister_backend(name: str) -> None:
 
 def backend_names() -> tuple[str, ...]:
     """Registered backend names, in registration order (the built-in ones first)."""
+    _load_plugins()
     return tuple(_BACKENDS)
 
 
 def get_backend(name: str) -> Backend:
     """The backend called ``name``; ConfigError naming the choices when there is none."""
+    _load_plugins()
     try:
         return _BACKENDS[name]
     except KeyError:
