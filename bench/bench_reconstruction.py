@@ -282,13 +282,81 @@ def to_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _records(path: str) -> dict[tuple[str, str, str], dict]:
+    import json
+
+    data = json.loads(Path(path).read_text())
+    return {(r["case"], r["object"], r["backend"]): r for r in data["reconstruction"]}
+
+
+def _goal_lines(after: dict) -> list[str]:
+    """Issue 15's goals against the after-run's records (sweep = the ``random`` bucket)."""
+    rec = [r for r in after.values() if r["backend"] == "depth"]
+
+    def pick(cond):
+        return [r for r in rec if cond(r)]
+
+    def med(rows, key):
+        vals = [r[key] for r in rows if r["ok"]]
+        return float(np.median(vals)) if vals else float("nan")
+
+    def mean(rows, key):
+        vals = [r[key] for r in rows if r["ok"]]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    sweep = pick(lambda r: r["bucket"] == "random")
+    hollow = pick(lambda r: r["bucket"] == "hollow")
+    real = pick(lambda r: r["bucket"].startswith("real"))
+    frag = sum(1 for r in rec if r.get("components", 1) != 1)
+    out = ["| goal | figure | met |", "|---|---|---|"]
+    for label, value, ok in (
+        ("sweep mean IoU >= 0.75", mean(sweep, "iou"), mean(sweep, "iou") >= 0.75),
+        ("sweep mean Chamfer <= 4 mm", mean(sweep, "chamfer_mm"), mean(sweep, "chamfer_mm") <= 4.0),
+        ("sweep mean F@5mm >= 0.85", mean(sweep, "f_score"), mean(sweep, "f_score") >= 0.85),
+        ("hollow median IoU >= 0.5", med(hollow, "iou"), med(hollow, "iou") >= 0.5),
+        ("real dev median IoU >= 0.6", med(real, "iou"), med(real, "iou") >= 0.6),
+        ("real dev median Chamfer <= 8 mm", med(real, "chamfer_mm"), med(real, "chamfer_mm") <= 8.0),
+        ("fragmented meshes = 0", float(frag), frag == 0),
+    ):
+        out.append(f"| {label} | {value:.3f} | {'yes' if ok else 'NO'} |")
+    return out
+
+
+def compare_markdown(before_json: str, after_json: str) -> str:
+    """Per object present in both conditions runs: depth before / after and the hull, and the goal table."""
+    before, after = _records(before_json), _records(after_json)
+    lines = [
+        "| case | object | depth IoU before | depth IoU after | hull IoU | depth CD before (mm) | depth CD after (mm) "
+        "| hull CD (mm) | pieces before | pieces after |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    better = worse = 0
+    for (case, obj, backend), a in sorted(after.items()):
+        b, h = before.get((case, obj, backend)), after.get((case, obj, "hull"))
+        if backend != "depth" or b is None or h is None or not (a["ok"] and b["ok"]):
+            continue
+        better += a["chamfer_mm"] < b["chamfer_mm"] - 0.2
+        worse += a["chamfer_mm"] > b["chamfer_mm"] + 0.2
+        lines.append(
+            f"| {case} | {obj} | {b['iou']:.2f} | {a['iou']:.2f} | {h['iou']:.2f} | {b['chamfer_mm']:.1f} | "
+            f"{a['chamfer_mm']:.1f} | {h['chamfer_mm']:.1f} | {b.get('components', 1)} | {a.get('components', 1)} |"
+        )
+    lines += ["", f"Chamfer better by > 0.2 mm on {better} objects, worse on {worse}.", "", *_goal_lines(after)]
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 objects, fewer probe steps")
     parser.add_argument("--eval", type=int, metavar="N", help="instead: depth vs hull quality on the first N objects")
     parser.add_argument("--oracle", type=int, metavar="N", help="instead: learned backends + oracle on N objects")
+    parser.add_argument(
+        "--compare", nargs=2, metavar=("BEFORE", "AFTER"), help="instead: two conditions.json runs, per object"
+    )
     args = parser.parse_args()
-    if args.oracle:
+    if args.compare:
+        print(compare_markdown(*args.compare))
+    elif args.oracle:
         print(speed_markdown(field_speed_rows()))
         print()
         print(oracle_markdown(oracle_rows(OBJECTS[: args.oracle])))

@@ -122,7 +122,7 @@ def _unknown_pixels(
     inp: ReconstructionInput, depth: np.ndarray, mask: np.ndarray, plane: np.ndarray | None, cfg: DepthBackendConfig
 ) -> np.ndarray:
     """Pixels outside the mask behind which the object may continue unseen: other objects (from the label image or
-    the occluder mask when given, else anything standing on the support plane) and depth holes next to the mask."""
+    the occluder mask when given, else anything standing on the support plane)."""
     unknown = np.zeros_like(mask)
     if inp.occluder_mask is not None:
         unknown |= np.asarray(inp.occluder_mask, dtype=bool)
@@ -132,16 +132,6 @@ def _unknown_pixels(
         points, pixels = inp.intrinsics.backproject(depth)
         standing = points @ plane[:3] + plane[3] > cfg.occluder_min_height_m
         unknown[pixels[standing, 0], pixels[standing, 1]] = True
-    # A depth hole can hide part of the object when it is a dropout next to it (shadowed edges, dark or shiny
-    # parts): smaller than the object's own image. A larger hole is range or sky (nothing within the sensor's
-    # reach, e.g. behind the table's edge), and counting it as unknown would let the object grow into it.
-    holes, count = ndimage.label(~np.isfinite(depth))
-    if count:
-        sizes = np.bincount(holes.ravel())
-        dropout = sizes <= np.count_nonzero(mask)
-        dropout[0] = False
-        near = ndimage.binary_dilation(mask, iterations=cfg.plane_ring_px)
-        unknown |= near & dropout[holes]
     return unknown & ~mask
 
 
@@ -201,6 +191,14 @@ class _FreeSpace:
         self.unknown = np.zeros_like(mask_dilated) if unknown is None else unknown & ~mask_dilated
         self.own = mask_dilated if own is None else own
 
+    def in_own_silhouette(self, points_cam: np.ndarray) -> np.ndarray:
+        """(N,) bool: the point projects into the object's own (dilated) mask, not only behind an occluder."""
+        z = np.maximum(points_cam[:, 2], 1e-6)
+        u = np.round(self.intr.fx * points_cam[:, 0] / z + self.intr.cx).astype(np.int64)
+        v = np.round(self.intr.fy * points_cam[:, 1] / z + self.intr.cy).astype(np.int64)
+        u, v = np.clip(u, 0, self.intr.width - 1), np.clip(v, 0, self.intr.height - 1)
+        return (points_cam[:, 2] > 1e-6) & self.mask[v, u]
+
     def classify(self, points_cam: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(possible, own, in_view, behind_m) for this object.
 
@@ -240,6 +238,7 @@ def _visible_points(inp: ReconstructionInput, cfg: DepthBackendConfig) -> tuple[
     depth = np.asarray(inp.depth_m, dtype=np.float64)
     depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan)
     mask = np.asarray(inp.mask, dtype=bool)
+    depth = _fill_dropouts(depth, mask)
     eroded = ndimage.binary_erosion(mask, iterations=cfg.mask_erode_px) if cfg.mask_erode_px > 0 else mask
     points, _ = inp.intrinsics.backproject(depth, eroded)
     if len(points) < 10:  # a thin object: erosion removed it, use the full mask
@@ -252,6 +251,31 @@ def _visible_points(inp: ReconstructionInput, cfg: DepthBackendConfig) -> tuple[
         spacing = cKDTree(points).query(points, k=6)[0][:, -1]
         points = points[spacing < max(5.0 * float(np.median(spacing)), 0.005)]
     return depth, mask, points
+
+
+def _fill_dropouts(depth: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Depth holes outside the mask that are smaller than the object's image get the depth of the nearest measured
+    pixel outside the mask. Such holes are mostly the object's own shadow (a structured-light projector or a stereo
+    pair cannot see the surface just beside an edge) or flying pixels removed at silhouettes: the surface there is
+    the table or the background around it, not more object. Counting them as unknown let the object grow into
+    every shadow. Larger holes (beyond the sensor's range) stay empty; holes inside the mask stay unknown."""
+    holes = ~np.isfinite(depth) & ~mask
+    labels, count = ndimage.label(holes)
+    if not count:
+        return depth
+    sizes = np.bincount(labels.ravel())
+    small = sizes <= np.count_nonzero(mask)
+    small[0] = False
+    fill = small[labels]
+    if not fill.any():
+        return depth
+    source = np.isfinite(depth) & ~mask
+    if not source.any():
+        return depth
+    _, (iv, iu) = ndimage.distance_transform_edt(~source, return_indices=True)
+    out = depth.copy()
+    out[fill] = depth[iv[fill], iu[fill]]
+    return out
 
 
 @dataclass
@@ -312,14 +336,20 @@ def _complete_with_prior(
     prior, consistency, occ = "thickness", 0.0, None
     hypotheses = _symmetry_hypotheses(p_plane, space, grid.to_cam, grid.voxel, hidden, cfg) if cfg.use_symmetry else []
     cand_idx = np.flatnonzero(candidate)
+    own_sil = space.in_own_silhouette(grid.to_cam(grid.centres)) if space.unknown.any() else None
     best_volume = None
     for hypothesis, score in hypotheses:
         # Among the hypotheses about as consistent as the best, the one giving the smallest object: every one of
         # them explains the observation, the smallest claims the least unseen volume.
         if score < hypotheses[0][1] - 0.01:
             break
-        # The symmetric visual hull: a voxel is kept when it and its mirror image may both be object.
-        possible_m, _, _, _ = space.classify(grid.to_cam(_reflect(grid.centres[cand_idx], hypothesis)))
+        # The symmetric visual hull: a voxel is kept when it and its mirror image may both be object, and one of
+        # the two is seen in the object's own silhouette: behind an occluder the object is completed only as the
+        # mirror image of what was seen (else the unseen gap between an occluder and the object fills up).
+        mirrored = grid.to_cam(_reflect(grid.centres[cand_idx], hypothesis))
+        possible_m, _, _, _ = space.classify(mirrored)
+        if own_sil is not None:
+            possible_m &= own_sil[cand_idx] | space.in_own_silhouette(mirrored)
         volume = int(np.count_nonzero(possible_m))
         if best_volume is None or volume < best_volume:
             best_volume, consistency, prior = volume, score, f"symmetry:{hypothesis[0]}"
