@@ -200,18 +200,21 @@ def oracle_rows(names: tuple[str, ...], image_size: int = 64) -> list[dict]:
     return rows
 
 
-def field_speed_rows(view_name: str = OBJECTS[1], probe_steps: int = 3) -> list[dict]:
+def field_speed_rows(view_name: str = OBJECTS[1], probe_steps: tuple[int, int] = (20, 3)) -> list[dict]:
     """Field-update steps per second of the multiview fit (the oracle supplies the views, so no UNet time) at the
     quick and default presets, and the seconds a whole multiview reconstruction takes at that rate. Per-step figures
-    come from the difference of a 1-step and a (1 + probe_steps)-step run, in wall time and in this process's CPU time
-    (single-threaded torch: the CPU figure is what an idle core would give when the machine is loaded)."""
+    come from the difference of a 1-step and a (1 + probe)-step run (after a warm-up run), in wall time and in this
+    process's CPU time (single-threaded torch: the CPU figure is what an idle core would give on a loaded machine)."""
     from tests._oracle_helpers import oracle_for
 
     view = render_object_view(view_name)
+    warm = oracle_for(view, 64)
+    reconstruct(view.inp, "multiview", oracle_config(fit_steps=1), warm)  # first-call costs out of the figures
+    warm.close()
     rows = []
-    for preset in ("quick", "default"):
+    for preset, probe in zip(("quick", "default"), probe_steps, strict=True):
         cost = {}
-        for steps in (1, 1 + probe_steps):
+        for steps in (1, 1 + probe):
             cfg = ReconstructionConfig.preset(preset)
             cfg.multiview.fit_steps = steps
             oracle = oracle_for(view, 256)
@@ -219,8 +222,8 @@ def field_speed_rows(view_name: str = OBJECTS[1], probe_steps: int = 3) -> list[
             reconstruct(view.inp, "multiview", cfg, oracle)
             cost[steps] = (time.process_time() - cpu0, time.perf_counter() - wall0)
             oracle.close()
-        cpu_step = (cost[1 + probe_steps][0] - cost[1][0]) / probe_steps
-        wall_step = (cost[1 + probe_steps][1] - cost[1][1]) / probe_steps
+        cpu_step = (cost[1 + probe][0] - cost[1][0]) / probe
+        wall_step = (cost[1 + probe][1] - cost[1][1]) / probe
         full = ReconstructionConfig.preset(preset)
         fcfg = full.voxel_field
         rows.append(
