@@ -107,3 +107,21 @@ def test_aggregate_holds_reconstructed_objects_by_id_in_their_colours() -> None:
     np.testing.assert_array_equal(agg.colours[:4], np.tile([0, 0, 255], (4, 1)))
     np.testing.assert_array_equal(agg.colours[4:], np.tile([0, 255, 0], (3, 1)))
     assert book.counts() == (3, 2)
+
+
+def test_jobs_of_objects_gone_from_view_are_abandoned_and_redone_on_return() -> None:
+    book = ObjectBook(ChangePolicy(abandon_after_missed=2))
+    book.observe([_obj(1), _obj(2, centroid=(0.2, 0, 0.5))], now=0.0)
+    book.dispatched(1, job_id="a")
+    book.dispatched(2, job_id="b")
+    book.observe([_obj(2, centroid=(0.2, 0, 0.5))], now=1.0)
+    assert book.take_abandoned_jobs() == [], "one missed frame (a flicker) keeps the job"
+    book.observe([_obj(1)], now=2.0)  # object 1 back: its miss count restarts
+    book.observe([_obj(2, centroid=(0.2, 0, 0.5))], now=3.0)
+    assert book.take_abandoned_jobs() == []
+    book.observe([], now=4.0)
+    assert book.take_abandoned_jobs() == ["a"], "object 1 missed two frames in a row, object 2 one"
+    assert book.take_abandoned_jobs() == [], "each abandoned job is handed out once"
+    book.observe([], now=5.0)
+    assert book.take_abandoned_jobs() == ["b"]
+    assert book.observe([_obj(1)], now=6.0) == [1], "a returning object is reconstructed again"

@@ -49,6 +49,9 @@ class NodeConfig:
     """... or whose size (or, without depth, mask area) changed by more than this fraction."""
     forget_after_s: float = field(default=10.0, metadata={"range": (0.1, 3600.0)})
     """Objects not segmented for this long leave the aggregated cloud and markers."""
+    abandon_after_missed_frames: int = field(default=2, metadata={"range": (1, 1000)})
+    """The running or queued reconstruction of an object missing from this many segmented frames in a row is
+    cancelled (it left the view, or the scene changed); the object is reconstructed again if it comes back."""
     min_valid_depth_fraction: float = field(default=0.05, metadata={"range": (0.0, 1.0)})
     """Frames whose depth image has fewer valid (finite, > 0) pixels than this fraction are dropped."""
     max_image_pixels: int = field(default=3840 * 2160, metadata={"range": (1, 16384 * 16384)})

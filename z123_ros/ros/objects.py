@@ -28,6 +28,10 @@ class ChangePolicy:
     """... or the size (without depth: the mask area) changed by more than this fraction."""
     forget_after_s: float = 10.0
     """Objects not seen for this long (and with no job running) leave the book."""
+    abandon_after_missed: int = 2
+    """The job of an object missing from this many segmented frames in a row is cancelled (the object left the view
+    or the scene changed: its mesh would be stale and its actor is needed); it is reconstructed again if it comes
+    back. Counted in frames, not seconds, so that a slow (loaded) segmentation does not abandon visible objects."""
 
 
 @dataclass
@@ -43,6 +47,8 @@ class Track:
     """(3,) extent at the last sighting; None without depth."""
     area: int = 0
     """Mask area in pixels at the last sighting."""
+    missed: int = 0
+    """Segmented frames in a row the object was not in."""
     dispatched_centroid: np.ndarray | None = None
     """Centroid when the object was last sent to reconstruction: it is sent again only when it changes from this."""
     dispatched_extent: np.ndarray | None = None
@@ -110,11 +116,13 @@ class ObjectBook:
         box move with the view), so there an object counts as changed when its reconstruction no longer explains
         what is seen (see :meth:`needs_reconstruction`), not when the centroid moves."""
         due = []
+        for track in self._tracks.values():
+            track.missed += 1
         for obj in objects:
             track = self._tracks.get(obj.id)
             if track is None:
                 track = self._tracks[obj.id] = Track(last_seen=now)
-            track.last_seen = now
+            track.last_seen, track.missed = now, 0
             centroid = None if obj.centroid_cam is None else np.asarray(obj.centroid_cam, float)
             if centroid is not None and T_fixed_from_cam is not None:
                 centroid = transform_points(T_fixed_from_cam, centroid[None])[0]
@@ -162,6 +170,16 @@ class ObjectBook:
             return None
         job_id, track.job_id = track.job_id, None
         return job_id
+
+    def take_abandoned_jobs(self) -> list[Any]:
+        """Jobs of objects missing for ``abandon_after_missed`` frames, which the book forgets (to be cancelled); their
+        objects count as never reconstructed, so a return is reconstructed again."""
+        jobs = []
+        for track in self._tracks.values():
+            if track.job_id is not None and track.missed >= self.policy.abandon_after_missed:
+                jobs.append(track.job_id)
+                track.job_id, track.dispatched_area = None, 0
+        return jobs
 
     def dispatched(self, object_id: int, job_id: Any) -> None:
         """The object's current state went to reconstruction as ``job_id``."""

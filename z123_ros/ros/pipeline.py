@@ -50,6 +50,12 @@ def result_in_frame(result: Any, T_target_from_cam: np.ndarray, frame_id: str) -
     )
 
 
+def _change_policy(config: NodeConfig) -> ChangePolicy:
+    return ChangePolicy(
+        config.change_distance_m, config.change_extent_ratio, config.forget_after_s, config.abandon_after_missed_frames
+    )
+
+
 class Pipeline:
     """Segmentation, job submission and result fan-out of ``z123_node``. Thread use: :meth:`submit_request`
     (service thread) and :meth:`guarded` (any thread) aside, everything runs on the worker thread."""
@@ -81,12 +87,12 @@ class Pipeline:
         segmenter = make_segmenter(config.segmentation)
         self.config = config
         self._segmenter, self._tracker = segmenter, ObjectTracker(config.tracking)
-        self.book.policy = ChangePolicy(config.change_distance_m, config.change_extent_ratio, config.forget_after_s)
+        self.book.policy = _change_policy(config)
 
     def apply(self, config: NodeConfig, changed: list[str]) -> None:
         """A run-time parameter change (validated)."""
         self.config = config
-        self.book.policy = ChangePolicy(config.change_distance_m, config.change_extent_ratio, config.forget_after_s)
+        self.book.policy = _change_policy(config)
         if any(n.startswith("segmentation.") for n in changed) and self._segmenter is not None:
             segmenter = make_segmenter(config.segmentation)
             with self._segment_lock:
@@ -156,6 +162,8 @@ class Pipeline:
             self._last = (frame, seg)
         surfaces = self._surfaces(frame, seg)
         due = self.book.observe(seg.objects, now, frame.T_target_from_cam, surfaces)
+        for job_id in self.book.take_abandoned_jobs():
+            self._cancel(job_id, "jobs_abandoned")
         frame.marks["checked"] = time.monotonic()
         # Submit before publishing the segmentation: the actors start while this thread serialises the message.
         for object_id in due:
@@ -211,10 +219,7 @@ class Pipeline:
         stale = self.book.take_running_job(object_id)
         if stale is not None:
             # The object changed while its previous reconstruction ran: that result would be stale.
-            with contextlib.suppress(Z123Error):
-                self.dispatcher.cancel(stale)
-            self.inbox.forget(stale)
-            self._stats.count("jobs_cancelled")
+            self._cancel(stale, "jobs_cancelled")
         again = self.book.get(object_id).dispatched_area > 0
         try:
             job_id = self._submit(RECONSTRUCTION, object_id, frame, mask, plane, frame.marks)
@@ -231,6 +236,12 @@ class Pipeline:
                 self._submit(NOVEL_VIEWS, object_id, frame, mask, plane)
             except DispatchError as exc:
                 self._stats.drop(f"novel_views_{exc.reason}", f"object {object_id}: {exc}")
+
+    def _cancel(self, job_id: Any, counter: str) -> None:
+        with contextlib.suppress(Z123Error):
+            self.dispatcher.cancel(job_id)
+        self.inbox.forget(job_id)
+        self._stats.count(counter)
 
     def _submit(
         self, kind: str, object_id: int, frame: DecodedFrame, mask: np.ndarray, plane: Any, marks: dict | None = None
