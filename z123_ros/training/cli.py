@@ -117,8 +117,8 @@ def _config_from_args(cls: type, args: argparse.Namespace) -> object:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``render-dataset`` and ``train`` to the ``z123`` tool."""
+    from z123_ros.training.config import TrainConfig
     from z123_ros.training.render import RenderConfig
-    from z123_ros.training.train import TrainConfig
 
     render = subparsers.add_parser(
         "render-dataset",
