@@ -57,7 +57,7 @@ def record_reliability(case: str, **figures: object) -> None:
     path = os.environ.get("Z123_RELIABILITY_OUT")
     if path:
         with open(path, "a") as f:
-            f.write(json.dumps({"case": case, **figures}) + "\n")
+            f.write(json.dumps({"case": case, **figures, "load": round(os.getloadavg()[0], 1)}) + "\n")
 
 
 def free_port() -> int:

@@ -97,7 +97,8 @@ def _record(victim: str, figures: dict) -> None:
     path = os.environ.get("Z123_RELIABILITY_OUT")
     if path:
         with open(path, "a") as f:
-            f.write(json.dumps({"case": f"node: {victim} killed", **figures}) + "\n")
+            f.write(json.dumps({"case": f"node: {victim} killed", **figures, "load": round(os.getloadavg()[0], 1)}))
+            f.write("\n")
 
 
 def _drill(node, victim: str, seed: int) -> None:
@@ -120,13 +121,14 @@ def _drill(node, victim: str, seed: int) -> None:
     )
     t_degraded = time.monotonic()
     assert degraded and proc.alive(), f"node died or never degraded:\n{proc.log()[-3000:]}"
-    published = wait_for(lambda: _reconstructions_after(probe, t_kill), WAIT_S, FRAME_PERIOD_S, tick)
+    # After DEGRADED was seen, so it comes from the restarted Ray, not from a result already on its way.
+    published = wait_for(lambda: _reconstructions_after(probe, t_degraded), WAIT_S, FRAME_PERIOD_S, tick)
     t_back = time.monotonic()
     assert published, f"no reconstruction after killing the {victim}:\n{proc.log()[-3000:]}"
     assert proc.alive()
     assert _segmentations_after(probe, t_kill) > 0  # segmentation went on throughout
+    assert wait_for(lambda: diag().get("dispatch.state") == "ready", WAIT_S, FRAME_PERIOD_S, tick)
     values = diag()
-    assert values.get("dispatch.state") == "ready"
     if victim != "worker":
         assert int(values["dispatch.ray_restarts"]) >= 1
     _record(
