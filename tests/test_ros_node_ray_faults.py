@@ -111,6 +111,7 @@ def _drill(node, victim: str, seed: int) -> None:
 
     diag = probe.diagnostics
     wait_for(lambda: diag().get("dispatch.state") == "ready", WAIT_S, period=FRAME_PERIOD_S)
+    drops_before = {k: int(v) for k, v in diag().items() if k.startswith(("drop.dispatch_", "drop.job_"))}
     pid = _victim(proc.proc.pid, victim)
     t_kill = time.monotonic()
     os.kill(pid, signal.SIGKILL)
@@ -136,7 +137,11 @@ def _drill(node, victim: str, seed: int) -> None:
         {
             "degraded_s": None if victim == "worker" else round(t_degraded - t_kill, 2),
             "reconstruction_again_s": round(t_back - t_kill, 1),
-            "dropped": {k: v for k, v in values.items() if k.startswith(("drop.dispatch_", "drop.job_"))},
+            "dropped": {
+                k: int(v) - drops_before.get(k, 0)
+                for k, v in values.items()
+                if k.startswith(("drop.dispatch_", "drop.job_")) and int(v) > drops_before.get(k, 0)
+            },
         },
     )
 
