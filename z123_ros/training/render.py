@@ -280,9 +280,7 @@ def render_object(
         mesh_n, views, size=config.image_size, fov_deg=config.fov_deg, colour=colour, target=np.zeros(3), light=light
     )
 
-    # Write into a staging sibling and swap it in: an object folder exists only once complete, and a re-render
-    # replaces the old one as a whole.
-    tmp = new_staging(folder)
+    tmp = new_staging(folder)  # swapped in when complete: a folder is whole, and a re-render replaces it as a whole
     entries = []
     for i, (polar, azimuth, radius) in enumerate(rendered.views):
         image_name = f"{i:03d}.png"
