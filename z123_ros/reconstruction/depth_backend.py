@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-from scipy.spatial import cKDTree
+from scipy.spatial import ConvexHull, QhullError, cKDTree
 
 from z123_ros.camera import CameraIntrinsics
 from z123_ros.errors import ReconstructionError
@@ -467,12 +467,32 @@ def _finish(
     solid, checks = _single_solid(occ.reshape(grid.dims), grid, space, mask, shell)
     if checks["coverage"] >= cfg.min_silhouette_coverage and checks["dropped"] <= 0.25:
         return solid, prior, checks
-    logger.debug("completion inconsistent with the view (%s): falling back to the thickness prior", checks)
-    occ = _thickness_prior(grid, candidate, p_plane, width, cfg)
+    logger.debug("completion inconsistent with the view (%s): falling back to the column hull", checks)
+    occ = _column_hull(grid, candidate, p_plane)
     shell = _visible_shell(grid, candidate, behind, space, max(cfg.min_thickness_m, 2 * grid.voxel))
     occ[shell] = True
     solid, checks = _single_solid(occ.reshape(grid.dims), grid, space, mask, shell)
-    return solid, "fallback:thickness", checks
+    return solid, "fallback:hull", checks
+
+
+def _column_hull(grid: _Grid, candidate: np.ndarray, p_plane: np.ndarray) -> np.ndarray:
+    """The safe shape: the convex hull of the visible points and their footprint on the support plane (the object
+    stands on it), minus what the camera saw through. It claims no hidden depth beyond the visible extent, so it is
+    never much worse than the convex-hull baseline, and it is one solid."""
+    footprint = p_plane.copy()
+    footprint[:, 2] = 0.0
+    try:
+        hull = ConvexHull(np.concatenate([p_plane, footprint]))
+    except QhullError:
+        return candidate.copy()
+    idx = np.flatnonzero(candidate)
+    inside = np.ones(len(idx), dtype=bool)
+    # Half-space test face by face: (N, 3) x (3,) per face keeps memory flat for a million voxels.
+    for normal_offset in hull.equations:
+        inside &= grid.centres[idx] @ normal_offset[:3] + normal_offset[3] <= 0.5 * grid.voxel
+    out = np.zeros_like(candidate)
+    out[idx[inside]] = True
+    return out
 
 
 def _single_solid(

@@ -167,7 +167,10 @@ class Pipeline:
         frame.marks["checked"] = time.monotonic()
         # Submit before publishing the segmentation: the actors start while this thread serialises the message.
         for object_id in due:
-            self._dispatch_object(object_id, frame, seg.object_by_id(object_id).mask, seg.plane_cam)
+            # The other objects' pixels go along: the reconstruction treats space behind them as unknown, not free.
+            others = [o.mask for o in seg.objects if o.id != object_id]
+            occluders = np.any(others, axis=0) if others else None
+            self._dispatch_object(object_id, frame, seg.object_by_id(object_id).mask, seg.plane_cam, occluders)
         self._publish("segmentation", conv.segmentation_to_msg(seg, frame.header))
         if self.book.forget_stale(now):
             self._publish_aggregate(self._output_header(frame.header, frame.T_target_from_cam))
@@ -215,14 +218,16 @@ class Pipeline:
             return True
         return False
 
-    def _dispatch_object(self, object_id: int, frame: DecodedFrame, mask: np.ndarray, plane: Any) -> None:
+    def _dispatch_object(
+        self, object_id: int, frame: DecodedFrame, mask: np.ndarray, plane: Any, occluders: Any = None
+    ) -> None:
         stale = self.book.take_running_job(object_id)
         if stale is not None:
             # The object changed while its previous reconstruction ran: that result would be stale.
             self._cancel(stale, "jobs_cancelled")
         again = self.book.get(object_id).dispatched_area > 0
         try:
-            job_id = self._submit(RECONSTRUCTION, object_id, frame, mask, plane, frame.marks)
+            job_id = self._submit(RECONSTRUCTION, object_id, frame, mask, plane, frame.marks, occluders)
         except DispatchError as exc:
             # Queue full or cluster away: the object is still "new", so a later frame submits it again.
             self._stats.count("dispatch_rejected")
@@ -244,7 +249,14 @@ class Pipeline:
         self._stats.count(counter)
 
     def _submit(
-        self, kind: str, object_id: int, frame: DecodedFrame, mask: np.ndarray, plane: Any, marks: dict | None = None
+        self,
+        kind: str,
+        object_id: int,
+        frame: DecodedFrame,
+        mask: np.ndarray,
+        plane: Any,
+        marks: dict | None = None,
+        occluders: Any = None,
     ) -> Any:
         """The one way a job reaches the dispatcher (worker thread and service): its result comes back through the
         inbox to the worker thread, with the ticket that says where to publish it. ``marks`` (the frame's events,
@@ -252,7 +264,7 @@ class Pipeline:
         ticket = JobTicket(
             kind, object_id, frame.header, frame.received, dict(marks) if marks else {}, frame.T_target_from_cam
         )
-        job = build_job(kind, self.config, object_id, frame, mask, plane)
+        job = build_job(kind, self.config, object_id, frame, mask, plane, occluders)
         job_id = self.dispatcher.submit(job, on_done=self.inbox.on_done(ticket))
         if ticket.marks:
             ticket.marks["submitted"] = time.monotonic()
