@@ -122,7 +122,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run_conditions_report(spec: str, seeds: int, out: Path, name: str) -> Path:
     """Run the conditions benchmark (with the real dev frames when present) and write its report into ``out``."""
-    real = DEFAULT_REAL_ROOT / "ycbv-dev"
+    # The whole real tree: the labelled dev frames are scored, the unlabelled ones shown.
+    real = DEFAULT_REAL_ROOT
     config = ConditionsConfig(spec=spec, seeds_per_bucket=seeds, real=str(real) if real.is_dir() else None)
     if config.real is None:
         logger.warning("%s is absent: the report has no real-frame rows", real)
