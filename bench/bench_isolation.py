@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -64,10 +65,11 @@ def _time_jobs(dispatcher, make_job, n: int) -> list[float]:
 
 
 def _measure(cls, n: int, inp) -> dict[str, list[float]]:
+    temp_dir = tempfile.mkdtemp(prefix="z123_bench_iso_")
     config = DispatchConfig(
         num_cpus=2,
         object_store_memory_mb=128,
-        temp_dir=tempfile.mkdtemp(prefix="z123_bench_iso_"),
+        temp_dir=temp_dir,
         reconstruction=WorkerPoolConfig(num_actors=1, num_cpus=0.5),
         echo=WorkerPoolConfig(num_actors=1, num_cpus=0.5),
     )
@@ -82,6 +84,7 @@ def _measure(cls, n: int, inp) -> dict[str, list[float]]:
         return {"echo": echo, "reconstruction": recon}
     finally:
         dispatcher.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def run(quick: bool = False) -> list[dict]:
