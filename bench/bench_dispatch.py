@@ -24,16 +24,9 @@ import time
 import numpy as np
 from _table import markdown_table  # bench/ is sys.path[0] when a bench script runs
 
-from z123_ros.dispatch import (
-    CpuBurnJob,
-    DispatchConfig,
-    Dispatcher,
-    DispatcherState,
-    EchoJob,
-    JobResult,
-    WorkerPoolConfig,
-    make_worker,
-)
+from z123_ros.dispatch import DispatchConfig, Dispatcher, DispatcherState, JobResult, WorkerPoolConfig, make_worker
+from z123_ros.dispatch.diagnostics import ECHO, CpuBurnJob, EchoJob
+from z123_ros.dispatch.host import WorkerHost
 
 
 class _Sink:
@@ -83,9 +76,7 @@ def _raw_ray_round_trips(n: int) -> list[float]:
     """The same echo call on a bare actor with ``ray.get(actor.run.remote(job))``: Ray's own share of the cost."""
     import ray
 
-    from z123_ros.dispatch.workers import WorkerHost
-
-    actor = ray.remote(WorkerHost).options(num_cpus=0).remote("echo", WorkerPoolConfig(num_actors=1))
+    actor = ray.remote(WorkerHost).options(num_cpus=0).remote(ECHO, WorkerPoolConfig(num_actors=1))
     crop = np.random.default_rng(0).integers(0, 256, (256, 256, 4), dtype=np.uint8)
     times = []
     try:
@@ -135,9 +126,7 @@ def run(quick: bool = False) -> list[dict]:
         DispatchConfig(
             num_cpus=2,
             object_store_memory_mb=128,
-            reconstruction=WorkerPoolConfig(num_actors=0),
-            echo=small,
-            cpu_burn=small,
+            pools={"echo": small, "cpu_burn": small},
             max_in_flight=64,
         )
     )
@@ -169,8 +158,7 @@ def run(quick: bool = False) -> list[dict]:
         # A second dispatcher with two actors joins the Ray the first one started (and leaves it running).
         two_actors = Dispatcher(
             DispatchConfig(
-                reconstruction=WorkerPoolConfig(num_actors=0),
-                cpu_burn=WorkerPoolConfig(num_actors=2, num_cpus=0.5),
+                pools={"cpu_burn": WorkerPoolConfig(num_actors=2, num_cpus=0.5)},
                 max_in_flight=64,
             )
         )

@@ -32,11 +32,11 @@ from z123_ros.dispatch import (
     DispatchConfig,
     Dispatcher,
     DispatcherState,
-    EchoJob,
     ReconstructionJob,
     SupervisedDispatcher,
     WorkerPoolConfig,
 )
+from z123_ros.dispatch.diagnostics import EchoJob
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _dispatch_helpers import Results  # noqa: E402
@@ -70,8 +70,10 @@ def _measure(cls, n: int, inp) -> dict[str, list[float]]:
         num_cpus=2,
         object_store_memory_mb=128,
         temp_dir=temp_dir,
-        reconstruction=WorkerPoolConfig(num_actors=1, num_cpus=0.5),
-        echo=WorkerPoolConfig(num_actors=1, num_cpus=0.5),
+        pools={
+            "reconstruction": WorkerPoolConfig(num_actors=1, num_cpus=0.5),
+            "echo": WorkerPoolConfig(num_actors=1, num_cpus=0.5),
+        },
     )
     dispatcher = cls(config)
     try:

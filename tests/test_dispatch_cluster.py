@@ -11,7 +11,8 @@ import os
 import pytest
 from _dispatch_helpers import RayHead, Results, free_port, wait_for
 
-from z123_ros.dispatch import DispatchConfig, Dispatcher, DispatcherState, EchoJob, JobRejectedError, WorkerPoolConfig
+from z123_ros.dispatch import DispatchConfig, Dispatcher, DispatcherState, JobRejectedError, WorkerPoolConfig
+from z123_ros.dispatch.diagnostics import EchoJob
 
 pytestmark = pytest.mark.ray
 
@@ -25,8 +26,7 @@ def test_degraded_until_a_head_appears_then_joined_by_address_then_lost() -> Non
     head = RayHead(port)
     config = DispatchConfig(
         address=head.address,
-        reconstruction=WorkerPoolConfig(num_actors=0),
-        echo=WorkerPoolConfig(num_actors=1, num_cpus=0.5),
+        pools={"echo": WorkerPoolConfig(num_actors=1, num_cpus=0.5)},
         reconnect_backoff_s=0.2,
         reconnect_backoff_max_s=0.5,
         health_check_period_s=0.5,
@@ -75,8 +75,7 @@ def test_reconnects_when_a_lost_head_comes_back() -> None:
     head = RayHead(free_port())
     config = DispatchConfig(
         address=head.address,
-        reconstruction=WorkerPoolConfig(num_actors=0),
-        echo=WorkerPoolConfig(num_actors=1, num_cpus=0.5),
+        pools={"echo": WorkerPoolConfig(num_actors=1, num_cpus=0.5)},
         reconnect_backoff_s=0.2,
         reconnect_backoff_max_s=1.0,
         health_check_period_s=0.5,

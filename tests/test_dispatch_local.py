@@ -14,18 +14,16 @@ from _dispatch_helpers import Results, wait_for
 
 from z123_ros.camera import CameraIntrinsics
 from z123_ros.dispatch import (
-    CpuBurnJob,
     DispatchConfig,
     Dispatcher,
     DispatcherState,
-    EchoJob,
     JobRejectedError,
     NovelViewsJob,
     ReconstructionJob,
     WorkerPoolConfig,
-    cpu_burn,
     make_worker,
 )
+from z123_ros.dispatch.diagnostics import CpuBurnJob, EchoJob, cpu_burn
 
 pytestmark = pytest.mark.ray
 
@@ -39,9 +37,11 @@ def dispatcher(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dispatcher]
     config = DispatchConfig(
         num_cpus=2,
         object_store_memory_mb=96,
-        reconstruction=WorkerPoolConfig(num_actors=1, num_cpus=0.25),
-        echo=WorkerPoolConfig(num_actors=1, num_cpus=0.25),
-        cpu_burn=WorkerPoolConfig(num_actors=2, num_cpus=0.25),
+        pools={
+            "reconstruction": WorkerPoolConfig(num_actors=1, num_cpus=0.25),
+            "echo": WorkerPoolConfig(num_actors=1, num_cpus=0.25),
+            "cpu_burn": WorkerPoolConfig(num_actors=2, num_cpus=0.25),
+        },
         max_in_flight=MAX_IN_FLIGHT,
         job_timeout_s=60.0,
     )
@@ -227,7 +227,7 @@ def test_novel_views_actor_equals_in_process_and_a_second_dispatcher_stops_only_
 
     model = str(save_tiny_zero123(tmp_path / "tiny", layout="kxic", seed=0))
     pool = WorkerPoolConfig(num_actors=1, num_cpus=0.25, model_path=model)
-    second = Dispatcher(DispatchConfig(reconstruction=WorkerPoolConfig(num_actors=0), novel_views=pool))
+    second = Dispatcher(DispatchConfig(pools={"novel_views": pool}))
     image = np.full((64, 64, 3), 255, np.uint8)
     image[20:44, 16:48] = (40, 90, 200)
     job = NovelViewsJob(image=image, views=[(10.0, 45.0, 0.0), (0.0, 180.0, 0.0)], num_inference_steps=2, seed=3)

@@ -12,7 +12,8 @@ import time
 import pytest
 from _dispatch_helpers import RayHead, Results, free_port, record_reliability, wait_for
 
-from z123_ros.dispatch import DispatchConfig, Dispatcher, DispatcherState, EchoJob, WorkerPoolConfig
+from z123_ros.dispatch import DispatchConfig, Dispatcher, DispatcherState, WorkerPoolConfig
+from z123_ros.dispatch.diagnostics import EchoJob
 from z123_ros.dispatch.dispatcher import actor_options
 
 pytestmark = pytest.mark.ray
@@ -46,9 +47,10 @@ def test_three_nodes_place_by_resource_and_a_killed_worker_node_loses_no_job() -
             nodes[name].start()
         config = DispatchConfig(
             address=head.address,
-            reconstruction=WorkerPoolConfig(num_actors=0),
-            echo=WorkerPoolConfig(num_actors=1, num_cpus=0.25, resources={"pool_any": 1}),
-            cpu_burn=WorkerPoolConfig(num_actors=1, num_cpus=0.25, resources={"node_c": 1}),
+            pools={
+                "echo": WorkerPoolConfig(num_actors=1, num_cpus=0.25, resources={"pool_any": 1}),
+                "cpu_burn": WorkerPoolConfig(num_actors=1, num_cpus=0.25, resources={"node_c": 1}),
+            },
             retries_on_worker_death=1,
             job_timeout_s=300.0,
         )

@@ -21,16 +21,8 @@ import numpy as np
 import pytest
 from _dispatch_helpers import Results, record_reliability, wait_for
 
-from z123_ros.dispatch import (
-    CpuBurnJob,
-    DispatchConfig,
-    DispatcherState,
-    EchoJob,
-    JobRejectedError,
-    SupervisedDispatcher,
-    WorkerPoolConfig,
-    cpu_burn,
-)
+from z123_ros.dispatch import DispatchConfig, DispatcherState, JobRejectedError, SupervisedDispatcher, WorkerPoolConfig
+from z123_ros.dispatch.diagnostics import CpuBurnJob, EchoJob, cpu_burn
 from z123_ros.dispatch.supervisor import kill_session
 from z123_ros.dispatch.wire import Channel
 
@@ -44,9 +36,10 @@ def _config(tmp: Path) -> DispatchConfig:
         num_cpus=2,
         object_store_memory_mb=96,
         temp_dir=str(tmp),
-        reconstruction=WorkerPoolConfig(num_actors=0),
-        echo=WorkerPoolConfig(num_actors=1, num_cpus=0.25),
-        cpu_burn=WorkerPoolConfig(num_actors=1, num_cpus=0.25),
+        pools={
+            "echo": WorkerPoolConfig(num_actors=1, num_cpus=0.25),
+            "cpu_burn": WorkerPoolConfig(num_actors=1, num_cpus=0.25),
+        },
         job_timeout_s=600.0,
         reconnect_backoff_s=0.5,
         connect_timeout_s=RECOVERY_WAIT_S,
@@ -172,9 +165,7 @@ def test_unreachable_cluster_is_degraded_and_shutdown_is_clean(tmp_path: Path) -
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
-    config = DispatchConfig(
-        address=f"127.0.0.1:{port}", reconstruction=WorkerPoolConfig(num_actors=0), echo=WorkerPoolConfig(1)
-    )
+    config = DispatchConfig(address=f"127.0.0.1:{port}", pools={"echo": WorkerPoolConfig(1)})
     d = SupervisedDispatcher(config)
     assert d.start(wait_s=RECOVERY_WAIT_S) is DispatcherState.DEGRADED
     assert "unreachable" in d.state_reason

@@ -10,35 +10,62 @@ import numpy as np
 import pytest
 from _dispatch_helpers import free_port
 
+from z123_ros import plugins
 from z123_ros.dispatch import (
-    KINDS,
-    WORKER_KINDS,
-    CpuBurnJob,
     DispatchConfig,
     Dispatcher,
     DispatcherState,
     DispatchStats,
-    EchoJob,
     JobFailedError,
     JobRejectedError,
     JobResult,
     NovelViewsJob,
     ReconstructionJob,
+    WorkerKind,
     WorkerPoolConfig,
-    cpu_burn,
+    get_kind,
+    kind_names,
     make_worker,
     probe_tcp,
+    register_kind,
 )
-from z123_ros.dispatch.workers import WorkerHost
+from z123_ros.dispatch import kinds as kinds_module
+from z123_ros.dispatch.diagnostics import CpuBurnJob, EchoJob, EchoWorker, cpu_burn
+from z123_ros.dispatch.host import WorkerHost
 from z123_ros.errors import ConfigError, DispatchError
 
 
-def test_worker_kinds_are_the_config_pools() -> None:
-    assert tuple(WORKER_KINDS) == KINDS
+def test_default_pools_are_the_registered_production_kinds() -> None:
+    assert kind_names()[:2] == ("reconstruction", "novel_views")
+    assert {"echo", "cpu_burn"} <= set(kind_names())  # this module imported the diagnostics
     config = DispatchConfig()
-    for kind in KINDS:
-        assert isinstance(config.pool(kind), WorkerPoolConfig)
-    assert config.embedded and config.reconstruction.num_actors == 1
+    assert list(config.pools) == [k for k in kind_names() if not get_kind(k).diagnostic]
+    assert "echo" not in config.pools and "cpu_burn" not in config.pools
+    assert config.embedded and config.pool("reconstruction").num_actors == 1
+    assert config.pool("echo").num_actors == 0  # registered, not configured: no actors
+    assert config.pools["reconstruction"] is not DispatchConfig().pools["reconstruction"]  # copies, never shared
+    with pytest.raises(ConfigError, match="unknown worker kind 'teleport'"):
+        config.pool("teleport")
+    with pytest.raises(ConfigError, match="unknown worker kind 'teleport'"):
+        DispatchConfig(pools={"teleport": WorkerPoolConfig(1)}).validate()
+
+
+def test_register_kind_refuses_a_mismatched_or_duplicate_kind() -> None:
+    with pytest.raises(ConfigError, match="has kind 'echo'"):
+        register_kind(WorkerKind("mirror", EchoWorker, EchoJob))
+    with pytest.raises(ConfigError, match="already registered"):
+        register_kind(WorkerKind("echo", EchoWorker, EchoJob))
+    with pytest.raises(ConfigError, match="identifier"):
+        register_kind(WorkerKind("not a name", EchoWorker, EchoJob))
+
+
+def test_a_missing_worker_module_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(kinds_module.PLUGINS_ENV, "no_such_worker_module")
+    try:
+        with pytest.raises(ConfigError, match="Z123_WORKER_MODULES: cannot import worker kind module"):
+            get_kind("reconstruction")
+    finally:
+        plugins.forget(kinds_module.PLUGINS_ENV, "no_such_worker_module")
 
 
 @pytest.mark.parametrize(
@@ -48,10 +75,11 @@ def test_worker_kinds_are_the_config_pools() -> None:
         ({"job_timeout_s": 0.0}, "job_timeout_s"),
         ({"reconnect_backoff_s": 5.0, "reconnect_backoff_max_s": 1.0}, "reconnect_backoff_max_s"),
         ({"address": "nohostport"}, "address"),
-        ({"reconstruction": WorkerPoolConfig(num_actors=-1)}, "reconstruction.num_actors"),
-        ({"echo": WorkerPoolConfig(num_actors=1, num_gpus=1.5)}, "echo.num_gpus"),
-        ({"echo": WorkerPoolConfig(num_actors=1, dtype="fp8")}, "echo.dtype"),
-        ({"reconstruction": WorkerPoolConfig(num_actors=0)}, "num_actors = 0"),
+        ({"pools": {"reconstruction": WorkerPoolConfig(num_actors=-1)}}, "reconstruction.num_actors"),
+        ({"pools": {"echo": WorkerPoolConfig(num_actors=1, num_gpus=1.5)}}, "echo.num_gpus"),
+        ({"pools": {"echo": WorkerPoolConfig(num_actors=1, dtype="fp8")}}, "echo.dtype"),
+        ({"pools": {"reconstruction": WorkerPoolConfig(num_actors=0)}}, "num_actors = 0"),
+        ({"pools": {}}, "num_actors = 0"),
         ({"object_store_memory_mb": 8}, "object_store_memory_mb"),
         ({"auth_mode": "none"}, "auth_mode"),
     ],
@@ -62,7 +90,7 @@ def test_config_validation_names_the_bad_field(changes: dict, field: str) -> Non
 
 
 def test_fractional_gpu_is_valid() -> None:
-    DispatchConfig(novel_views=WorkerPoolConfig(num_actors=2, num_gpus=0.5)).validate()
+    DispatchConfig(pools={"novel_views": WorkerPoolConfig(num_actors=2, num_gpus=0.5)}).validate()
 
 
 def test_cpu_burn_is_a_deterministic_hash_chain() -> None:
@@ -75,19 +103,19 @@ def test_cpu_burn_is_a_deterministic_hash_chain() -> None:
 
 
 def test_worker_host_reports_job_errors_with_their_reason() -> None:
-    host = WorkerHost("echo", WorkerPoolConfig(num_actors=1))
+    host = WorkerHost(get_kind("echo"), WorkerPoolConfig(num_actors=1))
     assert host.warmup().ok
     crop = np.arange(16, dtype=np.uint8).reshape(4, 4)
     reply = host.run(EchoJob(data=crop))
     assert reply.ok and np.array_equal(reply.value, crop) and reply.pid > 0
     # A reconstruction job with a malformed input: the worker's InputError travels back as its reason, not a raise.
-    host = WorkerHost("reconstruction", WorkerPoolConfig(num_actors=1, warm_up=False))
+    host = WorkerHost(get_kind("reconstruction"), WorkerPoolConfig(num_actors=1, warm_up=False))
     reply = host.run(ReconstructionJob(inp=None))
     assert not reply.ok and reply.reason in ("bad_input", "job_error") and reply.message
 
 
 def test_novel_views_worker_without_weights_fails_to_start_with_model_load() -> None:
-    reply = WorkerHost("novel_views", WorkerPoolConfig(num_actors=1)).warmup()
+    reply = WorkerHost(get_kind("novel_views"), WorkerPoolConfig(num_actors=1)).warmup()
     assert not reply.ok and reply.reason == "model_load" and "model_path" in reply.message
 
 
@@ -104,7 +132,7 @@ def test_job_result_unwrap() -> None:
 
 
 def test_submit_before_start_is_rejected_as_stopped() -> None:
-    dispatcher = Dispatcher(DispatchConfig(echo=WorkerPoolConfig(num_actors=1)))
+    dispatcher = Dispatcher(DispatchConfig(pools={"echo": WorkerPoolConfig(num_actors=1)}))
     with pytest.raises(JobRejectedError) as info:
         dispatcher.submit(EchoJob(data=1))
     assert info.value.reason == "stopped"
@@ -123,7 +151,7 @@ def test_probe_tcp() -> None:
 def test_unreachable_cluster_at_start_is_degraded_not_an_exception() -> None:
     """No Ray starts at all: the TCP probe fails first, so this is fast and leaves nothing running."""
     address = f"127.0.0.1:{free_port()}"
-    config = DispatchConfig(address=address, echo=WorkerPoolConfig(num_actors=1), reconnect_backoff_s=0.2)
+    config = DispatchConfig(address=address, pools={"echo": WorkerPoolConfig(num_actors=1)}, reconnect_backoff_s=0.2)
     dispatcher = Dispatcher(config)
     t0 = time.monotonic()
     try:

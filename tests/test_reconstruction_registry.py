@@ -12,6 +12,7 @@ import pytest
 from tests._dispatch_helpers import Results
 from tests._reconstruction_helpers import render_object_view
 from tests.test_reconstruction_cli import args_for, run_cli
+from z123_ros import plugins
 from z123_ros.dispatch import DispatchConfig, Dispatcher, DispatcherState, ReconstructionJob, WorkerPoolConfig
 from z123_ros.errors import ConfigError
 from z123_ros.io import CameraModel, save_camera, save_depth_png, save_mask, save_rgb
@@ -26,7 +27,7 @@ def toy(monkeypatch):
     monkeypatch.setenv(registry.PLUGINS_ENV, TOY)
     yield "toy_box"
     unregister_backend("toy_box")
-    registry._loaded_plugins.discard(TOY)
+    plugins.forget(registry.PLUGINS_ENV, TOY)
     sys.modules.pop(TOY, None)
 
 
@@ -68,7 +69,7 @@ def test_a_missing_backend_module_is_one_clear_error(monkeypatch):
         with pytest.raises(ConfigError, match="cannot import backend module 'no_such_backend_module'"):
             get_backend("depth")
     finally:
-        registry._loaded_plugins.discard("no_such_backend_module")
+        plugins.forget(registry.PLUGINS_ENV, "no_such_backend_module")
 
 
 def test_node_configuration_accepts_the_toy_backend(toy):
@@ -86,7 +87,7 @@ def test_toy_backend_runs_in_a_dispatcher_actor(toy, view):
     config = DispatchConfig(
         num_cpus=1,
         object_store_memory_mb=96,
-        reconstruction=WorkerPoolConfig(num_actors=1, num_cpus=0.25),
+        pools={"reconstruction": WorkerPoolConfig(num_actors=1, num_cpus=0.25)},
         job_timeout_s=120.0,
     )
     assert not ray.is_initialized(), "another test left Ray running in this process"

@@ -223,3 +223,29 @@ def test_optional_float_tuple_declares_and_reads_back() -> None:
         node.destroy_node()
         rclpy.shutdown(context=context)
     assert build_config(_OptionalFloatPair(), specs, {"window_end": []}).window_end is None
+
+
+@dataclass
+class _WithGroups:
+    #: Top-level field next to the inlined groups.
+    count: int = 1
+    groups: dict[str, _Inner] = field(default_factory=lambda: {"a": _Inner(), "b": _Inner(count=5)})
+    """Named groups of parameters (a dict of dataclasses)."""
+    inline: dict[str, _Inner] = field(default_factory=lambda: {"c": _Inner()}, metadata={"inline": True})
+    """Groups whose keys take the field's place in the names (as DispatchConfig.pools)."""
+
+
+def test_dict_of_dataclasses_is_one_parameter_group_per_key() -> None:
+    specs = {s.name: s for s in parameter_specs(_WithGroups())}
+    assert {"groups.a.count", "groups.b.count", "groups.b.names", "c.count", "c.names"} <= set(specs)
+    assert specs["groups.b.count"].default == 5 and specs["groups.b.count"].value_range == (0, 10)
+    cfg = build_config(_WithGroups(), list(specs.values()), {"groups.b.count": 7, "c.names": ["x"]})
+    assert cfg.groups["b"].count == 7 and cfg.groups["a"].count == 3 and cfg.inline["c"].names == ["x"]
+    assert _WithGroups().groups["b"].count == 5  # the template is not changed
+    with pytest.raises(ConfigError, match=r"groups\.a\.count=11 is outside"):
+        build_config(_WithGroups(), list(specs.values()), {"groups.a.count": 11})
+
+
+def test_an_inlined_key_that_collides_with_a_field_is_refused() -> None:
+    with pytest.raises(ConfigError, match="two config fields map to the ROS parameter count"):
+        parameter_specs(_WithGroups(inline={"": _Inner()}))

@@ -7,7 +7,8 @@ Terminate the process."), so whatever must outlive Ray cannot be the driver. Thi
 :class:`~z123_ros.dispatch.dispatcher.Dispatcher` and relays its jobs, results, state and stats over the socket.
 
 Its life: it puts itself in a new session (so the supervisor can end the embedded Ray's raylet, GCS and workers,
-which inherit the session, by their session id once this process is gone), receives its DispatchConfig, starts the
+which inherit the session, by their session id once this process is gone), receives its DispatchConfig and the
+worker kinds it names (registered here as they were in the supervisor's process), starts the
 dispatcher, and then exits as soon as Ray is lost after having been ready (or could not be reached at all): the
 supervisor starts a fresh child with backoff, which is a cleaner restart than re-initialising Ray in a process
 whose Ray died under it. It also exits when the supervisor goes away (end of file on the socket).
@@ -28,6 +29,7 @@ from typing import Any
 
 from z123_ros.dispatch.config import DispatchConfig
 from z123_ros.dispatch.dispatcher import Dispatcher, DispatcherState, JobRejectedError, JobResult
+from z123_ros.dispatch.kinds import register_kind
 from z123_ros.dispatch.wire import Channel
 
 logger = logging.getLogger(__name__)
@@ -163,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     if message[0] != "config" or not isinstance(message[1], DispatchConfig):
         sys.stderr.write("z123 dispatch child: the first message must be the DispatchConfig\n")
         return 2
+    for kind in message[2]:
+        register_kind(kind, replace=True)
     return ChildServer(channel, message[1]).serve()
 
 

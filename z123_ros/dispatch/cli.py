@@ -18,7 +18,11 @@ import time
 
 import numpy as np
 
-from z123_ros.errors import Z123Error
+from z123_ros.dispatch.config import DispatchConfig
+from z123_ros.dispatch.diagnostics import CpuBurnJob, EchoJob, cpu_burn
+from z123_ros.dispatch.dispatcher import Dispatcher, DispatcherState, JobResult
+from z123_ros.dispatch.pool import WorkerPoolConfig
+from z123_ros.errors import ConfigError, DispatchError, Z123Error
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,25 +49,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def check(address: str | None, jobs: int, connect_timeout_s: float) -> list[str]:
     """Run the check; returns the report lines or raises Z123Error (DispatchError) naming what failed."""
-    from z123_ros.dispatch import (
-        CpuBurnJob,
-        DispatchConfig,
-        Dispatcher,
-        DispatcherState,
-        EchoJob,
-        JobResult,
-        WorkerPoolConfig,
-        cpu_burn,
-    )
-    from z123_ros.errors import ConfigError, DispatchError
-
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
     config = DispatchConfig(
         address=address,
-        reconstruction=WorkerPoolConfig(num_actors=0),
-        echo=WorkerPoolConfig(num_actors=1, num_cpus=0.5),
-        cpu_burn=WorkerPoolConfig(num_actors=1, num_cpus=0.5),
+        pools={"echo": WorkerPoolConfig(num_actors=1, num_cpus=0.5), "cpu_burn": WorkerPoolConfig(1, num_cpus=0.5)},
         connect_timeout_s=connect_timeout_s,
     )
     done = threading.Condition()

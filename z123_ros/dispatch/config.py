@@ -1,64 +1,16 @@
 """Configuration of the dispatch layer: where Ray runs, which worker actors exist, and the job policies.
 
-Every field is flat or a nested dataclass so the ROS node can derive its parameters from it
-(``dispatch.address``, ``dispatch.reconstruction.num_gpus``, ...).
+Every field is flat, a nested dataclass or the ``pools`` map of them, so the ROS node can derive its parameters from
+it (``dispatch.address``, ``dispatch.reconstruction.num_gpus``, ...: each pool's fields sit under its kind's name).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from z123_ros.dispatch.kinds import default_pools, get_kind
+from z123_ros.dispatch.pool import WorkerPoolConfig
 from z123_ros.errors import ConfigError
-
-#: The worker kinds, in the order their pools are created. Each kind has one pool field on :class:`DispatchConfig`
-#: and one worker class in :data:`z123_ros.dispatch.workers.WORKER_KINDS`.
-KINDS = ("reconstruction", "novel_views", "echo", "cpu_burn")
-
-
-@dataclass
-class WorkerPoolConfig:
-    """One pool of identical Ray actors, each owning one model (built once, warmed up before the first job)."""
-
-    num_actors: int = 0
-    """Actors in the pool; 0 = this kind of job is not served (submitting one is rejected with ``no_workers``)."""
-    num_cpus: float = 1.0
-    """CPUs each actor reserves while alive (Ray scheduling only: it does not limit the threads the model uses)."""
-    num_gpus: float = 0.0
-    """GPUs each actor reserves; fractional values share one GPU (e.g. 0.5 = two actors per GPU). 0 = CPU only."""
-    resources: dict[str, float] = field(default_factory=dict)
-    """Custom Ray resources each actor reserves, e.g. {"reconstruction_node": 1}: the pool is placed only on nodes
-    started with them (``ray start --resources='{"reconstruction_node": 4}'``). ROS parameter: ["name=amount"]."""
-    accelerator_type: str = ""
-    """Ray accelerator type each actor needs (e.g. "A100", "L4", "H100"; Ray's ``accelerator_type`` option, set on
-    GPU nodes automatically): places the pool on nodes with that GPU. "" = any (or none)."""
-    model_path: str = ""
-    """Zero-1-to-3 weights folder or hub id loaded by the actor at start (novel_views: required; reconstruction:
-    for the multiview / zero123 backends; a job's own ``model_path`` overrides it)."""
-    device: str = "auto"
-    """Torch device of the model: "auto" (cuda when the actor has a GPU, else cpu), "cpu", "cuda", "cuda:1"..."""
-    dtype: str = "fp32"
-    """Model precision: "fp32", "fp16" or "bf16" (fp16 only on a GPU)."""
-    warm_up: bool = True
-    """Run one small job of this kind in each actor before it takes real jobs, so the first one is not slow."""
-
-    def validate(self, kind: str) -> None:
-        if self.num_actors < 0:
-            raise ConfigError(f"dispatch.{kind}.num_actors must be >= 0, got {self.num_actors}")
-        if self.num_cpus < 0 or self.num_gpus < 0:
-            raise ConfigError(
-                f"dispatch.{kind}: num_cpus and num_gpus must be >= 0, got {self.num_cpus} and {self.num_gpus}"
-            )
-        if self.num_gpus > 1 and self.num_gpus != int(self.num_gpus):
-            raise ConfigError(f"dispatch.{kind}.num_gpus above 1 must be a whole number, got {self.num_gpus}")
-        for name, amount in self.resources.items():
-            if name in ("CPU", "GPU", "memory", "object_store_memory") or not name:
-                raise ConfigError(
-                    f"dispatch.{kind}.resources: {name!r} is not a custom resource (use num_cpus/num_gpus)"
-                )
-            if not amount > 0:
-                raise ConfigError(f"dispatch.{kind}.resources[{name!r}] must be > 0, got {amount}")
-        if self.dtype not in ("fp32", "fp16", "bf16"):
-            raise ConfigError(f"dispatch.{kind}.dtype must be fp32, fp16 or bf16, got {self.dtype!r}")
 
 
 @dataclass
@@ -88,14 +40,10 @@ class DispatchConfig:
     """Ray namespace of the dispatcher's actors (keeps them apart from other drivers on a shared cluster)."""
     log_to_driver: bool = False
     """Forward the actors' stdout/stderr into this process's output."""
-    reconstruction: WorkerPoolConfig = field(default_factory=lambda: WorkerPoolConfig(num_actors=1))
-    """Actors running ``z123_ros.reconstruction.reconstruct`` (ReconstructionJob)."""
-    novel_views: WorkerPoolConfig = field(default_factory=WorkerPoolConfig)
-    """Actors running Zero-1-to-3 novel-view synthesis (NovelViewsJob)."""
-    echo: WorkerPoolConfig = field(default_factory=WorkerPoolConfig)
-    """Diagnostic actors that return their input (EchoJob): transport round trips, timeouts, failure drills."""
-    cpu_burn: WorkerPoolConfig = field(default_factory=WorkerPoolConfig)
-    """Diagnostic actors running a deterministic CPU-bound hash chain (CpuBurnJob): throughput checks."""
+    pools: dict[str, WorkerPoolConfig] = field(default_factory=default_pools, metadata={"inline": True})
+    """Worker kind -> its pool of actors (kinds: z123_ros.dispatch.kinds; reconstruction runs ReconstructionJob,
+    novel_views runs NovelViewsJob). A kind left out has no actors. The default holds every registered production
+    kind with its default pool (one reconstruction actor); ROS parameters: ``dispatch.<kind>.<field>``."""
     max_in_flight: int = 8
     """Jobs accepted and not yet finished (queued + running), at most. When full, a job whose ``key`` matches a
     queued job replaces it; any other job is rejected with reason ``queue_full``."""
@@ -143,9 +91,9 @@ class DispatchConfig:
     """Finished jobs kept for the latency percentiles in stats()."""
 
     def pool(self, kind: str) -> WorkerPoolConfig:
-        if kind not in KINDS:
-            raise ConfigError(f"unknown worker kind {kind!r}; choose one of {', '.join(KINDS)}")
-        return getattr(self, kind)
+        """The pool of ``kind`` (no actors when ``pools`` leaves it out); ConfigError for an unknown kind."""
+        get_kind(kind)
+        return self.pools.get(kind) or WorkerPoolConfig(num_actors=0)
 
     @property
     def embedded(self) -> bool:
@@ -153,8 +101,9 @@ class DispatchConfig:
 
     def validate(self) -> None:
         """Raise ConfigError naming the first out-of-range value."""
-        for kind in KINDS:
-            self.pool(kind).validate(kind)
+        for kind, pool in self.pools.items():
+            get_kind(kind)
+            pool.validate(kind)
         positive = (
             "job_timeout_s",
             "connect_timeout_s",
@@ -184,5 +133,5 @@ class DispatchConfig:
             raise ConfigError(f"dispatch.address must be 'host:port', 'auto' or 'ray://host:port': {self.address!r}")
         if self.auth_mode not in ("token", "disabled"):
             raise ConfigError(f"dispatch.auth_mode must be 'token' or 'disabled', got {self.auth_mode!r}")
-        if not any(self.pool(kind).num_actors for kind in KINDS):
+        if not any(pool.num_actors for pool in self.pools.values()):
             raise ConfigError("dispatch: every pool has num_actors = 0, so no job could ever run")

@@ -41,8 +41,11 @@ from typing import Any
 
 import numpy as np
 
-from z123_ros.dispatch.config import KINDS, DispatchConfig, WorkerPoolConfig
-from z123_ros.dispatch.workers import Job, WorkerHost, WorkerReply
+from z123_ros.dispatch.config import DispatchConfig
+from z123_ros.dispatch.host import WorkerHost
+from z123_ros.dispatch.kinds import get_kind, is_kind
+from z123_ros.dispatch.pool import WorkerPoolConfig
+from z123_ros.dispatch.workers import Job, WorkerReply
 from z123_ros.errors import DispatchError
 
 logger = logging.getLogger(__name__)
@@ -394,7 +397,7 @@ class Dispatcher:
             JobRejectedError: not accepted (reason: queue_full, degraded, not_ready, no_workers, stopped, bad_job).
         """
         kind = getattr(job, "kind", "")
-        if not isinstance(job, Job) or kind not in KINDS:
+        if not isinstance(job, Job) or not is_kind(kind):
             self._reject("bad_job", f"submit() takes a Job subclass (ReconstructionJob, ...), got {type(job).__name__}")
         now = time.monotonic()
         timeout = job.timeout_s if job.timeout_s is not None else self.config.job_timeout_s
@@ -656,8 +659,8 @@ class Dispatcher:
         with self._lock:
             self._slots = []
             self._down_reason = {}
-            for kind in KINDS:
-                for index in range(self.config.pool(kind).num_actors):
+            for kind, pool in self.config.pools.items():
+                for index in range(pool.num_actors):
                     self._slots.append(_Slot(kind, index))
         for slot in self._slots:
             self._start_actor(slot, new=True)
@@ -667,7 +670,7 @@ class Dispatcher:
         pool = self.config.pool(slot.kind)
         if new:
             options = actor_options(pool, self.config.max_restarts)
-            slot.handle = _actor_class().options(**options).remote(slot.kind, pool)
+            slot.handle = _actor_class().options(**options).remote(get_kind(slot.kind), pool)
             slot.deaths = 0
         slot.state, slot.phase, slot.record, slot.orphan_deadline = "starting", "warmup", None, None
         slot.ref = slot.handle.warmup.remote()

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from z123_ros.dispatch.config import KINDS, DispatchConfig
+from z123_ros.dispatch.config import DispatchConfig
 from z123_ros.dispatch.dispatcher import (
     DispatcherState,
     DispatchStats,
@@ -50,6 +50,7 @@ from z123_ros.dispatch.dispatcher import (
     JobResult,
     WorkerInfo,
 )
+from z123_ros.dispatch.kinds import get_kind, is_kind
 from z123_ros.dispatch.wire import Channel
 from z123_ros.dispatch.workers import Job
 
@@ -161,7 +162,7 @@ class SupervisedDispatcher:
             JobRejectedError: not accepted (reason: queue_full, degraded, not_ready, no_workers, stopped, bad_job).
         """
         kind = getattr(job, "kind", "")
-        if not isinstance(job, Job) or kind not in KINDS:
+        if not isinstance(job, Job) or not is_kind(kind):
             self._reject("bad_job", f"submit() takes a Job subclass (ReconstructionJob, ...), got {type(job).__name__}")
         now = time.monotonic()
         timeout = job.timeout_s if job.timeout_s is not None else self.config.job_timeout_s
@@ -393,7 +394,9 @@ class SupervisedDispatcher:
         finally:
             child_sock.close()
         chan = Channel(parent_sock)
-        chan.send(("config", self.config))  # first, before any job can be queued for this child
+        # First, before any job can be queued for this child. The kinds travel with the config: the child knows a
+        # kind registered only here (a diagnostic or test kind) without importing anything itself.
+        chan.send(("config", self.config, [get_kind(kind) for kind in self.config.pools]))
         with self._lock:
             self._chan = chan
         self._last_heard = time.monotonic()

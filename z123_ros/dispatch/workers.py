@@ -1,27 +1,21 @@
-"""Jobs and the workers that run them. Plain Python: no Ray here, so the same code runs in an actor or in process.
+"""The production jobs and the workers that run them. Plain Python: no Ray here, so the same code runs in an actor
+or in process.
 
 A job is a dataclass naming its worker ``kind``; a worker is built once per actor from its
-:class:`~z123_ros.dispatch.config.WorkerPoolConfig` (loading its model), warmed up once, then called per job.
-The kinds are an explicit dict, :data:`WORKER_KINDS`. The core modules are imported lazily inside the workers so
-importing the dispatch layer stays cheap and the models load only in the actor processes.
-
-``echo`` and ``cpu_burn`` are diagnostics (transport round trips, timeouts, failure drills, throughput): they load
-no model and their results are deterministic.
+:class:`~z123_ros.dispatch.pool.WorkerPoolConfig` (loading its model), warmed up once, then called per job. Which
+kinds exist is :mod:`z123_ros.dispatch.kinds` (the diagnostic ones are in :mod:`z123_ros.dispatch.diagnostics`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from z123_ros.dispatch.config import WorkerPoolConfig
-from z123_ros.errors import ConfigError, ModelLoadError, Z123Error
+from z123_ros.dispatch.pool import WorkerPoolConfig
+from z123_ros.errors import ModelLoadError, Z123Error
 
 logger = logging.getLogger(__name__)
 
@@ -69,28 +63,6 @@ class NovelViewsJob(Job):
     """Classifier-free guidance scale."""
     seed: int = 0
     """Seed of the initial noise: the same job gives the same images."""
-
-
-@dataclass(kw_only=True)
-class EchoJob(Job):
-    """Diagnostic: returns ``data`` unchanged after sleeping ``sleep_s`` (a stand-in for a slow model call)."""
-
-    kind: ClassVar[str] = "echo"
-    data: Any = None
-    """Anything picklable, e.g. a 256x256 RGBA crop."""
-    sleep_s: float = 0.0
-    """Seconds the worker sleeps before answering."""
-
-
-@dataclass(kw_only=True)
-class CpuBurnJob(Job):
-    """Diagnostic: a deterministic CPU-bound SHA-256 chain of ``rounds`` steps; returns the hex digest."""
-
-    kind: ClassVar[str] = "cpu_burn"
-    rounds: int = 100_000
-    """Hash steps (about 2 us each in CPython on the project's 2-core CI machine)."""
-    seed: int = 0
-    """Start value of the chain."""
 
 
 @dataclass
@@ -214,101 +186,3 @@ class NovelViewsWorker:
             guidance_scale=job.guidance_scale,
             generator=generator,
         )
-
-
-class EchoWorker:
-    """Diagnostic: no model; returns the job's data."""
-
-    def __init__(self, pool: WorkerPoolConfig) -> None:
-        del pool
-
-    def warmup(self) -> None:
-        self(EchoJob(data=np.zeros((4, 4), np.uint8)))
-
-    def __call__(self, job: EchoJob) -> Any:
-        if job.sleep_s > 0:
-            time.sleep(job.sleep_s)
-        return job.data
-
-
-def cpu_burn(rounds: int, seed: int = 0) -> str:
-    """The CpuBurnJob computation: ``rounds`` chained SHA-256 steps from ``seed``; returns the final hex digest."""
-    digest = int(seed).to_bytes(8, "little", signed=True)
-    for _ in range(int(rounds)):
-        digest = hashlib.sha256(digest).digest()
-    return digest.hex()
-
-
-class CpuBurnWorker:
-    """Diagnostic: no model; a deterministic CPU-bound job for throughput checks."""
-
-    def __init__(self, pool: WorkerPoolConfig) -> None:
-        del pool
-
-    def warmup(self) -> None:
-        cpu_burn(10)
-
-    def __call__(self, job: CpuBurnJob) -> str:
-        return cpu_burn(job.rounds, job.seed)
-
-
-#: Worker kind -> worker class. The kinds match :data:`z123_ros.dispatch.config.KINDS` and the jobs' ``kind``.
-WORKER_KINDS: dict[str, type] = {
-    "reconstruction": ReconstructionWorker,
-    "novel_views": NovelViewsWorker,
-    "echo": EchoWorker,
-    "cpu_burn": CpuBurnWorker,
-}
-
-
-def make_worker(kind: str, pool: WorkerPoolConfig | None = None) -> Worker:
-    """Build the worker of ``kind`` in this process (what an actor does at start); for in-process use and tests."""
-    if kind not in WORKER_KINDS:
-        raise ConfigError(f"unknown worker kind {kind!r}; choose one of {', '.join(WORKER_KINDS)}")
-    return WORKER_KINDS[kind](pool or WorkerPoolConfig(num_actors=1))
-
-
-class WorkerHost:
-    """What runs inside one Ray actor: builds the worker lazily (again after a restart) and never raises job errors.
-
-    The dispatcher wraps this class with ``ray.remote``; it is plain Python so it can be tested without Ray.
-    """
-
-    def __init__(self, kind: str, pool: WorkerPoolConfig) -> None:
-        self._kind = kind
-        self._pool = pool
-        self._worker: Worker | None = None
-
-    def _ensure_worker(self) -> Worker:
-        if self._worker is None:
-            t0 = time.perf_counter()
-            self._worker = make_worker(self._kind, self._pool)
-            logger.info("%s worker built in %.2f s (pid %d)", self._kind, time.perf_counter() - t0, os.getpid())
-        return self._worker
-
-    def warmup(self) -> WorkerReply:
-        """Build the model (if not yet) and run the kind's warm-up job. A failure here means the actor is unusable."""
-        t0 = time.perf_counter()
-        try:
-            worker = self._ensure_worker()
-            if self._pool.warm_up:
-                worker.warmup()
-        except Exception as exc:  # noqa: BLE001  (any failure is reported to the dispatcher, which decides)
-            return _failure(exc, time.perf_counter() - t0)
-        return WorkerReply(ok=True, run_s=time.perf_counter() - t0, pid=os.getpid())
-
-    def run(self, job: Job) -> WorkerReply:
-        t0 = time.perf_counter()
-        try:
-            value = self._ensure_worker()(job)
-        except Exception as exc:  # noqa: BLE001  (job errors travel back as a reason, see WorkerReply)
-            return _failure(exc, time.perf_counter() - t0)
-        return WorkerReply(ok=True, value=value, run_s=time.perf_counter() - t0, pid=os.getpid())
-
-    def pid(self) -> int:
-        return os.getpid()
-
-
-def _failure(exc: Exception, run_s: float) -> WorkerReply:
-    reason = exc.reason if isinstance(exc, Z123Error) else "job_error"
-    return WorkerReply(ok=False, reason=reason, message=f"{type(exc).__name__}: {exc}", run_s=run_s, pid=os.getpid())

@@ -2,7 +2,8 @@
 
 Backends defined outside the package reach processes the caller does not start itself (the dispatcher's actors, the
 ROS node) through the environment: ``Z123_BACKEND_MODULES=pkg.mod1,pkg.mod2`` names modules imported when the
-registry is first read, each registering its backends on import.
+registry is first read, each registering its backends on import (:mod:`z123_ros.plugins`, the loader worker kinds
+share).
 
 Every caller (``reconstruct()``, ``z123 reconstruct``, the dispatcher's reconstruction worker, the ROS node, the demo
 and the evaluation runner) reads this registry instead of keeping its own list of names. Adding a backend is one
@@ -11,13 +12,12 @@ module with a run function plus one :func:`register_backend` call.
 
 from __future__ import annotations
 
-import importlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from z123_ros.errors import ConfigError
+from z123_ros.plugins import import_env_modules
 
 RunFunction = Callable[..., Any]
 """``run(inp: ReconstructionInput, config: ReconstructionConfig, pipeline) -> ReconstructionResult``; ``pipeline`` is
@@ -44,18 +44,11 @@ class Backend:
 PLUGINS_ENV = "Z123_BACKEND_MODULES"
 
 _BACKENDS: dict[str, Backend] = {}
-_loaded_plugins: set[str] = set()
 
 
 def _load_plugins() -> None:
-    """Import the modules named in ``$Z123_BACKEND_MODULES`` that are not imported yet."""
-    for module in (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",")):
-        if module and module not in _loaded_plugins:
-            _loaded_plugins.add(module)
-            try:
-                importlib.import_module(module)
-            except ImportError as exc:
-                raise ConfigError(f"{PLUGINS_ENV}: cannot import backend module {module!r}: {exc}") from exc
+    """Import the modules named in ``$Z123_BACKEND_MODULES`` (once each; the loader is shared with worker kinds)."""
+    import_env_modules(PLUGINS_ENV, "backend")
 
 
 def register_backend(backend: Backend, *, replace: bool = False) -> Backend:

@@ -80,13 +80,12 @@ class NodeConfig:
 
 def validate_node_config(config: NodeConfig) -> None:
     """Raise ConfigError for settings that are valid one by one but not together."""
-    if config.publish_novel_views and not (
-        config.dispatch.novel_views.num_actors > 0 and config.dispatch.novel_views.model_path
-    ):
+    novel_views = config.dispatch.pool("novel_views")
+    if config.publish_novel_views and not (novel_views.num_actors > 0 and novel_views.model_path):
         raise ConfigError(
             "publish_novel_views needs dispatch.novel_views.num_actors >= 1 and dispatch.novel_views.model_path"
         )
-    if get_backend(config.backend).needs_model and not config.dispatch.reconstruction.model_path:
+    if get_backend(config.backend).needs_model and not config.dispatch.pool("reconstruction").model_path:
         raise ConfigError(
             f"backend {config.backend!r} needs dispatch.reconstruction.model_path (a Zero-1-to-3 folder or hub id)"
         )

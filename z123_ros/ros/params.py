@@ -17,6 +17,11 @@ ROS has no map parameter either (and a nested YAML map would need every key decl
 ``dict[str, bool | int | float | str]`` field is a string array of ``"key=value"`` entries, e.g.
 ``dispatch.reconstruction.resources: ["gpu_node=1"]``.
 
+A ``dict[str, SomeDataclass]`` field is a group of parameters per key, its entries' fields under
+``<field>.<key>.<name>``; with ``metadata={"inline": True}`` the key takes the field's place
+(``DispatchConfig.pools`` -> ``dispatch.reconstruction.num_actors``). The keys are those of the default config: the
+parameters a node declares are fixed when it starts.
+
 A field of any other type (an optional bool, a dict of lists, an arbitrary object) raises ConfigError when the
 parameters are derived: a config field must never silently lose its ROS parameter.
 """
@@ -233,7 +238,13 @@ def parameter_specs(config: Any, prefix: str = "") -> list[ParameterSpec]:
     """The parameters of a config dataclass instance (its values are the defaults), nested dataclasses flattened."""
     if not dataclasses.is_dataclass(config) or isinstance(config, type):
         raise ConfigError(f"parameter_specs needs a dataclass instance, got {config!r}")
-    return list(_specs(config, prefix, ()))
+    specs = list(_specs(config, prefix, ()))
+    seen: set[str] = set()
+    for spec in specs:
+        if spec.name in seen:  # e.g. an inlined dict key equal to a field name of its parent
+            raise ConfigError(f"two config fields map to the ROS parameter {spec.name}")
+        seen.add(spec.name)
+    return specs
 
 
 def _specs(config: Any, prefix: str, path: tuple[str, ...]):
@@ -248,6 +259,11 @@ def _specs(config: Any, prefix: str, path: tuple[str, ...]):
         tp, optional = _unwrap(hints.get(f.name, type(value)))
         if dataclasses.is_dataclass(value):
             yield from _specs(value, name, (*path, f.name))
+            continue
+        if _is_dataclass_map(tp):
+            group = prefix if (f.metadata or {}).get("inline") else name
+            for key, entry in value.items():
+                yield from _specs(entry, f"{group}.{key}" if group else key, (*path, f.name, key))
             continue
         base, is_array, is_mapping = _field_kind(tp, value)
         if base not in _SCALARS or (optional and not is_array and base is bool):
@@ -272,6 +288,12 @@ def _specs(config: Any, prefix: str, path: tuple[str, ...]):
         )
         spec.default = spec.to_ros(value)
         yield spec
+
+
+def _is_dataclass_map(tp: Any) -> bool:
+    """True for ``dict[str, SomeDataclass]``."""
+    args = typing.get_args(tp)
+    return typing.get_origin(tp) is dict and len(args) == 2 and args[0] is str and dataclasses.is_dataclass(args[1])
 
 
 def _field_kind(tp: Any, value: Any) -> tuple[Any, bool, bool]:
@@ -334,6 +356,8 @@ def _replace_nested(config: Any, path: tuple[str, ...], updates: dict[tuple[str,
             changes[f.name] = updates[p]
         elif dataclasses.is_dataclass(value) and any(k[: len(p)] == p for k in updates):
             changes[f.name] = _replace_nested(value, p, updates)
+        elif isinstance(value, dict) and any(k[: len(p)] == p for k in updates):
+            changes[f.name] = {key: _replace_nested(entry, (*p, key), updates) for key, entry in value.items()}
     if not changes:
         return config
     try:

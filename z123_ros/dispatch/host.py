@@ -1,0 +1,61 @@
+"""What runs inside one Ray actor: :class:`WorkerHost` builds its kind's worker and turns job errors into replies.
+
+The dispatcher wraps the class with ``ray.remote``; it is plain Python so it can be tested without Ray.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from z123_ros.dispatch.kinds import WorkerKind
+from z123_ros.dispatch.pool import WorkerPoolConfig
+from z123_ros.dispatch.workers import Job, Worker, WorkerReply
+from z123_ros.errors import Z123Error
+
+logger = logging.getLogger(__name__)
+
+
+class WorkerHost:
+    """Builds the worker lazily (again after a restart) and never raises job errors.
+
+    ``kind`` is the registry entry itself, not its name: its classes travel to the actor by reference, so a kind
+    registered only in the driver (a plugin, a diagnostic kind, a test's toy kind) is built all the same.
+    """
+
+    def __init__(self, kind: WorkerKind, pool: WorkerPoolConfig) -> None:
+        self._kind = kind
+        self._pool = pool
+        self._worker: Worker | None = None
+
+    def _ensure_worker(self) -> Worker:
+        if self._worker is None:
+            t0 = time.perf_counter()
+            self._worker = self._kind.worker(self._pool)
+            logger.info("%s worker built in %.2f s (pid %d)", self._kind.name, time.perf_counter() - t0, os.getpid())
+        return self._worker
+
+    def warmup(self) -> WorkerReply:
+        """Build the model (if not yet) and run the kind's warm-up job. A failure here means the actor is unusable."""
+        t0 = time.perf_counter()
+        try:
+            worker = self._ensure_worker()
+            if self._pool.warm_up:
+                worker.warmup()
+        except Exception as exc:  # noqa: BLE001  (any failure is reported to the dispatcher, which decides)
+            return _failure(exc, time.perf_counter() - t0)
+        return WorkerReply(ok=True, run_s=time.perf_counter() - t0, pid=os.getpid())
+
+    def run(self, job: Job) -> WorkerReply:
+        t0 = time.perf_counter()
+        try:
+            value = self._ensure_worker()(job)
+        except Exception as exc:  # noqa: BLE001  (job errors travel back as a reason, see WorkerReply)
+            return _failure(exc, time.perf_counter() - t0)
+        return WorkerReply(ok=True, value=value, run_s=time.perf_counter() - t0, pid=os.getpid())
+
+
+def _failure(exc: Exception, run_s: float) -> WorkerReply:
+    reason = exc.reason if isinstance(exc, Z123Error) else "job_error"
+    return WorkerReply(ok=False, reason=reason, message=f"{type(exc).__name__}: {exc}", run_s=run_s, pid=os.getpid())
