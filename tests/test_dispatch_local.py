@@ -83,6 +83,17 @@ def test_crop_round_trip_equals_in_process(dispatcher: Dispatcher, results: Resu
     assert results.threads == {"z123-dispatch"}, "callbacks must come from the collector thread"
 
 
+def test_actors_run_as_nice_as_the_process_that_started_ray(dispatcher: Dispatcher) -> None:
+    """worker_niceness = 0 (the default): Ray adds nothing to its actors' niceness (its own default adds 15, which
+    starves the node's reconstructions on a busy machine). The environment is checked too: under ``nice -n 19`` the
+    priorities would be equal either way."""
+    pids = [w.pid for w in dispatcher.workers()]
+    assert pids and all(os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, 0) for pid in pids)
+    for pid in pids:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert b"RAY_worker_niceness=0" in environ
+
+
 def test_cpu_jobs_use_both_actors_and_equal_direct_calls(dispatcher: Dispatcher, results: Results) -> None:
     jobs = [CpuBurnJob(rounds=20_000, seed=seed) for seed in range(MAX_IN_FLIGHT)]
     ids = [dispatcher.submit(job, on_done=results) for job in jobs]

@@ -82,6 +82,7 @@ def test_a_missing_worker_module_is_one_clear_error(monkeypatch: pytest.MonkeyPa
         ({"pools": {}}, "num_actors = 0"),
         ({"object_store_memory_mb": 8}, "object_store_memory_mb"),
         ({"auth_mode": "none"}, "auth_mode"),
+        ({"worker_niceness": -1}, "worker_niceness"),
     ],
 )
 def test_config_validation_names_the_bad_field(changes: dict, field: str) -> None:

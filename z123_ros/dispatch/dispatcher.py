@@ -285,6 +285,9 @@ def _apply_ray_environment(cfg: DispatchConfig) -> None:
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", str(cfg.gcs_reconnect_timeout_s))
     os.environ["RAY_AUTH_MODE"] = cfg.auth_mode
+    if cfg.embedded:
+        # The embedded raylet and its workers inherit it: the actors run at the niceness the user chose.
+        os.environ["RAY_worker_niceness"] = str(cfg.worker_niceness)  # noqa: SIM112 - Ray's own spelling
     if cfg.auth_token_path:
         os.environ["RAY_AUTH_TOKEN_PATH"] = cfg.auth_token_path
     package_root = str(Path(__file__).resolve().parents[2])
