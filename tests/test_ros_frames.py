@@ -171,12 +171,14 @@ def test_drops_are_counted_and_warnings_throttled_per_reason() -> None:
 def test_ticket_breaks_the_latency_into_stages() -> None:
     from z123_ros.dispatch import JobTimings
 
-    marks = {"received": 10.0, "synced": 10.02, "taken": 10.05, "decoded": 10.06, "segmented_start": 10.061}
-    marks |= {"segmented": 10.1, "checked": 10.101, "submitted": 10.111}
+    marks = {"stamped": 9.97, "received": 10.0, "synced": 10.02, "taken": 10.05, "decoded": 10.06}
+    marks |= {"segmented_start": 10.061, "segmented": 10.1, "checked": 10.101, "submitted": 10.111}
     ticket = JobTicket(kind=RECONSTRUCTION, object_id=1, header=HEADER, received=10.0, marks=marks)
-    timings = JobTimings(queue_s=0.2, run_s=0.4, total_s=0.6, worker_s=0.35)
-    stages = ticket.stages(timings, handled_at=10.111 + 0.6 + 0.01)
+    # The isolated dispatcher: its process measured 0.2 + 0.4 s of the 0.65 s the node waited for the result.
+    timings = JobTimings(queue_s=0.2, run_s=0.4, total_s=0.65, worker_s=0.35)
+    stages = ticket.stages(timings, handled_at=10.111 + 0.65 + 0.01)
     expected = {
+        "camera_to_node": 0.03,
         "sync_wait": 0.02,
         "queue_wait": 0.03,
         "decode": 0.01,
@@ -187,9 +189,10 @@ def test_ticket_breaks_the_latency_into_stages() -> None:
         "wait_for_actor": 0.2,
         "reconstruction": 0.35,
         "ray_transfer": 0.05,
+        "dispatch_transfer": 0.05,
         "result_handoff": 0.01,
     }
     assert list(stages) == list(expected)
     for name, seconds in expected.items():
         assert stages[name] == pytest.approx(seconds, abs=1e-9), name
-    assert sum(stages.values()) == pytest.approx(10.721 - 10.0), "the stages add up to the frame-to-handling time"
+    assert sum(stages.values()) == pytest.approx(10.771 - 9.97), "the stages add up to the stamp-to-handling time"

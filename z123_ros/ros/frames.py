@@ -38,6 +38,9 @@ class RawFrame:
     """time.monotonic() when its last message arrived and the sync completed the frame."""
     taken: float = 0.0
     """time.monotonic() when the worker took it from the inbox."""
+    stamp_age: float = 0.0
+    """Seconds from the colour image's stamp to its arrival, on this node's ROS clock: camera driver, DDS,
+    deserialisation and executor (meaningful only when the camera's clock is this node's)."""
 
 
 @dataclass
@@ -97,7 +100,13 @@ def decode_frame(frame: RawFrame, max_image_pixels: int, min_valid_depth_fractio
         _check_size(size, intrinsics, max_image_pixels)
         rgb = _decode(conv.image_to_rgb, colour, "bad_colour_image")
     depth_m = None if frame.depth is None else _decode_depth(frame.depth, size, min_valid_depth_fraction)
-    marks = {"received": frame.received, "synced": frame.synced, "taken": frame.taken, "decoded": time.monotonic()}
+    marks = {
+        "stamped": frame.received - frame.stamp_age,
+        "received": frame.received,
+        "synced": frame.synced,
+        "taken": frame.taken,
+        "decoded": time.monotonic(),
+    }
     return DecodedFrame(frame.header, rgb, depth_m, intrinsics, frame.received, marks)
 
 

@@ -52,6 +52,8 @@ class JobTicket:
         m = self.marks
         collected = m["submitted"] + timings.total_s
         spans = {
+            # Camera stamp -> the colour image's callback (0 when the camera's clock is not this node's).
+            "camera_to_node": m["received"] - m.get("stamped", m["received"]),
             "sync_wait": m["synced"] - m["received"],
             "queue_wait": m["taken"] - m["synced"],
             "decode": m["decoded"] - m["taken"],
@@ -65,6 +67,9 @@ class JobTicket:
             "reconstruction": timings.worker_s,
             # Handed to the actor -> result collected, less the work: object transfer both ways and scheduling.
             "ray_transfer": max(0.0, timings.run_s - timings.worker_s),
+            # The isolated dispatcher's process and back (pickling, the socket, unpickling): submit -> collected,
+            # less what the dispatch process itself measured (0 with a dispatcher in this process).
+            "dispatch_transfer": timings.total_s - timings.queue_s - timings.run_s,
             "result_handoff": max(0.0, handled_at - collected),
         }
         return {k: max(0.0, float(v)) for k, v in spans.items()}
