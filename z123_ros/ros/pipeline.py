@@ -50,6 +50,10 @@ def result_in_frame(result: Any, T_target_from_cam: np.ndarray, frame_id: str) -
     )
 
 
+#: The mesh goes into the serialised message directly (conversions.reconstruction_to_cdr), not into ``msg.mesh``.
+_NO_MESH = (np.zeros((0, 3)), np.zeros((0, 3), np.int64))
+
+
 def _change_policy(config: NodeConfig) -> ChangePolicy:
     return ChangePolicy(
         config.change_distance_m, config.change_extent_ratio, config.forget_after_s, config.abandon_after_missed_frames
@@ -78,6 +82,8 @@ class Pipeline:
         #: The last segmented frame: the reference of the change check (worker thread only).
         self._last_segmented: DecodedFrame | None = None
         self._worker: threading.Thread | None = None
+        #: Object id -> its marker's TRIANGLE_LIST points, built once per result (worker thread only).
+        self._marker_points: dict[int, list] = {}
         #: ``lookup(target, source, stamp_ns, timeout_s) -> T_target_from_source`` (a TfListener), set by the node
         #: when target_frame is set.
         self.tf: Any = None
@@ -120,12 +126,16 @@ class Pipeline:
     def cleanup(self) -> None:
         self._segmenter = self._tracker = None
         self.book.clear()
+        self._marker_points = {}
 
     def _work(self) -> None:
         while (work := self.inbox.take()) is not None:
             results, frame = work
-            for ticket, job_id, outcome in results:
-                self.guarded(self._handle_result, ticket, job_id, outcome)
+            # Every result first, then the aggregate once: the objects of one frame tend to finish together.
+            headers = [self.guarded(self._handle_result, *result) for result in results]
+            headers = [h for h in headers if h is not None]
+            if headers:
+                self.guarded(self._publish_aggregate, headers[-1])
             if frame is not None:
                 self.guarded(self._process_frame, frame)
 
@@ -272,20 +282,21 @@ class Pipeline:
         self._stats.count(ticket.submitted_counter)
         return job_id
 
-    def _handle_result(self, ticket: JobTicket, job_id: Any, outcome: Any) -> None:
-        """Publish one finished job (worker thread). ``outcome`` is the dispatcher's JobResult."""
+    def _handle_result(self, ticket: JobTicket, job_id: Any, outcome: Any) -> Header | None:
+        """Publish one finished job (worker thread). ``outcome`` is the dispatcher's JobResult. Returns the header
+        of the aggregate to publish when the job added a reconstruction to it."""
         if self.inbox.claim(job_id) is None:
-            return  # cancelled or superseded: its object has a newer job
+            return None  # cancelled or superseded: its object has a newer job
         if ticket.kind == NOVEL_VIEWS:
             self._publish_novel_views(ticket, outcome)
-            return
+            return None
         object_id = ticket.object_id
         self.book.finished(object_id, job_id, outcome.ok)
         if not outcome.ok:
             # The book retries the object at its next sighting rather than giving up on it.
             self._stats.count("jobs_failed")
             self._stats.drop(f"job_{outcome.reason}", f"reconstruction of object {object_id} failed: {outcome.error}")
-            return
+            return None
         result, config = outcome.value, self.config
         handled = time.monotonic()
         header = ticket.header
@@ -295,14 +306,15 @@ class Pipeline:
             result = result_in_frame(result, ticket.T_target_from_cam, config.target_frame)
             header = self._output_header(header, ticket.T_target_from_cam)
         vertices, faces = conv.simplify_mesh(result.vertices, result.faces, config.max_mesh_faces)
-        msg = conv.reconstruction_to_msg(result, object_id, header, config.max_cloud_points, mesh=(vertices, faces))
+        msg = conv.reconstruction_to_msg(result, object_id, header, config.max_cloud_points, mesh=_NO_MESH)
         stages = ticket.stages(outcome.timings, handled) if ticket.marks else {}
         if stages:
             stages["conversion"] = time.monotonic() - handled
             # The node's stages first, then the backend's own (their names have no "pipeline." prefix).
             msg.timings = [StageTiming(stage=f"pipeline.{k}", seconds=v) for k, v in stages.items()] + list(msg.timings)
         t_publish = time.monotonic()
-        self._publish("reconstruction", msg)
+        # Serialised here with the mesh written by numpy (conversions.reconstruction_to_cdr): publish takes bytes.
+        self._publish("reconstruction", conv.reconstruction_to_cdr(msg, vertices, faces))
         done = time.monotonic()
         stages["publish"] = done - t_publish
         for name, seconds in stages.items():
@@ -314,12 +326,18 @@ class Pipeline:
         points = conv.pointcloud2_to_points(msg.cloud).xyz
         label = f"{object_id}: {result.backend} {result.confidence:.2f}"
         self.book.store_result(object_id, marker_vertices, marker_faces, points, label, time.monotonic())
-        self._publish_aggregate(header)
+        self._marker_points[object_id] = conv.marker_points(marker_vertices, marker_faces)
+        return header
 
     def _publish_aggregate(self, header: Header) -> None:
         agg = self.book.aggregate(conv.id_colour)
         self._publish("cloud", conv.points_to_pointcloud2(agg.points, header, agg.colours))
-        markers = [conv.MarkerObject(k, vertices, faces, label) for k, vertices, faces, label in agg.meshes]
+        shown = {k for k, _, _, _ in agg.meshes}
+        self._marker_points = {k: v for k, v in self._marker_points.items() if k in shown}
+        markers = [
+            conv.MarkerObject(k, vertices, faces, label, points=self._marker_points.get(k))
+            for k, vertices, faces, label in agg.meshes
+        ]
         self._publish("markers", conv.mesh_marker_array(markers, header))
 
     def _publish_novel_views(self, ticket: JobTicket, outcome: Any) -> None:
