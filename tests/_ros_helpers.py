@@ -77,7 +77,16 @@ class NodeProcess:
 class Probe:
     """A probe node in the test process: publishes camera frames, records every output of z123_node."""
 
-    def __init__(self, node_name: str = "z123_probe", target: str = "/z123_node", reliable_camera: bool = True) -> None:
+    def __init__(
+        self,
+        node_name: str = "z123_probe",
+        target: str = "/z123_node",
+        reliable_camera: bool = True,
+        raw: tuple[str, ...] = (),
+    ) -> None:
+        """``raw``: outputs recorded as serialised bytes, deserialised only when read (:meth:`records`), so that
+        their arrival time is the delivery of the bytes, not the Python deserialisation of a large mesh or marker
+        array in this probe's single executor thread (which delays every other message behind it)."""
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
@@ -92,6 +101,7 @@ class Probe:
         self.node = rclpy.create_node(node_name, context=self.context)
         self.lock = threading.Lock()
         self.received: dict[str, list[tuple[float, Any]]] = defaultdict(list)
+        self._types: dict[str, Any] = {}
         reliable = QoSProfile(depth=50, reliability=QoSReliabilityPolicy.RELIABLE)
         latched = QoSProfile(
             depth=1, reliability=QoSReliabilityPolicy.RELIABLE, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL
@@ -113,7 +123,8 @@ class Probe:
             ("markers", MarkerArray, f"{target}/markers", latched),
             ("diagnostics", DiagnosticArray, "/diagnostics", reliable),
         ):
-            self.node.create_subscription(msg_type, topic, self._recorder(name), qos)
+            self._types[name] = msg_type
+            self.node.create_subscription(msg_type, topic, self._recorder(name), qos, raw=name in raw)
         self.service = self.node.create_client(ReconstructObject, f"{target}/reconstruct_object")
         from rcl_interfaces.srv import SetParameters
 
@@ -137,9 +148,16 @@ class Probe:
         while not self._stop and self.context.ok():
             self.executor.spin_once(timeout_sec=0.05)
 
-    def messages(self, name: str) -> list[Any]:
+    def records(self, name: str) -> list[tuple[float, Any]]:
+        """(time.monotonic() at arrival, message) of every ``name`` message so far (raw ones deserialised now)."""
+        from rclpy.serialization import deserialize_message
+
         with self.lock:
-            return [m for _, m in self.received[name]]
+            records = list(self.received[name])
+        return [(t, deserialize_message(m, self._types[name]) if isinstance(m, bytes) else m) for t, m in records]
+
+    def messages(self, name: str) -> list[Any]:
+        return [m for _, m in self.records(name)]
 
     def diagnostics(self) -> dict[str, str]:
         """Key-values of the latest /diagnostics status of z123_node ({} before the first)."""
