@@ -457,7 +457,7 @@ class TabletopSegmenter:
         pa, pb, link = links.a, links.b, links.linked
         comp = _components(pa[link], pb[link], h * w)
         if links.same_colour is not None and cfg.self_occlusion_gap_m > 0:
-            link = self._bridge_self_occlusions(comp, pa, pb, link, links.same_colour, links.gap)
+            link = self._bridge_self_occlusions(grid, comp, links)
             comp = _components(pa[link], pb[link], h * w)
         # Pieces: a concave crease separates them; a colour edge only where the surface is not smooth and convex
         # (colour alone may not split a printed carton; with colour_needs_geometry off it may, as before).
@@ -577,14 +577,18 @@ class TabletopSegmenter:
             labels[small & (comp == f)] = np.bincount(label[frag == f]).argmax()
         return True
 
-    def _bridge_self_occlusions(
-        self, comp: np.ndarray, pa: np.ndarray, pb: np.ndarray, link: np.ndarray, same: np.ndarray, gap: np.ndarray
-    ) -> np.ndarray:
+    def _bridge_self_occlusions(self, grid: CoarseGrid, comp: np.ndarray, links: Links) -> np.ndarray:
         """Link two clusters across a depth step when they are one object occluding itself (a spray bottle's head
-        over its body, a cup's rim before its inner wall): they meet along several neighbour pairs, nearly all of one
-        colour, and the smallest 3D step along that border is below ``self_occlusion_gap_m``. Returns the new links.
+        over its body, a mug's inside seen over its front lip): they meet along several neighbour pairs, and either
+        the smallest 3D step along that border is below ``self_occlusion_gap_m`` and nearly all of those pairs are of
+        one colour, or the step is within the occluder's footprint size, the occluded cluster is not seen on the
+        table anywhere (:meth:`_rests_on`: what lies right below
+        it in the image is the cluster in front) and the two clusters' median chroma agree (the inside of a mug is
+        shaded, so colour across its lip differs pair by pair, not in hue). Returns the new links; neither colour nor a
+        concave crease cuts the links bridged by the second rule (``links`` is updated in place).
         Two objects of one colour standing right behind each other are joined too: the price of this rule."""
         cfg = self.config
+        pa, pb, link, same, gap = links.a, links.b, links.linked, links.same_colour, links.gap
         across = ~link & np.isfinite(gap) & (comp[pa] != comp[pb])
         if not across.any():
             return link
@@ -592,12 +596,81 @@ class TabletopSegmenter:
         ca, cb = comp[pa[idx]], comp[pb[idx]]
         key = np.minimum(ca, cb).astype(np.int64) * len(comp) + np.maximum(ca, cb)
         bridged = link.copy()
+        z = grid.points[..., 2].ravel()
+        n_fg = np.bincount(comp[grid.fg.ravel()], minlength=len(comp))
         for k in np.unique(key):
             sel = idx[key == k]
-            if len(sel) < 3 or same[sel].mean() < 0.75 or gap[sel].min() > cfg.self_occlusion_gap_m:
+            if len(sel) < 3:
                 continue
-            bridged[sel[same[sel]]] = True
+            if gap[sel].min() <= cfg.self_occlusion_gap_m and same[sel].mean() >= 0.75:
+                bridged[sel[same[sel]]] = True
+                continue
+            # The occluded cluster is the farther end of most pairs.
+            far_b = np.median(z[pb[sel]] - z[pa[sel]]) > 0
+            front, back = (comp[pa[sel[0]]], comp[pb[sel[0]]]) if far_b else (comp[pb[sel[0]]], comp[pa[sel[0]]])
+            # Only clusters large enough to be objects are judged (specks attach later, as fragments).
+            if min(n_fg[front], n_fg[back]) < cfg.min_object_points:
+                continue
+            # What an object hides of itself lies within its own footprint: the step may be as wide as the
+            # occluder (a mug's inside seen over its front lip is up to a diameter behind it).
+            reach = max(cfg.self_occlusion_gap_m, self._footprint_size(grid, comp, front))
+            if gap[sel].min() > reach:
+                continue
+            if self._same_chroma(grid, comp, front, back) and self._rests_on(grid, comp, back, front):
+                bridged[sel] = True
+                # Across the step the pairs straddle no surface crease: neither colour nor "concavity" cuts them.
+                same[sel] = True
+                links.concave[sel] = False
         return bridged
+
+    @staticmethod
+    def _footprint_size(grid: CoarseGrid, comp: np.ndarray, c: int) -> float:
+        """Largest extent (metres) of a cluster's footprint on the support plane (2nd to 98th percentile)."""
+        pts = grid.points.reshape(-1, 3)[grid.fg.ravel() & (comp == c)]
+        q = pts @ plane_axes(grid.plane)[:2].T
+        lo, hi = np.percentile(q, [2, 98], axis=0)
+        return float(np.max(hi - lo))
+
+    def _same_chroma(self, grid: CoarseGrid, comp: np.ndarray, c1: int, c2: int) -> bool:
+        """The median chroma (a*, b*) of two clusters differ by less than ``colour_edge_threshold``: one material
+        under different shading (lightness and, on a shaded inside, saturation drop; hue stays)."""
+        lab = grid.lab.reshape(-1, 3)
+        fg = grid.fg.ravel()
+        m1 = np.median(lab[fg & (comp == c1), 1:], axis=0)
+        m2 = np.median(lab[fg & (comp == c2), 1:], axis=0)
+        return bool(np.linalg.norm(m1 - m2) < self.config.colour_edge_threshold)
+
+    def _rests_on(self, grid: CoarseGrid, comp: np.ndarray, top: int, base: int) -> bool:
+        """Cluster ``top`` is not seen on the table: below each of its lowest samples in the image (down along the
+        plane normal's image direction, across up to ``max_hole_px`` of missing depth) lies cluster ``base`` for
+        at least half of them, and the table for at most one in ten. An object standing on the table behind another is seen
+        on the table somewhere along its base, or else stands wholly hidden behind it."""
+        cfg = self.config
+        h, w = grid.shape
+        fg = grid.fg
+        labels = comp.reshape(h, w)
+        member = fg & (labels == top)
+        rr, cc = np.nonzero(member)
+        # Image direction of "down" at the cluster: project its centroid and a point 5 cm below it.
+        centre = np.nanmean(grid.points[member], axis=0)
+        uv = project_points(grid.intrinsics, np.stack([centre, centre - 0.05 * grid.plane[:3]]))
+        step = uv[1] - uv[0]
+        step = np.round(step / max(np.abs(step).max(), 1e-9)).astype(int)  # one of the 8 neighbour steps
+        n_base = n_table = n_seen = 0
+        pending = np.ones(len(rr), dtype=bool)
+        for _ in range(max(1, cfg.max_hole_px // grid.stride) + 1):
+            rr, cc = rr + step[1], cc + step[0]
+            inside = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+            pending &= inside
+            r, c = np.clip(rr, 0, h - 1), np.clip(cc, 0, w - 1)
+            seen = pending & grid.valid[r, c]
+            own = seen & fg[r, c] & (labels[r, c] == top)
+            pending &= ~seen  # the first sample with depth below decides
+            seen &= ~own
+            n_seen += int(np.count_nonzero(seen))
+            n_base += int(np.count_nonzero(seen & fg[r, c] & (labels[r, c] == base)))
+            n_table += int(np.count_nonzero(seen & ~fg[r, c]))
+        return n_base > 0 and n_base >= 0.5 * n_seen and n_table <= 0.1 * n_seen
 
     def _split_pieces(
         self, grid: CoarseGrid, comp: np.ndarray, pieces: np.ndarray, links: Links, link: np.ndarray, keep: np.ndarray
