@@ -616,7 +616,7 @@ class TabletopSegmenter:
             reach = max(cfg.self_occlusion_gap_m, self._footprint_size(grid, comp, front))
             if gap[sel].min() > reach:
                 continue
-            if self._same_chroma(grid, comp, front, back) and self._rests_on(grid, comp, back, front):
+            if self._same_chroma(grid, comp, front, back) and self._rests_on(grid, comp, back, np.array([front])):
                 bridged[sel] = True
                 # Across the step the pairs straddle no surface crease: neither colour nor "concavity" cuts them.
                 same[sel] = True
@@ -640,37 +640,45 @@ class TabletopSegmenter:
         m2 = np.median(lab[fg & (comp == c2), 1:], axis=0)
         return bool(np.linalg.norm(m1 - m2) < self.config.colour_edge_threshold)
 
-    def _rests_on(self, grid: CoarseGrid, comp: np.ndarray, top: int, base: int) -> bool:
-        """Cluster ``top`` is not seen on the table: below each of its lowest samples in the image (down along the
-        plane normal's image direction, across up to ``max_hole_px`` of missing depth) lies cluster ``base`` for
-        at least half of them, and the table for at most one in ten. An object standing on the table behind another is seen
-        on the table somewhere along its base, or else stands wholly hidden behind it."""
+    def _rests_on(self, grid: CoarseGrid, labels: np.ndarray, top: int, base: np.ndarray) -> bool:
+        """Cluster (or piece) ``top`` of the flat ``labels`` is not seen on the table but rests on one of ``base``:
+        below its lowest samples in the image lies ``base`` for at least half of them and the table for at most one
+        in ten (:meth:`_below`). An object standing on the table behind another is seen on the table somewhere
+        along its base, or else stands wholly hidden behind it."""
+        below = self._below(grid, labels, top)
+        if len(below) == 0:
+            return False
+        fg = grid.fg.ravel()
+        n_base = int(np.count_nonzero(fg[below] & np.isin(labels[below], base)))
+        n_table = int(np.count_nonzero(~fg[below]))
+        return n_base > 0 and n_base >= 0.5 * len(below) and n_table <= 0.1 * len(below)
+
+    def _below(self, grid: CoarseGrid, labels: np.ndarray, top: int) -> np.ndarray:
+        """Flat grid indices of what is seen right below the lower edge of ``top`` (a label of the flat ``labels``)
+        in the image: from each of its samples, down along the plane normal's image direction, the first sample
+        with depth (across up to ``max_hole_px`` of missing depth) that is not ``top`` itself."""
         cfg = self.config
         h, w = grid.shape
         fg = grid.fg
-        labels = comp.reshape(h, w)
-        member = fg & (labels == top)
+        lab2d = labels.reshape(h, w)
+        member = fg & (lab2d == top)
         rr, cc = np.nonzero(member)
         # Image direction of "down" at the cluster: project its centroid and a point 5 cm below it.
         centre = np.nanmean(grid.points[member], axis=0)
         uv = project_points(grid.intrinsics, np.stack([centre, centre - 0.05 * grid.plane[:3]]))
         step = uv[1] - uv[0]
         step = np.round(step / max(np.abs(step).max(), 1e-9)).astype(int)  # one of the 8 neighbour steps
-        n_base = n_table = n_seen = 0
+        found: list[np.ndarray] = []
         pending = np.ones(len(rr), dtype=bool)
         for _ in range(max(1, cfg.max_hole_px // grid.stride) + 1):
             rr, cc = rr + step[1], cc + step[0]
-            inside = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
-            pending &= inside
+            pending &= (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
             r, c = np.clip(rr, 0, h - 1), np.clip(cc, 0, w - 1)
             seen = pending & grid.valid[r, c]
-            own = seen & fg[r, c] & (labels[r, c] == top)
             pending &= ~seen  # the first sample with depth below decides
-            seen &= ~own
-            n_seen += int(np.count_nonzero(seen))
-            n_base += int(np.count_nonzero(seen & fg[r, c] & (labels[r, c] == base)))
-            n_table += int(np.count_nonzero(seen & ~fg[r, c]))
-        return n_base > 0 and n_base >= 0.5 * n_seen and n_table <= 0.1 * n_seen
+            seen &= ~(fg[r, c] & (lab2d[r, c] == top))
+            found.append(r[seen] * w + c[seen])
+        return np.concatenate(found)
 
     def _split_pieces(
         self, grid: CoarseGrid, comp: np.ndarray, pieces: np.ndarray, links: Links, link: np.ndarray, keep: np.ndarray
@@ -709,6 +717,10 @@ class TabletopSegmenter:
             member = fg & (comp == cid)
             cand = np.unique(pieces[member & is_object[pieces]])
             objs = cand[piece_low[cand] <= comp_low[cid] + cfg.max_base_height_m]
+            if len(objs) >= 2:
+                # A piece enclosed by the rest of its cluster in the image (a mug's inside seen from above) is part
+                # of it: an object standing on the table is never wholly framed by another one's silhouette.
+                objs = objs[~self._enclosed(member.reshape(h, w), pieces.reshape(h, w), objs)]
             if len(objs) < 2:
                 continue
             groups = None
@@ -729,6 +741,18 @@ class TabletopSegmenter:
             out2d = out.reshape(h, w)[sl]
             out2d[sub_member] = seeds[ni, nj][sub_member] - 1 + next_id
             next_id += len(objs)
+        return out
+
+    @staticmethod
+    def _enclosed(member: np.ndarray, pieces: np.ndarray, objs: np.ndarray) -> np.ndarray:
+        """(len(objs),) bool: each piece of the cluster ``member`` (h, w) lies inside the cluster's silhouette with
+        its holes filled, without touching the outside (its 8-neighbours are all within the filled silhouette)."""
+        filled = ndimage.binary_fill_holes(member)
+        out = np.zeros(len(objs), dtype=bool)
+        for i, p in enumerate(objs):
+            piece = member & (pieces == p)
+            ring = ndimage.binary_dilation(piece, structure=np.ones((3, 3), bool)) & ~piece
+            out[i] = bool(ring.any()) and bool(filled[ring].all())
         return out
 
     @staticmethod
