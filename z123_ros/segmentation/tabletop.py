@@ -287,8 +287,8 @@ class TabletopSegmenter:
 
     def _drop_non_objects(self, grid: CoarseGrid, labels: np.ndarray) -> np.ndarray:
         """Clear (in place) clusters that are not objects standing on the table: flat clutter lower than
-        ``min_object_height_m`` (paper, cables) and clusters floating higher than ``max_base_height_m`` with the
-        table seen right below them in the image (furniture beyond the table's far edge)."""
+        ``min_object_height_m`` (paper, cables) and clusters floating higher than ``max_base_height_m`` with free
+        space seen under them (:meth:`_free_below`: furniture beyond the table's far edge)."""
         cfg = self.config
         if not labels.any():
             return labels
@@ -296,26 +296,42 @@ class TabletopSegmenter:
         flat = labels.ravel()
         height = np.nan_to_num(grid.height, nan=0.0).ravel()
         fgl = flat > 0
-        top = ndimage.maximum(height, flat, index=np.arange(n)) if cfg.min_object_height_m > 0 else None
-        low = ndimage.minimum(height, flat, index=np.arange(n))
-        # Below each cluster sample in the image (one row down): a table inlier of the plane, or anything else.
-        table = np.zeros(grid.shape, dtype=bool)
-        table[grid.valid] = grid.fit.inliers
-        below_table = np.zeros(grid.shape, dtype=bool)
-        below_table[:-1] = table[1:] & (labels[:-1] > 0)
-        below_other = np.zeros(grid.shape, dtype=bool)
-        below_other[:-1] = (labels[:-1] > 0) & (labels[1:] != labels[:-1]) & ~table[1:]
-        n_table = np.bincount(flat[below_table.ravel()], minlength=n)
-        n_other = np.bincount(flat[below_other.ravel()], minlength=n)
+        low = np.asarray(ndimage.minimum(height, flat, index=np.arange(n)))
         drop = np.zeros(n, dtype=bool)
-        if top is not None:
-            drop |= np.asarray(top) < cfg.min_object_height_m
-        drop |= (np.asarray(low) > cfg.max_base_height_m) & (n_table > n_other)
+        if cfg.min_object_height_m > 0:
+            drop |= np.asarray(ndimage.maximum(height, flat, index=np.arange(n))) < cfg.min_object_height_m
+        for k in np.flatnonzero(low > cfg.max_base_height_m):
+            drop[k] |= k > 0 and self._free_below(grid, labels == k)
         drop[0] = False
         if drop.any():
             logger.debug("dropped %d flat or floating cluster(s)", int(drop.sum()))
             flat[fgl & drop[flat]] = 0
         return labels
+
+    def _free_below(self, grid: CoarseGrid, member: np.ndarray) -> bool:
+        """The camera sees free space under most of a cluster: where the foot of each of its points on the support
+        plane projects, the measured depth reaches the foot or beyond (the table there, or the floor past the
+        table's edge), instead of stopping in front of it. An object standing on the table hides its own footprint
+        (and one behind another has it hidden by that one); a chair back beyond the table does not."""
+        pts = grid.points[member]
+        feet = pts - grid.height[member][:, None] * grid.plane[None, :3]
+        ahead = feet[:, 2] > 1e-6
+        if not ahead.any():
+            return False
+        feet = feet[ahead]
+        uv = np.round(project_points(grid.intrinsics, feet)).astype(np.int64)
+        H, W = grid.depth.shape
+        inside = (uv[:, 0] >= 0) & (uv[:, 0] < W) & (uv[:, 1] >= 0) & (uv[:, 1] < H)
+        seen = np.full(len(feet), np.nan)
+        seen[inside] = grid.depth[uv[inside, 1], uv[inside, 0]]
+        known = np.isfinite(seen)
+        if not known.any():
+            return False
+        # "Reaches the foot": not in front of it by more than the depth noise of the two readings.
+        z = feet[known, 2]
+        sigma = depth_sigma(z, self.config.depth_noise_base_m, self.config.depth_noise_quad_m, self.config.depth_noise_z0_m)
+        tol = np.maximum(self.config.cluster_tolerance_m, self.config.noise_sigmas * np.sqrt(2.0) * sigma)
+        return bool(np.mean(seen[known] > z - tol) > 0.5)
 
     @staticmethod
     def _on_table(grid: CoarseGrid) -> np.ndarray:
