@@ -3,12 +3,15 @@ right. ``V1`` is the previous release's behaviour (the new rules off), to show e
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from _segmentation_helpers import box_scene
 
 from z123_ros.camera import invert
 from z123_ros.segmentation import SegmentationConfig, TabletopSegmenter, score_masks
+from z123_ros.sim import SceneConfig, render_tabletop_scene
+from z123_ros.sim.conditions import render_condition
 from z123_ros.sim.sensor import apply_sensor
 
 #: The rules of issue 14 switched off (the previous release); bench/bench_segmentation.py's tabletop_v1 row.
@@ -99,6 +102,72 @@ def test_mug_with_its_handle_stays_one_object() -> None:
     result = _segment(rgb, depth, intr)
     score = _score(result, (ids > 0).astype(np.int32))
     assert len(result.objects) == 1 and score.ious[0] > 0.95
+
+
+def _open_box_mug(front_box: tuple[int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, object]:
+    """A red 8 x 8 x 9.5 cm open box with 6 mm walls (a mug's body) seen from 45 deg over its front lip, as a
+    structured-light camera sees a real mug: the inside is in shade (darker, the same hue) and the rim, a thin lip
+    seen edge-on, has no depth. ``front_box``: the colour of a 5 cm box standing on the table right in front of it."""
+    wall, size, height, a = 0.006, 0.08, 0.095, 0.037
+    parts = [
+        ((0.0, 0.0, 0.0), (size, size, wall), RED),
+        ((0.0, a, 0.0), (size, wall, height), RED),
+        ((0.0, -a, 0.0), (size, wall, height), RED),
+        ((a, 0.0, 0.0), (wall, size, height), RED),
+        ((-a, 0.0, 0.0), (wall, size, height), RED),
+    ]
+    if front_box is not None:
+        parts.append(((0.075, 0.03, 0.0), (0.05, 0.06, 0.05), front_box))
+    rgb, depth, ids, intr, T = box_scene(parts, width=640, height=480, eye=(0.35, 0.0, 0.35))
+    world = _world_points(depth, intr, T)
+    mug = (ids > 0) & (ids <= 5)
+    inside = (np.abs(world[..., 0]) < 0.0341) & (np.abs(world[..., 1]) < 0.0341) & (world[..., 2] < height - 1e-4)
+    rgb[mug & inside] = (150, 32, 32)
+    rim = cv2.dilate((mug & (world[..., 2] > height - 5e-4)).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    depth[rim & mug] = np.nan
+    return rgb, depth, np.where(mug, 1, np.where(ids == 6, 2, 0)).astype(np.int32), intr
+
+
+def test_mug_seen_over_its_lip_stays_one_object() -> None:
+    # The real dev frames' mug: its front wall and its inside are separated by a lip without depth and a step of
+    # more than self_occlusion_gap_m; the inside is not seen on the table anywhere (the front wall is below it).
+    rgb, depth, ids, intr = _open_box_mug()
+    assert len(_segment(rgb, depth, intr, **V1).objects) == 2, "the case no longer shows the split at the lip"
+    result = _segment(rgb, depth, intr)
+    score = _score(result, ids)
+    assert len(result.objects) == 1 and score.ious[0] > 0.8, f"{len(result.objects)} objects, IoU {score.ious}"
+
+
+def test_object_of_the_same_colour_in_front_of_a_mug_stays_apart() -> None:
+    # A guard of the rule above (the real frames' foam brick before the mug): a lighter red of the same hue, so the
+    # median chroma agree, but the box in front stands on the table on its own and the mug is seen on the table
+    # beside it: the two are not joined across the step. (Of exactly one colour, the older same-colour bridge
+    # still joins them: a known limitation.)
+    rgb, depth, ids, intr = _open_box_mug(front_box=(250, 90, 80))
+    score = _score(_segment(rgb, depth, intr), ids)
+    assert score.merged == 0 and score.found == 2, f"{score}"
+
+
+def test_mug_seen_from_above_stays_one_object() -> None:
+    # Seen from 70 deg, the mug's inside is a concave piece cut from its rim by a crease (LCCP's criterion; V1 has
+    # no crease split, and the crease split without this rule made it a second object: elev_high's regression); it
+    # is framed by the rest of the mug in the image, so it is not an object of its own.
+    scene = render_tabletop_scene(
+        SceneConfig(seed=0, object_names=("025_mug",), camera_elevation_deg=70.0, camera_azimuth_deg=0.0,
+                    camera_range_m=0.6)
+    )  # fmt: skip
+    result = _segment(scene.rgb, scene.depth_m, scene.intrinsics)
+    score = _score(result, scene.instance_ids)
+    assert len(result.objects) == 1 and score.ious[0] > 0.95, f"{len(result.objects)} objects, IoU {score.ious}"
+
+
+def test_tall_box_seen_from_above_is_kept() -> None:
+    # A standing cracker box seen from 72 deg shows little more than its top, 19-21 cm above the table, with the
+    # table right below it in the image; it hides its own footprint, so it stands there (no free space under it).
+    scene = render_condition("elev_high", 0)
+    result = _segment(scene.rgb, scene.depth_m, scene.intrinsics)
+    score = _score(result, scene.instance_ids)
+    assert score.found == 4 and score.false_positives == 0, f"{score}"
 
 
 def test_paper_and_cables_are_not_objects_by_default() -> None:

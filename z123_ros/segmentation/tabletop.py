@@ -328,9 +328,9 @@ class TabletopSegmenter:
         if not known.any():
             return False
         # "Reaches the foot": not in front of it by more than the depth noise of the two readings.
-        z = feet[known, 2]
-        sigma = depth_sigma(z, self.config.depth_noise_base_m, self.config.depth_noise_quad_m, self.config.depth_noise_z0_m)
-        tol = np.maximum(self.config.cluster_tolerance_m, self.config.noise_sigmas * np.sqrt(2.0) * sigma)
+        cfg, z = self.config, feet[known, 2]
+        sigma = depth_sigma(z, cfg.depth_noise_base_m, cfg.depth_noise_quad_m, cfg.depth_noise_z0_m)
+        tol = np.maximum(cfg.cluster_tolerance_m, cfg.noise_sigmas * np.sqrt(2.0) * sigma)
         return bool(np.mean(seen[known] > z - tol) > 0.5)
 
     @staticmethod
