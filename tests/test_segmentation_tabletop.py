@@ -168,8 +168,10 @@ def test_self_occlusion_is_bridged_by_colour() -> None:
     boxes = [((0.0, 0.0, 0.0), (0.04, 0.04, 0.10), green), ((0.0, 0.0, 0.10), (0.08, 0.08, 0.02), green)]
     rgb, depth, ids, intr, _ = box_scene(boxes, eye=(0.4, 0.0, 0.25))
     one = (ids > 0).astype(int)
+    # Without the bridge the cap is a cluster of its own floating 10 cm up with free space seen under its rim: it
+    # is dropped (or, before the free-space rule, a second object); either way the stem alone is not the mushroom.
     split = TabletopSegmenter(SegmentationConfig(self_occlusion_gap_m=0.0)).segment(rgb, intr, depth)
-    assert score_masks([o.mask for o in split.objects], one).split == 1
+    assert max(score_masks([o.mask for o in split.objects], one).ious) < 0.7
     bridged = TabletopSegmenter().segment(rgb, intr, depth)
     assert len(bridged.objects) == 1
     assert score_masks([bridged.objects[0].mask], one).ious[0] > 0.95
