@@ -17,6 +17,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    # The learned segmenter's trained weights (safetensors) and their JSON sidecar (config + training command).
+    package_data={PACKAGE: ["segmentation/weights/*.safetensors", "segmentation/weights/*.json"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

@@ -6,6 +6,8 @@ Methods (columns ``method``):
 - ``tabletop_v1``: the same code with this issue's rules switched off (colour alone may split, no concave creases,
   no hole bridging, no noise model, no flat-clutter / floating / raised-support rules): the previous release, to show
   which bucket each rule helps or hurts.
+- ``learned``: the depth-only network trained on the simulator (``segmentation.method: learned``, the packaged weights
+  z123_ros/segmentation/weights/learned_seg.safetensors; ``z123 train-segmenter``); left out when they are missing.
 - ``open3d``: the baseline a user would write instead, Open3D ``segment_plane`` + ``cluster_dbscan`` with tutorial
   parameters (z123_ros.evaluation.baselines).
 
@@ -36,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _table import markdown_table  # noqa: E402
 
+from z123_ros.errors import ModelLoadError  # noqa: E402
 from z123_ros.evaluation.baselines import open3d_plane_dbscan  # noqa: E402
 from z123_ros.evaluation.real import DEFAULT_REAL_ROOT, load_real_frames, visible_fractions  # noqa: E402
 from z123_ros.evaluation.segmentation import score_frame, summarise_frames  # noqa: E402
@@ -59,7 +62,7 @@ BUCKETS = (
     "range_far",
     "hollow",
 )
-METHODS = ("tabletop", "tabletop_v1", "open3d")
+METHODS = ("tabletop", "tabletop_v1", "learned", "open3d")  # the baseline last: ratios are to it
 
 #: The rules of this issue, switched off: the previous release's behaviour.
 V1_RULES = dict(
@@ -118,13 +121,19 @@ def run(quick: bool = False, seeds: int | None = None, buckets: list[str] | None
         "tabletop": make_segmenter(SegmentationConfig()),
         "tabletop_v1": make_segmenter(SegmentationConfig(**V1_RULES)),
     }
+    methods = list(METHODS)
+    try:
+        segmenters["learned"] = make_segmenter(SegmentationConfig(method="learned"))
+    except ModelLoadError as exc:
+        print(f"learned segmenter left out: {exc}", file=sys.stderr)
+        methods.remove("learned")
     scores: dict[tuple[str, str], list] = {}
     cpus: dict[tuple[str, str], list[float]] = {}
     order: list[str] = []
     for name, rgb, depth, intrinsics, gt, visible in _cases(buckets, seeds, real=True):
         if name not in order:
             order.append(name)
-        for method in METHODS:
+        for method in methods:
             t0, c0 = time.perf_counter(), time.process_time()
             masks = _masks_of(method, segmenters, rgb, depth, intrinsics)
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -132,21 +141,21 @@ def run(quick: bool = False, seeds: int | None = None, buckets: list[str] | None
             cpus.setdefault((name, method), []).append(cpu)
     rows = []
     for name in order:
-        group = [_row(name, m, scores[(name, m)], cpus[(name, m)]) for m in METHODS]
+        group = [_row(name, m, scores[(name, m)], cpus[(name, m)]) for m in methods]
         base = group[-1]["mean_iou"]
         for row in group:
             row["iou_vs_open3d"] = round(row["mean_iou"] / base, 2) if base and not math.isnan(base) else float("nan")
         rows += group
-    rows += _summary(rows)
+    rows += _summary(rows, methods)
     rows.append({"bucket": "machine", "method": f"{os.cpu_count()} cpus", "frames": "", "mean_iou": ""})
     rows[-1]["load_avg_1min"] = round(os.getloadavg()[0], 2)
     return rows
 
 
-def _summary(rows: list[dict]) -> list[dict]:
+def _summary(rows: list[dict], methods: list[str]) -> list[dict]:
     """Per method: mean over the simulated buckets and the worst one."""
     out = []
-    for method in METHODS:
+    for method in methods:
         sim = [r for r in rows if r["method"] == method and not r["bucket"].startswith("real")]
         if not sim:
             continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from z123_ros.errors import ConfigError
+from z123_ros.errors import ConfigError, ModelLoadError
 from z123_ros.segmentation import METHODS, SegmentationConfig, Segmenter, TabletopSegmenter, make_segmenter
 
 
@@ -15,8 +15,8 @@ def test_default_method_is_the_geometric_segmenter() -> None:
 
 
 def test_unavailable_or_unknown_methods_are_refused_with_one_line() -> None:
-    with pytest.raises(ConfigError, match="'learned' is not available"):
-        make_segmenter(SegmentationConfig(method="learned"))
+    with pytest.raises(ModelLoadError, match="learned segmenter weights not found"):
+        make_segmenter(SegmentationConfig(method="learned", learned_weights="/nonexistent/learned.safetensors"))
     with pytest.raises(ConfigError, match="needs segmentation.sam_model_dir"):
         make_segmenter(SegmentationConfig(method="sam"))
     with pytest.raises(ConfigError, match="must be tabletop, learned or sam"):

@@ -24,6 +24,7 @@ import sys
 # subcommand runs.
 SUBCOMMAND_MODULES = (
     "z123_ros.segmentation.cli",
+    "z123_ros.segmentation.learned_cli",
     "z123_ros.novel_views.cli",
     "z123_ros.reconstruction.cli",
     "z123_ros.evaluation.cli",

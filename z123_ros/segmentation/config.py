@@ -13,9 +13,13 @@ class SegmentationConfig:
 
     method: str = "tabletop"
     """Which segmenter (z123_ros.segmentation.factory): "tabletop" (geometric RGB-D), "sam" (tabletop + Segment
-    Anything for RGB-only frames with an roi) or "learned" (not built in this version)."""
+    Anything for RGB-only frames with an roi) or "learned" (a depth-only network trained on the simulator:
+    z123_ros.segmentation.learned_segmenter)."""
     sam_model_dir: str = ""
     """Local Segment Anything folder (Hugging Face layout, safetensors) for ``method: sam``."""
+    learned_weights: str = ""
+    """Weights (safetensors) for ``method: learned``; empty = $Z123_LEARNED_SEG_WEIGHTS, else the packaged ones
+    (z123_ros/segmentation/weights/learned_seg.safetensors, made by ``z123 train-segmenter``)."""
     stride: int = 4
     """Back-project and cluster every ``stride``-th pixel in each direction (4 on VGA: ~19 k points)."""
     plane_distance_m: float = 0.008

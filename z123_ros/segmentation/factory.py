@@ -6,8 +6,9 @@ Methods:
 - ``tabletop`` (default): the geometric RGB-D segmenter (:class:`TabletopSegmenter`), RGB-only fallbacks without depth.
 - ``sam``: the same, with Segment Anything (a local safetensors folder, ``segmentation.sam_model_dir``) instead of
   GrabCut for RGB-only frames with a region of interest.
-- ``learned``: a depth-first network trained on the simulator (issue 14 item 2). Not built in this version: asking
-  for it is a configuration error naming what is missing, never a silent fallback.
+- ``learned``: a depth-only network trained on the simulator (:class:`LearnedSegmenter`, ``z123 train-segmenter``),
+  weights from ``segmentation.learned_weights`` or the packaged ones; missing or bad weights are one ModelLoadError
+  line, never a silent fallback.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 from z123_ros.camera import CameraIntrinsics
 from z123_ros.errors import ConfigError
 from z123_ros.segmentation.config import SegmentationConfig
+from z123_ros.segmentation.learned_segmenter import LearnedSegmenter
 from z123_ros.segmentation.tabletop import TabletopSegmenter
 from z123_ros.segmentation.types import FrameSegmentation
 
@@ -48,8 +50,8 @@ def make_segmenter(config: SegmentationConfig | None = None) -> Segmenter:
     """The segmenter ``config.method`` names, configured by ``config``.
 
     Raises:
-        ConfigError: an unknown method, invalid settings, ``learned`` (not built), or ``sam`` without a model folder.
-        ModelLoadError: the SAM folder cannot be loaded.
+        ConfigError: an unknown method, invalid settings, or ``sam`` without a model folder.
+        ModelLoadError: the SAM folder or the learned segmenter's weights cannot be loaded.
     """
     config = config or SegmentationConfig()
     config.validate()
@@ -61,7 +63,4 @@ def make_segmenter(config: SegmentationConfig | None = None) -> Segmenter:
         from z123_ros.segmentation.learned import SamSegmenter
 
         return TabletopSegmenter(config, promptable=SamSegmenter.from_pretrained(config.sam_model_dir))
-    raise ConfigError(
-        "segmentation.method 'learned' is not available in this version (no segmenter has been trained on the "
-        "simulator yet); use 'tabletop'"
-    )
+    return LearnedSegmenter(config)
