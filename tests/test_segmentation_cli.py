@@ -95,7 +95,7 @@ def test_bad_input_exits_2_without_output(frame_files, tmp_path: Path, capsys) -
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
-def test_segment_takes_several_frames_in_one_process(frame_files, tmp_path: Path, capsys) -> None:
+def test_segment_takes_several_frames_in_one_process(frame_files, tmp_path: Path, capsys, monkeypatch) -> None:
     folder, scene = frame_files
     # A set of two frame folders (one with 16-bit PNG depth, one with .npy) plus one frame folder given directly.
     frames = tmp_path / "set"
@@ -121,5 +121,6 @@ def test_segment_takes_several_frames_in_one_process(frame_files, tmp_path: Path
     out2 = tmp_path / "bad"
     assert _z123(["segment", "--frames", str(frames), "--out", str(out2)]) == 2
     assert "not valid JSON" in capsys.readouterr().err and not out2.exists()
+    monkeypatch.setenv("Z123_LEARNED_SEG_WEIGHTS", str(tmp_path / "missing.safetensors"))
     assert _z123(["segment", "--frames", str(single), "--out", str(out2), "--method", "learned"]) == 2
-    assert "not available" in capsys.readouterr().err and not out2.exists()
+    assert "weights not found" in capsys.readouterr().err and not out2.exists()
