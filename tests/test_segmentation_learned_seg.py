@@ -11,8 +11,8 @@ import pytest
 from z123_ros.errors import ModelLoadError
 from z123_ros.segmentation import SegmentationConfig, Segmenter, make_segmenter
 from z123_ros.segmentation.learned_config import ClusterConfig, NetConfig, TrainSegmenterConfig
-from z123_ros.segmentation.learned_data import build_split, draw_scene_config, xyz_image
-from z123_ros.segmentation.learned_net import init_params, load_weights, save_weights
+from z123_ros.segmentation.learned_data import build_split, draw_scene_config
+from z123_ros.segmentation.learned_net import init_params, load_weights, save_weights, xyz_image
 from z123_ros.segmentation.learned_segmenter import LearnedSegmenter, cluster_instances, upsample_labels
 from z123_ros.segmentation.learned_train import loss_terms, make_batch, train
 

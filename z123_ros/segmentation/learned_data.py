@@ -1,9 +1,10 @@
 """Training data of the learned segmenter: simulated tabletop scenes, domain-randomised over what a depth camera
 shows, rendered once into a cache folder (one small ``.npz`` per scene, written atomically, reused by later runs).
 
-Every scene is subsampled to the network's resolution the way a real frame is at inference
-(:func:`subsample_frame`), and stored as depth, the camera of the subsampled grid, instance ids and each object's
-3D centre (the mean of its visible points in exact depth): the network learns to point every object pixel at it.
+Every scene is subsampled to the network's resolution the way a real frame is at inference (``subsample_frame``
+of z123_ros.segmentation.learned_net), and stored as depth, the camera of the subsampled grid, instance ids and each
+object's 3D centre (the mean of its visible points in exact depth): the network learns to point every object pixel
+at it.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import numpy as np
 
 from z123_ros.camera import CameraIntrinsics
 from z123_ros.errors import InputError
-from z123_ros.geometry import fit_plane_ransac
 from z123_ros.segmentation.learned_config import TrainSegmenterConfig
+from z123_ros.segmentation.learned_net import plane_height, subsample_frame, xyz_image
 from z123_ros.sim.conditions import SMALL_OBJECTS
 from z123_ros.sim.objects import OBJECT_NAMES
 from z123_ros.sim.scene import SceneConfig, render_tabletop_scene
@@ -47,54 +48,6 @@ class SceneSample:
     """(K + 1, 3) float32 camera-frame centre of object k (row 0 unused), metres."""
     height: np.ndarray | None = None
     """(h, w) float32 height above the dominant plane (:func:`plane_height`), once computed."""
-
-
-def subsample_stride(width: int, height: int, long_side: int) -> int:
-    """Pixels between samples so that the longer side is about ``long_side`` (640x480 at 320 -> 2)."""
-    return max(1, int(round(max(width, height) / long_side)))
-
-
-def subsample_frame(
-    depth_m: np.ndarray, intrinsics: CameraIntrinsics, long_side: int
-) -> tuple[np.ndarray, CameraIntrinsics, int]:
-    """``(depth of every s-th pixel, its camera, s)``: plain subsampling, no averaging, so holes and flying pixels
-    reach the network as the sensor made them (an average would invent depth between surfaces)."""
-    s = subsample_stride(intrinsics.width, intrinsics.height, long_side)
-    off = s // 2
-    small = np.ascontiguousarray(depth_m[off::s, off::s], dtype=np.float32)
-    h, w = small.shape
-    intr = CameraIntrinsics(
-        fx=intrinsics.fx / s, fy=intrinsics.fy / s, cx=(intrinsics.cx - off) / s, cy=(intrinsics.cy - off) / s,
-        width=w, height=h,
-    )  # fmt: skip
-    return small, intr, s
-
-
-def xyz_image(depth_m: np.ndarray, intrinsics: CameraIntrinsics) -> np.ndarray:
-    """(3, h, w) float32 camera-frame points of a depth image, 0 where the depth is missing."""
-    h, w = depth_m.shape
-    z = np.nan_to_num(depth_m.astype(np.float32), nan=0.0)
-    u = (np.arange(w, dtype=np.float32) - intrinsics.cx) / intrinsics.fx
-    v = (np.arange(h, dtype=np.float32) - intrinsics.cy) / intrinsics.fy
-    return np.stack([u[None, :] * z, v[:, None] * z, z])
-
-
-def plane_height(xyz: np.ndarray, distance_m: float = 0.008, seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(height of every point above the dominant plane (h, w) float32, 0 without depth; the plane or None)``.
-
-    The plane is RANSAC's dominant plane of the points (the tabletop segmenter's fit, without its desk-over-floor
-    rule: the network sees the heights and learns what to make of them). No plane (under 10 % inliers): heights 0.
-    """
-    valid = xyz[2] > 0
-    height = np.zeros(valid.shape, np.float32)
-    if valid.sum() < 50:
-        return height, None
-    fit = fit_plane_ransac(xyz[:, valid].T.astype(np.float64), distance_m, seed=seed, min_inlier_fraction=0.1)
-    if fit is None:
-        return height, None
-    n, d = fit.plane[:3], fit.plane[3]
-    height[valid] = np.einsum("k,kn->n", n, xyz[:, valid]) + d
-    return height, fit.plane
 
 
 def draw_scene_config(index: int, split: str, seed: int, vga_fraction: float) -> SceneConfig:

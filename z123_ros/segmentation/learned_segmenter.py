@@ -33,8 +33,7 @@ from z123_ros.geometry import plane_axes
 from z123_ros.segmentation.config import SegmentationConfig
 from z123_ros.segmentation.inputs import check_depth, check_rgb, check_roi
 from z123_ros.segmentation.learned_config import PACKAGED_WEIGHTS, ClusterConfig, NetConfig
-from z123_ros.segmentation.learned_data import plane_height, subsample_frame, xyz_image
-from z123_ros.segmentation.learned_net import forward, load_weights
+from z123_ros.segmentation.learned_net import forward, load_weights, plane_height, subsample_frame, xyz_image
 from z123_ros.segmentation.masks import clean_mask, mask_box
 from z123_ros.segmentation.tabletop import TabletopSegmenter
 from z123_ros.segmentation.types import FrameSegmentation, SegmentedObject

@@ -24,8 +24,8 @@ import numpy as np
 from z123_ros.io import staged_output
 from z123_ros.segmentation.evaluation import SegmentationScore, score_masks
 from z123_ros.segmentation.learned_config import ClusterConfig, NetConfig, TrainSegmenterConfig
-from z123_ros.segmentation.learned_data import SceneSample, build_split, xyz_image
-from z123_ros.segmentation.learned_net import forward, init_params, save_weights
+from z123_ros.segmentation.learned_data import SceneSample, build_split
+from z123_ros.segmentation.learned_net import forward, init_params, save_weights, xyz_image
 from z123_ros.segmentation.learned_segmenter import cluster_instances, predict
 
 logger = logging.getLogger(__name__)
