@@ -852,7 +852,40 @@ class TabletopSegmenter:
                 if not take.any():
                     break
                 labels[take] = grown[take]
+        if lab_box is not None:
+            self._claim_missing_depth(labels, np.isfinite(d), lab_box, np.isfinite(hf) & (hf <= grid.min_height_m))
         return BoxedLabels(labels=labels, height=hf, box=box, lab=lab_box)
+
+    def _claim_missing_depth(
+        self, labels: np.ndarray, has_depth: np.ndarray, lab: np.ndarray, table: np.ndarray
+    ) -> None:
+        """Give the pixels without depth inside an object's convex silhouette its label (in place) where their colour
+        is the object's rather than the table's: a face nearer than the sensor's minimum range, a dark or shiny
+        patch, a rim seen edge-on. Pixels with depth keep what the depth says (table, another object); a shadow or
+        an unmeasured background beside the object lies outside its silhouette. Among overlapping silhouettes the
+        object nearest in colour wins."""
+        todo = ~has_depth & (labels == 0)
+        if not todo.any() or not table.any():
+            return
+        count = np.maximum(np.bincount(labels.ravel()), 1)[1:, None]
+        colours = np.stack([np.bincount(labels.ravel(), lab[..., c].ravel())[1:] for c in range(3)], axis=1) / count
+        # The closer to the object than to the table, and within twice the colour edge threshold of it.
+        best = np.minimum(
+            np.linalg.norm(lab - np.median(lab[table], axis=0), axis=-1), 2.0 * self.config.colour_edge_threshold
+        )
+        claim = np.zeros(labels.shape, dtype=np.int32)
+        for k, sl in enumerate(ndimage.find_objects(labels), start=1):
+            if sl is None:
+                continue
+            pts = np.argwhere(labels[sl] == k)[:, ::-1].astype(np.int32)
+            hull = np.zeros(labels[sl].shape, dtype=np.uint8)
+            cv2.fillConvexPoly(hull, cv2.convexHull(pts), 1)
+            inside = (hull > 0) & todo[sl]
+            dist = np.linalg.norm(lab[sl] - colours[k - 1], axis=-1)
+            win = inside & (dist < best[sl])
+            best[sl][win] = dist[win]
+            claim[sl][win] = k
+        labels[claim > 0] = claim[claim > 0]
 
     def _resolve_by_colour(
         self,
