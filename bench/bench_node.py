@@ -119,7 +119,7 @@ def _publish_loop(probe, proc, frames, duration: float, on_sample) -> tuple[int,
 def _soak(frames, duration: float, static_s: float) -> dict:
     """One node process: startup, ``duration`` s of changing scenes, then ``static_s`` s of one unchanging scene.
     Returns raw measurements (latencies, stages, memory and queue samples, counts)."""
-    from _ros_helpers import NodeProcess, Probe, wait_for, write_params
+    from _ros_helpers import NodeProcess, Probe, dispatcher_warm, wait_for, write_params
 
     tmp = Path(tempfile.mkdtemp(prefix="z123_bench_node_"))
     params = write_params(tmp / "params.yaml", {"input_qos": "reliable", "diagnostics_period_s": 0.5})
@@ -129,7 +129,8 @@ def _soak(frames, duration: float, static_s: float) -> dict:
     probe = Probe(node_name="z123_bench_probe", raw=("reconstruction", "segmentation", "cloud", "markers"))
     out: dict = {"samples": []}
     try:
-        if not wait_for(lambda: probe.diagnostics().get("state") == "running" or not proc.alive(), timeout=180):
+        # Activation does not wait for Ray (it starts in the background): startup ends with every actor warm.
+        if not wait_for(lambda: dispatcher_warm(probe.diagnostics()) or not proc.alive(), timeout=180):
             raise RuntimeError(f"node did not start:\n{proc.log()[-2000:]}")
         out["startup_s"] = time.monotonic() - t_start
         out["startup"] = {k: v for k, v in probe.diagnostics().items() if k.startswith("startup.")}

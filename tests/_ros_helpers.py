@@ -213,6 +213,18 @@ class Probe:
         rclpy.shutdown(context=self.context)
 
 
+def dispatcher_warm(values: dict[str, str]) -> bool:
+    """True when the node's /diagnostics ``values`` say it is active with Ray up and every actor warm (activation
+    does not wait for Ray: it starts in the background)."""
+    total = int(values.get("dispatch.actors_total", 0) or 0)
+    return (
+        values.get("state") == "running"
+        and values.get("dispatch.state") == "ready"
+        and total > 0
+        and int(values.get("dispatch.actors_ready", 0) or 0) == total
+    )
+
+
 def wait_for(
     predicate: Callable[[], Any], timeout: float, period: float = 0.05, tick: Callable[[], None] | None = None
 ):

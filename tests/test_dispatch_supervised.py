@@ -111,6 +111,8 @@ def _drill(d: SupervisedDispatcher, victim: str) -> None:
     data = np.arange(64 * 64, dtype=np.float32).reshape(64, 64)
     job_id = d.submit(EchoJob(data=data, sleep_s=5.0), on_done=results)
     wait_for(lambda: d.stats().running == 1, 60.0, "the echo job to start")
+    wait_for(lambda: d.standby_pid is not None, 60.0, "the standby dispatch process, ready")
+    standby = d.standby_pid
     pid = info["driver_pid"] if victim == "driver" else info[f"{victim}_pids"][0]
     t_kill = time.monotonic()
     os.kill(pid, signal.SIGKILL)
@@ -135,6 +137,10 @@ def _drill(d: SupervisedDispatcher, victim: str) -> None:
     assert after.resubmitted >= before.resubmitted
     assert d.ray_info()["session_id"] != info["session_id"]
     assert _session_pids(info["session_id"]) == []  # nothing of the lost Ray is left running
+    # The standby process became the driver: it had started Python and imported Ray before it was needed.
+    assert d.ray_info()["driver_pid"] == standby
+    stages = d.stats().startup_s
+    assert stages["python_and_imports"] == 0.0 and {"cleanup", "ray_init", "first_warm", "total"} <= set(stages)
     fresh = results.wait(d.submit(EchoJob(data=data), on_done=results), RECOVERY_WAIT_S)
     assert fresh.ok and np.array_equal(fresh.value, data)
 

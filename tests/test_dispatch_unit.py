@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from z123_ros.dispatch import (
 from z123_ros.dispatch import kinds as kinds_module
 from z123_ros.dispatch.diagnostics import CpuBurnJob, EchoJob, EchoWorker, cpu_burn
 from z123_ros.dispatch.host import WorkerHost
+from z123_ros.dispatch.timeline import breakdown, process_started_at
 from z123_ros.errors import ConfigError, DispatchError
 
 
@@ -207,3 +209,19 @@ def test_novel_views_worker_loads_once_and_is_seeded(tmp_path: Path) -> None:
     assert first.images.shape == (1, 64, 64, 3)
     np.testing.assert_array_equal(first.images, again.images)
     assert not np.array_equal(first.images, other.images)
+
+
+def test_timeline_breakdown_of_a_restart_with_a_standby_child() -> None:
+    stamps = {"lost": 10.0, "cleaned": 10.1, "spawned": 10.1, "child_started": 2.0, "imported": 3.0}
+    stamps |= {"configured": 10.2, "ray_up": 13.2, "actors_created": 13.3, "worker_started": 13.0}
+    stamps |= {"worker_built": 14.5, "first_warm": 14.7, "warm": 15.2}
+    stages = breakdown(stamps)
+    # The standby imported before it was needed: no Python start-up on the restart's path.
+    assert stages["python_and_imports"] == 0.0
+    assert stages["cleanup"] == 0.1 and stages["backoff"] == 0.0 and stages["ray_init"] == 3.0
+    assert stages["worker_process"] == 0.0  # Ray prestarted the worker before the actor was created
+    assert stages["worker_build"] == 1.5 and stages["first_warm"] == 1.5 and stages["all_warm"] == 2.0
+    assert stages["total"] == 5.2
+    assert breakdown({"spawned": 1.0, "imported": 1.5}) == {"python_and_imports": 0.5, "total": 0.5}
+    started = process_started_at()
+    assert math.isfinite(started) and started <= time.monotonic()  # this process started in the past

@@ -150,6 +150,8 @@ def test_pipeline_status_levels() -> None:
         DiagnosticStatus.ERROR,
         "dispatcher degraded: cluster lost",
     )
+    connecting = {"dispatch.state": "connecting", "dispatch.state_reason": "starting", "drops_total": 0}
+    assert pipeline_status(connecting, True, "running", 0) == (DiagnosticStatus.WARN, "dispatcher connecting: starting")
     assert pipeline_status({}, False, "failed: no ray", 0) == (DiagnosticStatus.ERROR, "failed: no ray")
     assert pipeline_status({}, False, "configured", 0) == (DiagnosticStatus.OK, "configured")
 

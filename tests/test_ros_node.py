@@ -21,7 +21,16 @@ pytest.importorskip("z123_interfaces")
 pytest.importorskip("ray")
 pytest.importorskip("pybullet")
 
-from _ros_helpers import NODE_YAML, NodeProcess, Probe, full_mask, stamp_key, wait_for, write_params  # noqa: E402
+from _ros_helpers import (  # noqa: E402
+    NODE_YAML,
+    NodeProcess,
+    Probe,
+    dispatcher_warm,
+    full_mask,
+    stamp_key,
+    wait_for,
+    write_params,
+)
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from visualization_msgs.msg import Marker  # noqa: E402
@@ -73,8 +82,8 @@ def node(tmp_path_factory):
     proc = NodeProcess(params, tmp / "node.log")
     probe = Probe()
     try:
-        running = wait_for(lambda: probe.diagnostics().get("state") == "running" or not proc.alive(), timeout=120)
-        assert running and proc.alive(), f"node did not become active:\n{proc.log()[-3000:]}"
+        running = wait_for(lambda: dispatcher_warm(probe.diagnostics()) or not proc.alive(), timeout=120)
+        assert running and proc.alive(), f"node did not become active with warm actors:\n{proc.log()[-3000:]}"
         yield proc, probe
     finally:
         probe.close()
@@ -360,7 +369,7 @@ def test_novel_views_are_published(tmp_path, scene) -> None:
     views: list = []
     probe.node.create_subscription(ImageMsg, "/z123_node/novel_views", views.append, 10)
     try:
-        assert wait_for(lambda: probe.diagnostics().get("state") == "running" or not proc.alive(), timeout=180)
+        assert wait_for(lambda: dispatcher_warm(probe.diagnostics()) or not proc.alive(), timeout=180)
         assert proc.alive(), proc.log()[-3000:]
         tick, stamps = _publisher(probe, scene)
         assert wait_for(lambda: views, timeout=120, period=0.3, tick=tick), (

@@ -249,7 +249,7 @@ CENTRE_GOAL_M = 0.01
 def world_node(tmp_path_factory):
     pytest.importorskip("rclpy")
     pytest.importorskip("ray")
-    from _ros_helpers import NodeProcess, Probe, wait_for, write_params
+    from _ros_helpers import NodeProcess, Probe, dispatcher_warm, wait_for, write_params
 
     tmp = tmp_path_factory.mktemp("z123_node_tf")
     params = write_params(
@@ -267,8 +267,8 @@ def world_node(tmp_path_factory):
     proc = NodeProcess(params, tmp / "node.log")
     probe = Probe()
     try:
-        running = wait_for(lambda: probe.diagnostics().get("state") == "running" or not proc.alive(), timeout=180)
-        assert running and proc.alive(), f"node did not become active:\n{proc.log()[-3000:]}"
+        running = wait_for(lambda: dispatcher_warm(probe.diagnostics()) or not proc.alive(), timeout=180)
+        assert running and proc.alive(), f"node did not become active with warm actors:\n{proc.log()[-3000:]}"
         yield proc, probe
     finally:
         probe.close()

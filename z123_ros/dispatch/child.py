@@ -7,11 +7,16 @@ Terminate the process."), so whatever must outlive Ray cannot be the driver. Thi
 :class:`~z123_ros.dispatch.dispatcher.Dispatcher` and relays its jobs, results, state and stats over the socket.
 
 Its life: it puts itself in a new session (so the supervisor can end the embedded Ray's raylet, GCS and workers,
-which inherit the session, by their session id once this process is gone), receives its DispatchConfig and the
-worker kinds it names (registered here as they were in the supervisor's process), starts the
-dispatcher, and then exits as soon as Ray is lost after having been ready (or could not be reached at all): the
-supervisor starts a fresh child with backoff, which is a cleaner restart than re-initialising Ray in a process
-whose Ray died under it. It also exits when the supervisor goes away (end of file on the socket).
+which inherit the session, by their session id once this process is gone), imports Ray, then waits for its
+DispatchConfig and the worker kinds it names (registered here as they were in the supervisor's process): the
+supervisor may start a child ahead of need (a standby) so a restart skips Python's start and the imports. With its
+config it starts the dispatcher, reports READY as soon as Ray is up and the actors are created (jobs queue in the
+dispatcher until an actor is warm; the warm-up goes on), and then exits as soon as Ray is lost after having been
+ready (or could not be reached at all): the supervisor starts a fresh child, which is a cleaner restart than
+re-initialising Ray in a process whose Ray died under it. It also exits when the supervisor goes away (end of file
+on the socket).
+
+It sends the stamps of its start-up stages (:mod:`z123_ros.dispatch.timeline`) whenever they change.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import Any
 from z123_ros.dispatch.config import DispatchConfig
 from z123_ros.dispatch.dispatcher import Dispatcher, DispatcherState, JobRejectedError, JobResult
 from z123_ros.dispatch.kinds import register_kind
+from z123_ros.dispatch.timeline import process_started_at
 from z123_ros.dispatch.wire import Channel
 
 logger = logging.getLogger(__name__)
@@ -71,9 +77,11 @@ def private_auth_token() -> None:
 class ChildServer:
     """Relays between the socket and one Dispatcher; see the module docstring."""
 
-    def __init__(self, channel: Channel, config: DispatchConfig) -> None:
+    def __init__(self, channel: Channel, config: DispatchConfig, stamps: dict[str, float] | None = None) -> None:
         self._chan = channel
         self._dispatcher = Dispatcher(config)
+        self._stamps = dict(stamps or {})
+        """This process's start-up stamps (child_started, imported); the dispatcher's own are added to them."""
         self._ids: dict[int, int] = {}
         """Supervisor job id -> this dispatcher's job id (for cancel)."""
         self._ids_lock = threading.Lock()
@@ -86,11 +94,14 @@ class ChildServer:
         threading.Thread(target=self._heartbeat, name="z123-dispatch-child-beat", daemon=True).start()
         private_auth_token()
         dispatcher = self._dispatcher
-        state = dispatcher.start()
+        dispatcher.start(wait_s=0)
+        # READY once Ray is up and the actors exist: the supervisor may send jobs while the actors warm up.
+        state = dispatcher.wait_while(DispatcherState.CONNECTING)
         private_auth_token()
         if state is not DispatcherState.READY:
             self._send(("lost", f"{state.value}: {dispatcher.state_reason}"))
             return EXIT_RAY_LOST
+        self._send(("stats", dispatcher.stats(), dispatcher.workers()))  # the actors, still warming up
         self._send(("ray", ray_info()))
         dispatcher.wait_while(DispatcherState.READY)
         # Ray went away under a ready dispatcher: report and leave; a fresh child restarts Ray.
@@ -98,9 +109,15 @@ class ChildServer:
         return EXIT_RAY_LOST
 
     def _heartbeat(self) -> None:
-        """Stats 4 times a second, from the start: the supervisor takes a long silence for a hung process."""
+        """Stats 4 times a second, from the start: the supervisor takes a long silence for a hung process. The
+        start-up stamps too, when they changed."""
+        sent: dict[str, float] = {}
         while True:
             self._send(("stats", self._dispatcher.stats(), self._dispatcher.workers()))
+            stamps = {**self._stamps, **self._dispatcher.timeline}
+            if stamps != sent:
+                self._send(("timeline", stamps))
+                sent = stamps
             time.sleep(HEARTBEAT_S)
 
     def _send(self, message: tuple) -> None:
@@ -160,14 +177,21 @@ def main(argv: list[str] | None = None) -> int:
     os.setsid()  # a session of our own: its id names every process of the embedded Ray for the cleanup
     os.umask(0o077)  # Ray's session folder and token file: private to this user
     logging.basicConfig(level=logging.INFO, format="[z123 dispatch child %(process)d] %(levelname)s %(message)s")
+    import ray  # noqa: F401  (now, not after the config came: a standby child has it loaded when it is needed)
+
+    stamps = {"child_started": process_started_at(), "imported": time.monotonic()}
     channel = Channel(socket.socket(fileno=fd))
-    message = channel.recv()
+    try:
+        channel.send(("timeline", stamps))  # also tells the supervisor that a standby child is ready
+        message = channel.recv()
+    except (EOFError, OSError):
+        return EXIT_SUPERVISOR_GONE  # a standby child that was never needed
     if message[0] != "config" or not isinstance(message[1], DispatchConfig):
         sys.stderr.write("z123 dispatch child: the first message must be the DispatchConfig\n")
         return 2
     for kind in message[2]:
         register_kind(kind, replace=True)
-    return ChildServer(channel, message[1]).serve()
+    return ChildServer(channel, message[1], stamps).serve()
 
 
 if __name__ == "__main__":

@@ -87,6 +87,9 @@ class DispatchConfig:
     """Isolated only: a dispatch child that sends nothing (it sends stats 4 times a second) for this long after its
     first message is taken as hung, killed with its embedded Ray and restarted (before its first message the limit
     is ``connect_timeout_s``: Python and Ray start slowly on a busy machine)."""
+    standby_process: bool = True
+    """Isolated only: once the actors are warm, start the next dispatch process ahead of need (Python up, Ray
+    imported, waiting; about 60 MB), so a restart after Ray was lost skips Python's start and the imports."""
     resubmit_lost_jobs: bool = True
     """Isolated only: jobs in flight when Ray was lost are submitted again once it is back (until their deadline);
     False = they end at once with ``cluster_lost``."""

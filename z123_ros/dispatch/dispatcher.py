@@ -45,6 +45,7 @@ from z123_ros.dispatch.config import DispatchConfig
 from z123_ros.dispatch.host import WorkerHost
 from z123_ros.dispatch.kinds import get_kind, is_kind
 from z123_ros.dispatch.pool import WorkerPoolConfig
+from z123_ros.dispatch.timeline import breakdown
 from z123_ros.dispatch.workers import Job, WorkerReply
 from z123_ros.errors import DispatchError
 
@@ -161,6 +162,9 @@ class DispatchStats:
     """Times Ray was lost and the dispatch process came back (SupervisedDispatcher only)."""
     resubmitted: int = 0
     """Jobs lost with Ray and submitted again to the next dispatch process (SupervisedDispatcher only)."""
+    startup_s: dict[str, float] = field(default_factory=dict)
+    """Stage durations of the latest start or restart (:func:`z123_ros.dispatch.timeline.breakdown`): ray_init,
+    actor_create, worker_build, first_warm, all_warm, total..."""
 
     def flat(self) -> dict[str, float | int | str]:
         out: dict[str, float | int | str] = {}
@@ -340,6 +344,8 @@ class Dispatcher:
         self._lat_total: collections.deque[float] = collections.deque(maxlen=window)
         self._lat_queue: collections.deque[float] = collections.deque(maxlen=window)
         self._lat_run: collections.deque[float] = collections.deque(maxlen=window)
+        self.timeline: dict[str, float] = {}
+        """monotonic stamps of the latest (re)connection's stages (see :mod:`z123_ros.dispatch.timeline`)."""
 
     # ------------------------------------------------------------------------------------------------ public API
 
@@ -354,7 +360,8 @@ class Dispatcher:
 
     def start(self, wait_s: float | None = None) -> DispatcherState:
         """Start the collector thread; wait until connected and the actors are warm, or degraded, or ``wait_s``
-        (default ``connect_timeout_s``) passed. Returns the state then; never raises for an unreachable cluster."""
+        (default ``connect_timeout_s``; 0 = do not wait) passed. Returns the state then; never raises for an
+        unreachable cluster."""
         with self._lock:
             if self._thread is not None:
                 return self._state
@@ -362,6 +369,8 @@ class Dispatcher:
             self._set_state(DispatcherState.CONNECTING, "starting")
             self._thread = threading.Thread(target=self._run, name="z123-dispatch", daemon=True)
             self._thread.start()
+        if wait_s == 0:
+            return self._state  # the caller waits itself (e.g. the dispatch child, for READY without the warm-up)
         self.wait_ready(self.config.connect_timeout_s if wait_s is None else wait_s)
         if self._state is not DispatcherState.READY:
             logger.warning("dispatcher is %s: %s", self._state.value, self._state_reason)
@@ -477,7 +486,14 @@ class Dispatcher:
                 failed_by_reason=dict(self._failed_by_reason),
                 rejected_by_reason=dict(self._rejected_by_reason),
                 latency_s=latency,
+                startup_s=breakdown(self.timeline),
             )
+
+    def startup_stamps(self) -> dict[str, float]:
+        """monotonic stamps of the latest (re)connection's stages (:mod:`z123_ros.dispatch.timeline`), with
+        ``ready`` (jobs accepted) and ``warm`` (every actor warm) once reached."""
+        with self._lock:
+            return dict(self.timeline)
 
     def workers(self) -> list[WorkerInfo]:
         with self._lock:
@@ -613,6 +629,7 @@ class Dispatcher:
                     self._set_state(DispatcherState.DEGRADED, f"Ray cluster at {cfg.address} unreachable: {error}")
                 return False
         try:
+            self.timeline = {"configured": time.monotonic()}
             _apply_ray_environment(cfg)
             if ray.is_initialized():
                 logger.info("Ray is already initialised in this process; the dispatcher uses it and leaves it running")
@@ -623,7 +640,9 @@ class Dispatcher:
             if not self._probe_address:
                 self._probe_address = ray.get_runtime_context().gcs_address
             self._raylet_address = _raylet_address()
+            self.timeline["ray_up"] = time.monotonic()
             self._create_slots()
+            self.timeline["actors_created"] = time.monotonic()
         except Exception as exc:
             # ray.init raises ConnectionError, RuntimeError, TimeoutError, ValueError... depending on the failure.
             logger.debug("ray connect failed", exc_info=True)
@@ -632,6 +651,7 @@ class Dispatcher:
         with self._lock:
             where = f"joined {cfg.address}" if cfg.address else f"embedded Ray at {self._probe_address}"
             self._set_state(DispatcherState.READY, where)
+            self.timeline["ready"] = time.monotonic()
         self._last_probe = time.monotonic()
         self._probe_failures = 0
         return True
@@ -880,13 +900,25 @@ class Dispatcher:
     def _on_warmup(self, slot: _Slot, reply: WorkerReply) -> None:
         if reply.ok:
             slot.state, slot.pid, slot.failures_in_row, slot.error = "idle", reply.pid, 0, ""
+            self._stamp_warm(reply.value)
             logger.info("%s actor %d ready (pid %d, warm-up %.2f s)", slot.kind, slot.index, reply.pid, reply.run_s)
         else:
             # A failed build or warm-up (e.g. missing weights) is deterministic: retrying would fail the same way.
             slot.state, slot.error = "down", f"{reply.reason}: {reply.message}"
             logger.error("%s actor %d failed to start: %s", slot.kind, slot.index, slot.error)
             self._check_pool_down(slot.kind)
+        if not any(s.state == "starting" for s in self._slots):
+            self.timeline.setdefault("warm", time.monotonic())
         self._lock.notify_all()
+
+    def _stamp_warm(self, stamps: Any) -> None:
+        """Timeline stamps of a successful warm-up (lock held): the earliest actor process start and worker build
+        (the stamps the actor sent), the first warm actor."""
+        for name in ("worker_started", "worker_built"):
+            value = stamps.get(name) if isinstance(stamps, dict) else None
+            if isinstance(value, float) and value == value:  # NaN where /proc is missing
+                self.timeline[name] = min(self.timeline.get(name, value), value)
+        self.timeline.setdefault("first_warm", time.monotonic())
 
     def _check_pool_down(self, kind: str) -> None:
         """When every actor of ``kind`` is down, fail its queued jobs and reject new ones (lock held)."""

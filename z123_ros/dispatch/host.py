@@ -11,6 +11,7 @@ import time
 
 from z123_ros.dispatch.kinds import WorkerKind
 from z123_ros.dispatch.pool import WorkerPoolConfig
+from z123_ros.dispatch.timeline import process_started_at
 from z123_ros.dispatch.workers import Job, Worker, WorkerReply
 from z123_ros.errors import Z123Error
 
@@ -37,15 +38,19 @@ class WorkerHost:
         return self._worker
 
     def warmup(self) -> WorkerReply:
-        """Build the model (if not yet) and run the kind's warm-up job. A failure here means the actor is unusable."""
+        """Build the model (if not yet) and run the kind's warm-up job. A failure here means the actor is unusable.
+        The reply's value holds the start-up stamps (:mod:`z123_ros.dispatch.timeline`): worker_started (this
+        process's start) and worker_built."""
         t0 = time.perf_counter()
         try:
             worker = self._ensure_worker()
+            built = time.monotonic()
             if self._pool.warm_up:
                 worker.warmup()
         except Exception as exc:  # noqa: BLE001  (any failure is reported to the dispatcher, which decides)
             return _failure(exc, time.perf_counter() - t0)
-        return WorkerReply(ok=True, run_s=time.perf_counter() - t0, pid=os.getpid())
+        stamps = {"worker_started": process_started_at(), "worker_built": built}
+        return WorkerReply(ok=True, value=stamps, run_s=time.perf_counter() - t0, pid=os.getpid())
 
     def run(self, job: Job) -> WorkerReply:
         t0 = time.perf_counter()

@@ -15,8 +15,14 @@ Policies on top of Dispatcher's (see its module docstring):
 
 - Ray lost (the child reports it: GCS or raylet probe failed; or the child died, or sent nothing for
   ``child_silence_s``): state DEGRADED within about a second, new jobs rejected with ``degraded``, every process of
-  the lost child's session (its embedded raylet, GCS, workers) killed, and a fresh child started with exponential
-  backoff (``reconnect_backoff_s`` doubling up to ``reconnect_backoff_max_s``).
+  the lost child's session (its embedded raylet, GCS, workers) killed, and a fresh child started: at once after a
+  child that had been ready (at most once per ``reconnect_backoff_max_s``), else after a backoff
+  (``reconnect_backoff_s`` doubling up to ``reconnect_backoff_max_s``) so a Ray that cannot start is not retried
+  in a tight loop.
+- Standby (``standby_process``): once the current child's actors are warm, the next child is started ahead of need
+  (Python up, Ray imported, waiting for its config), so a restart skips Python's start and the imports.
+- READY as soon as the child's Ray is up and its actors exist: jobs queue in the child until an actor is warm
+  (``start`` and ``wait_ready`` still wait for the warm-up).
 - Jobs in flight when Ray was lost are submitted again to the next child (``resubmit_lost_jobs``) until their
   deadline, then end with ``cluster_lost``. A rejection the child decides (a race with the admission here) ends the
   job through its callback with the rejection's reason.
@@ -51,6 +57,7 @@ from z123_ros.dispatch.dispatcher import (
     WorkerInfo,
 )
 from z123_ros.dispatch.kinds import get_kind, is_kind
+from z123_ros.dispatch.timeline import breakdown
 from z123_ros.dispatch.wire import Channel
 from z123_ros.dispatch.workers import Job
 
@@ -106,6 +113,11 @@ class SupervisedDispatcher:
         """monotonic time the last Ray loss was noticed (failure drills measure recovery from it)."""
         self.ready_at: float | None = None
         """monotonic time the current child became ready."""
+        self._stamps: dict[str, float] = {}
+        """Start-up stamps of the current child (:mod:`z123_ros.dispatch.timeline`), from the loss of the last."""
+        self._standby: tuple[subprocess.Popen, Channel] | None = None
+        self._immediate_at = float("-inf")
+        """monotonic time of the last restart made without backoff."""
 
     # ------------------------------------------------------------------------------------------------ public API
 
@@ -116,6 +128,18 @@ class SupervisedDispatcher:
     @property
     def state_reason(self) -> str:
         return self._state_reason
+
+    @property
+    def standby_pid(self) -> int | None:
+        """Process id of the standby dispatch process once it is ready (Python up, Ray imported: its first message
+        is waiting), None before. It is started once the actors are warm."""
+        standby = self._standby
+        if standby is None or standby[0].poll() is not None:
+            return None
+        try:
+            return standby[0].pid if standby[1].poll(0) else None
+        except (OSError, ValueError):  # closed meanwhile (a restart took it, or shutdown)
+            return None
 
     def ray_info(self) -> dict[str, Any]:
         """The current child's Ray: driver_pid, session_id, gcs_address, raylet_address, gcs_server_pids,
@@ -145,7 +169,8 @@ class SupervisedDispatcher:
         deadline = time.monotonic() + timeout_s
         with self._lock:
             while True:
-                starting = any(w.state == "starting" for w in self._child_workers)
+                # No workers listed yet: the child's first stats after READY are still on their way.
+                starting = not self._child_workers or any(w.state == "starting" for w in self._child_workers)
                 if self._state is DispatcherState.READY and not starting:
                     return True
                 if self._state in (DispatcherState.DEGRADED, DispatcherState.STOPPED):
@@ -219,7 +244,14 @@ class SupervisedDispatcher:
                 },
                 ray_restarts=self._counts["ray_restarts"],
                 resubmitted=self._counts["resubmitted"],
+                startup_s=breakdown(self._stamps),
             )
+
+    def startup_stamps(self) -> dict[str, float]:
+        """monotonic stamps of the current child's start (:mod:`z123_ros.dispatch.timeline`), from the loss of the
+        previous one; ``ready`` (jobs accepted) and ``warm`` (every actor warm) once reached."""
+        with self._lock:
+            return dict(self._stamps)
 
     def workers(self) -> list[WorkerInfo]:
         with self._lock:
@@ -327,17 +359,27 @@ class SupervisedDispatcher:
     # ------------------------------------------------------------------------------------------------ the child
 
     def _run(self) -> None:
-        backoff = self.config.reconnect_backoff_s
+        cfg = self.config
+        backoff = cfg.reconnect_backoff_s
         while not self._stopping.is_set():
+            self.ready_at = None
             reason = self._serve_child()
             if self._stopping.is_set():
                 break
             self._on_lost(reason)
-            if self.ready_at is not None and time.monotonic() - self.ready_at > self.config.reconnect_backoff_max_s:
-                backoff = self.config.reconnect_backoff_s  # it had been up a while: this is a new outage
+            now = time.monotonic()
+            if self.ready_at is not None:
+                # The lost child worked (Ray died under it): a new outage, and every second counts. Restart at once,
+                # unless that was done shortly before (a Ray dying again and again); a child that never became ready
+                # is retried after a backoff that doubles, so a Ray that cannot start is not retried in a tight loop.
+                backoff = cfg.reconnect_backoff_s
+                if now - self._immediate_at > cfg.reconnect_backoff_max_s:
+                    self._immediate_at = now
+                    continue
             self._wait_backoff(backoff)
-            backoff = min(2 * backoff, self.config.reconnect_backoff_max_s)
+            backoff = min(2 * backoff, cfg.reconnect_backoff_max_s)
         self._stop_child()
+        self._drop_standby()
         self._deliver()
 
     def _wait_backoff(self, backoff: float) -> None:
@@ -376,31 +418,54 @@ class SupervisedDispatcher:
             self._deliver()
             if lost:
                 return lost
+            self._maybe_start_standby()
         return "shut down"
 
     def _spawn_child(self) -> None:
-        parent_sock, child_sock = socket.socketpair()
-        env = dict(os.environ)
-        paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-        if _PACKAGE_ROOT not in paths:
-            env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_ROOT, *paths])  # the child imports this z123_ros
+        """Make the standby child (or a new one) the current child: send it the config."""
+        standby, self._standby = self._standby, None
+        if standby is not None and standby[0].poll() is None:
+            child, chan = standby
+            how = "standby dispatch process"
+        else:
+            child, chan = _popen_child()
+            how = "dispatch process"
+        self._child = child
         try:
-            self._child = subprocess.Popen(
-                [sys.executable, "-m", "z123_ros.dispatch.child", str(child_sock.fileno())],
-                pass_fds=(child_sock.fileno(),),
-                env=env,
-                stdin=subprocess.DEVNULL,
-            )
-        finally:
-            child_sock.close()
-        chan = Channel(parent_sock)
-        # First, before any job can be queued for this child. The kinds travel with the config: the child knows a
-        # kind registered only here (a diagnostic or test kind) without importing anything itself.
-        chan.send(("config", self.config, [get_kind(kind) for kind in self.config.pools]))
+            # First, before any job can be queued for this child. The kinds travel with the config: the child knows
+            # a kind registered only here (a diagnostic or test kind) without importing anything itself.
+            chan.send(("config", self.config, [get_kind(kind) for kind in self.config.pools]))
+        except OSError:
+            chan.close()
+            raise
         with self._lock:
             self._chan = chan
-        self._last_heard = time.monotonic()
-        logger.info("dispatch process started (pid %d)", self._child.pid)
+            self._stamps["spawned"] = self._last_heard = time.monotonic()
+        logger.info("%s %d started", how, child.pid)
+
+    def _maybe_start_standby(self) -> None:
+        """Start the next child ahead of need once the current one is warm (so the two never compete for CPU)."""
+        if not self.config.standby_process or self._standby is not None or self._stopping.is_set():
+            return
+        with self._lock:
+            workers = self._child_workers
+            warm = self._state is DispatcherState.READY and workers and all(w.state != "starting" for w in workers)
+        if warm:
+            try:
+                self._standby = _popen_child()
+            except OSError as exc:
+                logger.warning("could not start a standby dispatch process: %s", exc)
+
+    def _drop_standby(self) -> None:
+        standby, self._standby = self._standby, None
+        if standby is not None:
+            child, chan = standby
+            chan.close()  # it exits at the end of file
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=5.0)
+            if child.poll() is None:
+                child.kill()
+                child.wait(timeout=5.0)
 
     def _death_reason(self) -> str:
         child = self._child
@@ -414,6 +479,8 @@ class SupervisedDispatcher:
             if kind == "stats":
                 self._child_stats, self._child_workers = message[1], message[2]
                 self._lock.notify_all()
+            elif kind == "timeline":
+                self._stamps.update(message[1])
             elif kind == "ray":
                 self._on_ready(message[1])
             elif kind == "done":
@@ -434,7 +501,7 @@ class SupervisedDispatcher:
     def _on_ready(self, info: dict[str, Any]) -> None:
         """The child's dispatcher is ready (lock held): READY, and resend the jobs the last child lost."""
         self._ray_info = info
-        self.ready_at = time.monotonic()
+        self.ready_at = self._stamps["ready"] = time.monotonic()
         if self.lost_at is not None:
             self._counts["ray_restarts"] += 1
         where = info.get("gcs_address", "?")
@@ -449,6 +516,7 @@ class SupervisedDispatcher:
         """The child is gone or useless: DEGRADED, clean up its processes, hold its jobs for the next child."""
         with self._lock:
             self.lost_at = time.monotonic()
+            self._stamps = {"lost": self.lost_at}
             self._set_state(DispatcherState.DEGRADED, reason)
             if self._child_stats is not None:
                 self._base["retried"] += self._child_stats.retried
@@ -460,6 +528,8 @@ class SupervisedDispatcher:
                 else:
                     self._finish(record, JobResult(record.job_id, False, reason="cluster_lost", error=reason))
         self._kill_child()
+        with self._lock:
+            self._stamps["cleaned"] = time.monotonic()
         self._deliver()
 
     def _expire_lost(self, now: float) -> None:
@@ -507,6 +577,28 @@ class SupervisedDispatcher:
         with contextlib.suppress(subprocess.TimeoutExpired):
             child.wait(timeout=10.0)
         kill_session(child.pid)
+
+
+def _popen_child() -> tuple[subprocess.Popen, Channel]:
+    """Start ``python -m z123_ros.dispatch.child`` on one end of a new socket pair; it waits for its config."""
+    parent_sock, child_sock = socket.socketpair()
+    env = dict(os.environ)
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if _PACKAGE_ROOT not in paths:
+        env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_ROOT, *paths])  # the child imports this z123_ros
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "z123_ros.dispatch.child", str(child_sock.fileno())],
+            pass_fds=(child_sock.fileno(),),
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+    except OSError:
+        parent_sock.close()
+        raise
+    finally:
+        child_sock.close()
+    return child, Channel(parent_sock)
 
 
 def kill_session(session_id: int, timeout_s: float = 10.0) -> int:

@@ -102,10 +102,13 @@ def process_age_s() -> float:
 
 
 def pipeline_status(values: dict[str, Any], active: bool, backend_state: str, drops_before: int) -> tuple[bytes, str]:
-    """(DiagnosticStatus level, message): ERROR when the dispatcher is not ready or the node failed, WARN when
-    frames were dropped since the last report (``drops_before``), OK otherwise."""
+    """(DiagnosticStatus level, message): ERROR when the dispatcher is degraded (or stopped) or the node failed, WARN
+    while it is still connecting (Ray starting after activation) or when frames were dropped since the last report
+    (``drops_before``), OK otherwise."""
     if active and backend_state == "running":
         dispatch_state = values.get("dispatch.state", "")
+        if dispatch_state == "connecting":
+            return DiagnosticStatus.WARN, f"dispatcher connecting: {values.get('dispatch.state_reason', '')}"
         if dispatch_state != "ready":
             return DiagnosticStatus.ERROR, f"dispatcher {dispatch_state}: {values.get('dispatch.state_reason', '')}"
         if values.get("drops_total", 0) > drops_before:

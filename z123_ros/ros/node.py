@@ -10,10 +10,13 @@ Pipeline (one worker thread; executor callbacks never wait for it)::
     a timer publishes /diagnostics: queue depths, latencies, drops by reason, backend state.
 
 Lifecycle: configure reads and validates the parameters and builds the segmenter; activate starts the dispatcher
-(embedded local Ray by default, a cluster with ``dispatch.address``), whose actors load and warm the models, then
-subscribes; a dispatcher that cannot reach its cluster keeps retrying while frames are still segmented and jobs are
-counted as rejected (``/diagnostics`` shows ERROR). Deactivate unsubscribes and releases the dispatcher; cleanup
-drops everything. ``main()`` configures and activates for users who do not drive lifecycles::
+(embedded local Ray by default, a cluster with ``dispatch.address``), whose actors load and warm the models, and
+subscribes at once: frames are segmented from the first one on while Ray starts in the background (seconds), and
+objects seen meanwhile are submitted again on later frames (``startup.dispatch_ready_s`` / ``startup.actors_warm_s``
+in /diagnostics say when Ray was up and when its actors were warm). A dispatcher that cannot reach its cluster keeps
+retrying while frames are still segmented and jobs are counted as rejected (``/diagnostics`` shows ERROR).
+Deactivate unsubscribes and releases the dispatcher; cleanup drops everything. ``main()`` configures and activates
+for users who do not drive lifecycles::
 
     python -m z123_ros.ros.node --ros-args --params-file config/z123_node.yaml
 
@@ -304,16 +307,26 @@ class Z123Node(LifecycleNode):
     # ------------------------------------------------------------------------------------------- dispatcher, service
 
     def _start_dispatcher(self, config: NodeConfig) -> Any:
-        """Start Ray (embedded or ``dispatch.address``) and the worker actors; they warm their models up."""
-        t0 = time.monotonic()
+        """Start Ray (embedded or ``dispatch.address``) and the worker actors in the background; they warm their
+        models up. Activation does not wait: segmentation runs meanwhile, jobs are accepted once Ray is up (they run
+        when an actor is warm) and rejected as ``dispatch_not_ready`` before; the objects are submitted again later."""
         dispatcher = make_dispatcher(config.dispatch)  # SupervisedDispatcher: Ray's death never ends this process
-        state = dispatcher.start()
-        if state.value == "ready":
-            self.get_logger().info(f"dispatcher ready in {time.monotonic() - t0:.2f} s")
-        else:
-            # Segmentation still runs; jobs are rejected (and counted) until the dispatcher reconnects by itself.
-            self.get_logger().warning(f"dispatcher is {state.value} ({dispatcher.state_reason}); it keeps retrying")
+        dispatcher.start(wait_s=0)
+        self.get_logger().info("dispatcher starting in the background")
         return dispatcher
+
+    def _stamp_dispatcher_startup(self, dispatcher: Any) -> None:
+        """startup.dispatch_ready_s / startup.actors_warm_s (s since the process started): when Ray first was up
+        (jobs accepted) and when its actors first were all warm, from the dispatcher's own stamps."""
+        if "actors_warm_s" in self._startup:
+            return
+        stamps = dispatcher.startup_stamps()
+        age_at = process_age_s() - time.monotonic()  # + a monotonic stamp = that moment's process age
+        for stamp, key in (("ready", "dispatch_ready_s"), ("warm", "actors_warm_s")):
+            if stamp in stamps and key not in self._startup:
+                self._startup[key] = age_at + stamps[stamp]
+        if "actors_warm_s" in self._startup:
+            self.get_logger().info(f"Ray up, actors warm {self._startup['actors_warm_s']:.2f} s after the start")
 
     def _on_reconstruct_object(self, request: Any, response: Any) -> Any:
         response.accepted = False
@@ -336,7 +349,6 @@ class Z123Node(LifecycleNode):
         out: dict[str, Any] = {"state": self._backend_state, "active": self._active}
         if self.config is not None:
             out["backend"] = self.config.backend
-        out.update({f"startup.{k}": round(v, 3) for k, v in self._startup.items()})
         out.update(self._stats.flat())
         out.update(self._pipeline.values())
         sync = self._sync
@@ -350,7 +362,9 @@ class Z123Node(LifecycleNode):
             out["tf.backend"], out["tf.rejected"] = tf.backend, tf.rejected
         dispatcher = self._dispatcher
         if dispatcher is not None:
+            self._stamp_dispatcher_startup(dispatcher)
             out.update({f"dispatch.{k}": v for k, v in dispatcher.stats().flat().items()})
+        out.update({f"startup.{k}": round(v, 3) for k, v in self._startup.items()})
         return out
 
     def _publish_diagnostics(self) -> None:

@@ -1,0 +1,241 @@
+"""Dispatcher start-up and recovery, stage by stage: where the seconds go before reconstructions run (issues 17, 20).
+
+1. Cold start of the node's dispatcher (SupervisedDispatcher with the node's dispatch settings: embedded Ray, two
+   reconstruction actors): seconds to READY (Ray up, actors created: jobs are accepted), to the first reconstruction
+   result, and to every actor warm; the stages (``dispatch.startup_s``: python_and_imports, ray_init, actor_create,
+   worker_process, worker_build, first_warm, all_warm; see z123_ros/dispatch/timeline.py).
+2. Recovery: SIGKILL of the raylet, the gcs_server and the dispatch (driver) process in turn, each once the previous
+   one recovered (the pids come from this run's own Ray: no other Ray on the machine is touched): seconds to
+   DEGRADED, to READY, to the first reconstruction result of a job submitted the way the node does (again every
+   0.1 s while it is rejected), to every actor warm, and the restart's stages.
+3. ``--node``: the ROS node's start-up, process start -> lifecycle active and -> Ray up with every actor warm
+   (from its /diagnostics), with the node's own stamps.
+
+``--compare`` runs 1 and 2 also without the standby dispatch process (``dispatch.standby_process: false``), side by
+side in the same run. Report the load average beside every figure (the script prints it).
+
+    python bench/bench_dispatch_startup.py [--quick] [--compare] [--node] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from _table import markdown_table  # bench/ is sys.path[0] when a bench script runs
+
+from z123_ros.camera import CameraIntrinsics
+from z123_ros.dispatch import (
+    DispatchConfig,
+    DispatcherState,
+    JobRejectedError,
+    JobResult,
+    ReconstructionJob,
+    SupervisedDispatcher,
+    WorkerPoolConfig,
+)
+from z123_ros.reconstruction import ReconstructionInput
+
+REPO = Path(__file__).resolve().parents[1]
+VICTIMS = ("raylet", "gcs_server", "driver")
+WAIT_S = 300.0
+
+
+def node_dispatch_config(tmp: str, standby: bool = True) -> DispatchConfig:
+    """The node's dispatch settings (config/z123_node.yaml): embedded Ray on 2 CPUs, 2 reconstruction actors."""
+    config = DispatchConfig(
+        num_cpus=2,
+        object_store_memory_mb=256,
+        temp_dir=tmp,
+        pools={"reconstruction": WorkerPoolConfig(num_actors=2, num_cpus=1.0)},
+        connect_timeout_s=WAIT_S,
+    )
+    if hasattr(config, "standby_process"):  # absent before it was built: the bench also times older checkouts
+        config.standby_process = standby
+    return config
+
+
+def _box_input() -> ReconstructionInput:
+    """A 160x120 view of a box 0.47 m away on a wall at 0.5 m (a real depth-backend job, small and deterministic)."""
+    h, w = 120, 160
+    depth = np.full((h, w), 0.5, np.float32)
+    mask = np.zeros((h, w), bool)
+    mask[40:80, 60:100] = True
+    depth[mask] = 0.47
+    rgb = np.full((h, w, 3), 200, np.uint8)
+    rgb[mask] = (180, 60, 40)
+    return ReconstructionInput(rgb=rgb, mask=mask, intrinsics=CameraIntrinsics.from_fov(60.0, w, h), depth_m=depth)
+
+
+class _Results:
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self.done: dict[int, tuple[float, JobResult]] = {}
+
+    def __call__(self, job_id: int, result: JobResult) -> None:
+        with self._cv:
+            self.done[job_id] = (time.monotonic(), result)
+            self._cv.notify_all()
+
+    def wait(self, job_id: int) -> tuple[float, JobResult]:
+        with self._cv:
+            if not self._cv.wait_for(lambda: job_id in self.done, WAIT_S):
+                raise RuntimeError(f"job {job_id}: no result in {WAIT_S} s")
+            return self.done[job_id]
+
+
+def _first_result(d: SupervisedDispatcher, results: _Results, inp: ReconstructionInput) -> float:
+    """Submit like the node (again every 0.1 s while rejected); monotonic time of the first successful result."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        try:
+            job_id = d.submit(ReconstructionJob(inp=inp, key="bench"), on_done=results)
+        except JobRejectedError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"jobs rejected for {WAIT_S} s: {d.state_reason}") from None
+            time.sleep(0.1)
+            continue
+        t_done, result = results.wait(job_id)
+        if result.ok:
+            return t_done
+        if result.reason not in ("cluster_lost", "worker_died"):
+            raise RuntimeError(f"reconstruction failed: {result.reason}: {result.error}")
+
+
+def _wait_state(d: SupervisedDispatcher, states: tuple[DispatcherState, ...]) -> float:
+    deadline = time.monotonic() + WAIT_S
+    while d.state not in states:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"dispatcher not {states} after {WAIT_S} s: {d.state_reason}")
+        time.sleep(0.005)
+    return time.monotonic()
+
+
+def _row(case: str, variant: str, t0: float, marks: dict[str, float], stages: dict[str, float]) -> dict:
+    row = {"case": case, "variant": variant}
+    row.update({f"{name}_s": round(t - t0, 2) for name, t in marks.items()})
+    row["stages"] = ", ".join(f"{k}={v:.2f}" for k, v in stages.items())
+    row["load"] = round(os.getloadavg()[0], 1)
+    return row
+
+
+def _cold_start(config: DispatchConfig, variant: str, inp: ReconstructionInput) -> tuple[SupervisedDispatcher, dict]:
+    d = SupervisedDispatcher(config)
+    results = _Results()
+    t0 = time.monotonic()
+    d.start(wait_s=0)
+    t_ready = _wait_state(d, (DispatcherState.READY,))
+    t_result = _first_result(d, results, inp)
+    if not d.wait_ready(WAIT_S):
+        raise RuntimeError(f"actors not warm: {d.state_reason}")
+    t_warm = time.monotonic()
+    marks = {"ready": t_ready, "first_result": t_result, "warm": t_warm}
+    return d, _row("cold start", variant, t0, marks, getattr(d.stats(), "startup_s", {}))
+
+
+def _victim_pid(d: SupervisedDispatcher, victim: str) -> int:
+    info = d.ray_info()
+    return info["driver_pid"] if victim == "driver" else info[f"{victim}_pids"][0]
+
+
+def _recovery(d: SupervisedDispatcher, victim: str, variant: str, inp: ReconstructionInput) -> dict:
+    results = _Results()
+    if not d.wait_ready(WAIT_S):
+        raise RuntimeError(f"not ready before the {victim} drill: {d.state_reason}")
+    time.sleep(2.0)  # the standby process (when on) starts once the actors are warm: let it finish its imports
+    pid = _victim_pid(d, victim)
+    t_kill = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    t_degraded = _wait_state(d, (DispatcherState.DEGRADED, DispatcherState.CONNECTING))
+    t_ready = _wait_state(d, (DispatcherState.READY,))
+    t_result = _first_result(d, results, inp)
+    if not d.wait_ready(WAIT_S):
+        raise RuntimeError(f"actors not warm after the {victim} drill: {d.state_reason}")
+    t_warm = time.monotonic()
+    marks = {"degraded": t_degraded, "ready": t_ready, "first_result": t_result, "warm": t_warm}
+    return _row(f"{victim} killed", variant, t_kill, marks, getattr(d.stats(), "startup_s", {}))
+
+
+def run_dispatcher(quick: bool, compare: bool) -> list[dict]:
+    inp = _box_input()
+    rows = []
+    variants = [("standby", True)] + ([("no standby", False)] if compare else [])
+    for variant, standby in variants:
+        with tempfile.TemporaryDirectory(prefix="z123s", dir="/tmp") as tmp:
+            d, row = _cold_start(node_dispatch_config(tmp, standby), variant, inp)
+            rows.append(row)
+            try:
+                for victim in VICTIMS[:1] if quick else VICTIMS:
+                    rows.append(_recovery(d, victim, variant, inp))
+            finally:
+                d.shutdown()
+    return rows
+
+
+def run_node() -> list[dict]:
+    """The node's start-up: process start -> active, and -> Ray up with every actor warm (from /diagnostics)."""
+    sys.path[:0] = [str(REPO / "tests")]
+    from _ros_helpers import NodeProcess, Probe, dispatcher_warm, wait_for, write_params
+
+    tmp = Path(tempfile.mkdtemp(prefix="z123n", dir="/tmp"))
+    params = write_params(tmp / "params.yaml", {"diagnostics_period_s": 0.1, "dispatch.temp_dir": str(tmp / "r")})
+    t0 = time.monotonic()
+    proc = NodeProcess(params, tmp / "node.log")
+    probe = Probe(node_name="z123_startup_probe")
+    try:
+        diag = probe.diagnostics
+        if not wait_for(lambda: diag().get("state") == "running" or not proc.alive(), WAIT_S, period=0.02):
+            raise RuntimeError(f"node not active:\n{proc.log()[-2000:]}")
+        t_active = time.monotonic()
+
+        if not wait_for(lambda: dispatcher_warm(diag()), WAIT_S, period=0.02):
+            raise RuntimeError(f"node's actors not warm:\n{proc.log()[-2000:]}")
+        t_warm = time.monotonic()
+        values = diag()
+    finally:
+        probe.close()
+        proc.stop()
+    node_stamps = {k.removeprefix("startup."): float(v) for k, v in values.items() if k.startswith("startup.")}
+    stages = {k.removeprefix("dispatch.startup_s."): float(v) for k, v in values.items() if "startup_s." in k}
+    row = _row("node start-up", "node", t0, {"active": t_active, "warm": t_warm}, stages)
+    row["node_stamps"] = ", ".join(f"{k}={v:.2f}" for k, v in node_stamps.items())
+    return [row]
+
+
+def run(quick: bool = False) -> list[dict]:
+    return run_dispatcher(quick, compare=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="cold start and the raylet kill only")
+    parser.add_argument("--compare", action="store_true", help="also without the standby dispatch process")
+    parser.add_argument("--node", action="store_true", help="also the ROS node's start-up (needs rclpy)")
+    parser.add_argument("--no-dispatcher", action="store_true", help="skip parts 1 and 2")
+    parser.add_argument("--json", type=Path, help="also write the rows here, one JSON object per line")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    print(f"load average at start: {os.getloadavg()}")
+    rows = [] if args.no_dispatcher else run_dispatcher(args.quick, args.compare)
+    if args.node:
+        rows += run_node()
+    print(f"load average at end: {os.getloadavg()}")
+    print(markdown_table(rows))
+    if args.json:
+        with args.json.open("a") as f:
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
