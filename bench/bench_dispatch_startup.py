@@ -9,12 +9,13 @@
    DEGRADED, to READY, to the first reconstruction result of a job submitted the way the node does (again every
    0.1 s while it is rejected), to every actor warm, and the restart's stages.
 3. ``--node``: the ROS node's start-up, process start -> lifecycle active and -> Ray up with every actor warm
-   (from its /diagnostics), with the node's own stamps.
+   (from its /diagnostics), with the node's own stamps; ``--join`` also with a Ray already running on the machine
+   (``ray start --head``, as a system service would start it), which the node joins (``dispatch.address``).
 
 ``--compare`` runs 1 and 2 also without the standby dispatch process (``dispatch.standby_process: false``), side by
 side in the same run. Report the load average beside every figure (the script prints it).
 
-    python bench/bench_dispatch_startup.py [--quick] [--compare] [--node] [--json FILE]
+    python bench/bench_dispatch_startup.py [--quick] [--compare] [--node [--join] [--repo CHECKOUT]] [--json FILE]
 """
 
 from __future__ import annotations
@@ -181,13 +182,24 @@ def run_dispatcher(quick: bool, compare: bool) -> list[dict]:
     return rows
 
 
-def run_node() -> list[dict]:
-    """The node's start-up: process start -> active, and -> Ray up with every actor warm (from /diagnostics)."""
-    sys.path[:0] = [str(REPO / "tests")]
-    from _ros_helpers import NodeProcess, Probe, dispatcher_warm, wait_for, write_params
+def _warm(values: dict[str, str]) -> bool:
+    """Active, Ray up, every actor warm (tests/_ros_helpers.dispatcher_warm; here too, so --repo may name a
+    checkout older than it)."""
+    total = int(values.get("dispatch.actors_total", 0) or 0)
+    ready = values.get("state") == "running" and values.get("dispatch.state") == "ready"
+    return ready and total > 0 and int(values.get("dispatch.actors_ready", 0) or 0) == total
+
+
+def run_node(repo: Path = REPO, ray_address: str = "") -> list[dict]:
+    """The node's start-up: process start -> active, and -> Ray up with every actor warm (from /diagnostics), of
+    the node in checkout ``repo`` (its tests/_ros_helpers starts that checkout's code); with ``ray_address`` the
+    node joins that running Ray instead of starting its own."""
+    sys.path[:0] = [str(repo / "tests")]
+    from _ros_helpers import NodeProcess, Probe, wait_for, write_params
 
     tmp = Path(tempfile.mkdtemp(prefix="z123n", dir="/tmp"))
-    params = write_params(tmp / "params.yaml", {"diagnostics_period_s": 0.1, "dispatch.temp_dir": str(tmp / "r")})
+    overrides = {"diagnostics_period_s": 0.1, "dispatch.temp_dir": str(tmp / "r"), "dispatch.address": ray_address}
+    params = write_params(tmp / "params.yaml", overrides)
     t0 = time.monotonic()
     proc = NodeProcess(params, tmp / "node.log")
     probe = Probe(node_name="z123_startup_probe")
@@ -197,7 +209,7 @@ def run_node() -> list[dict]:
             raise RuntimeError(f"node not active:\n{proc.log()[-2000:]}")
         t_active = time.monotonic()
 
-        if not wait_for(lambda: dispatcher_warm(diag()), WAIT_S, period=0.02):
+        if not wait_for(lambda: _warm(diag()), WAIT_S, period=0.02):
             raise RuntimeError(f"node's actors not warm:\n{proc.log()[-2000:]}")
         t_warm = time.monotonic()
         values = diag()
@@ -206,9 +218,24 @@ def run_node() -> list[dict]:
         proc.stop()
     node_stamps = {k.removeprefix("startup."): float(v) for k, v in values.items() if k.startswith("startup.")}
     stages = {k.removeprefix("dispatch.startup_s."): float(v) for k, v in values.items() if "startup_s." in k}
-    row = _row("node start-up", "node", t0, {"active": t_active, "warm": t_warm}, stages)
+    case = "node start-up, joining a running Ray" if ray_address else "node start-up"
+    row = _row(case, repo.name, t0, {"active": t_active, "warm": t_warm}, stages)
     row["node_stamps"] = ", ".join(f"{k}={v:.2f}" for k, v in node_stamps.items())
     return [row]
+
+
+def run_node_joining(repo: Path = REPO) -> list[dict]:
+    """The node's start-up when Ray already runs on the machine (``ray start --head``, e.g. as a system service):
+    the node's dispatcher joins it (``dispatch.address``) and creates its actors there."""
+    sys.path[:0] = [str(REPO / "tests")]
+    from _dispatch_helpers import RayHead, free_port
+
+    head = RayHead(free_port(), num_cpus=2, object_store_mb=256).start()
+    try:
+        time.sleep(5.0)  # the head's own start-up (agents, prestarted workers) is over before the node starts
+        return run_node(repo, head.address)
+    finally:
+        head.stop()
 
 
 def run(quick: bool = False) -> list[dict]:
@@ -220,6 +247,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="cold start and the raylet kill only")
     parser.add_argument("--compare", action="store_true", help="also without the standby dispatch process")
     parser.add_argument("--node", action="store_true", help="also the ROS node's start-up (needs rclpy)")
+    parser.add_argument("--repo", type=Path, default=REPO, help="--node: the checkout whose node is started")
+    parser.add_argument("--join", action="store_true", help="--node: also joining a running `ray start --head`")
     parser.add_argument("--no-dispatcher", action="store_true", help="skip parts 1 and 2")
     parser.add_argument("--json", type=Path, help="also write the rows here, one JSON object per line")
     args = parser.parse_args()
@@ -228,7 +257,9 @@ def main() -> None:
     print(f"load average at start: {os.getloadavg()}")
     rows = [] if args.no_dispatcher else run_dispatcher(args.quick, args.compare)
     if args.node:
-        rows += run_node()
+        rows += run_node(args.repo.resolve())
+        if args.join:
+            rows += run_node_joining(args.repo.resolve())
     print(f"load average at end: {os.getloadavg()}")
     print(markdown_table(rows))
     if args.json:

@@ -67,7 +67,8 @@ class DispatchConfig:
     """start() waits at most this long for Ray and the actors' warm-up; later readiness still happens in the
     background."""
     reconnect_backoff_s: float = 1.0
-    """First wait before reconnecting to an unreachable cluster; doubled after every failed attempt."""
+    """First wait before reconnecting to an unreachable cluster; doubled after every failed attempt. Isolated: a Ray
+    lost after it had been ready this long is restarted at once (the backoff is for restarts that fail)."""
     reconnect_backoff_max_s: float = 30.0
     """Longest wait between reconnection attempts."""
     health_check_period_s: float = 0.5

@@ -276,6 +276,23 @@ def _raylet_address() -> str:
     return f"{node.node_ip_address}:{node.node_manager_port}"
 
 
+def _embedded_exit() -> str:
+    """What exited of the embedded Ray this process started ("raylet exited (status -9)"), "" while its GCS and
+    raylet run. A poll of our own child processes: cheap enough for every collector step, and it sees a death at
+    once where the TCP probes need two failed periods."""
+    import ray
+
+    node = getattr(ray._private.worker, "_global_node", None)
+    processes = getattr(node, "all_processes", None) or {}
+    for name in ("gcs_server", "raylet"):
+        for info in processes.get(name, []):
+            process = getattr(info, "process", None)
+            code = process.poll() if process is not None else None
+            if code is not None:
+                return f"{name} exited (status {code})"
+    return ""
+
+
 def _apply_ray_environment(cfg: DispatchConfig) -> None:
     """Put the settings Ray reads from the environment in place before ray.init (see DispatchConfig).
 
@@ -776,6 +793,10 @@ class Dispatcher:
         return max(wait, 0.001)
 
     def _check_health(self, now: float) -> None:
+        exited = _embedded_exit() if self._owns_ray else ""
+        if exited:
+            # Our own embedded GCS or raylet is gone (not a guess from a refused connection): lost at once.
+            raise _ClusterLostError(exited)
         if now - self._last_probe < self.config.health_check_period_s:
             return
         self._last_probe = now

@@ -16,9 +16,8 @@ Policies on top of Dispatcher's (see its module docstring):
 - Ray lost (the child reports it: GCS or raylet probe failed; or the child died, or sent nothing for
   ``child_silence_s``): state DEGRADED within about a second, new jobs rejected with ``degraded``, every process of
   the lost child's session (its embedded raylet, GCS, workers) killed, and a fresh child started: at once after a
-  child that had been ready (at most once per ``reconnect_backoff_max_s``), else after a backoff
-  (``reconnect_backoff_s`` doubling up to ``reconnect_backoff_max_s``) so a Ray that cannot start is not retried
-  in a tight loop.
+  child that had been ready for at least ``reconnect_backoff_s``, else after a backoff (``reconnect_backoff_s``
+  doubling up to ``reconnect_backoff_max_s``) so a Ray that cannot start is not retried in a tight loop.
 - Standby (``standby_process``): once the current child's actors are warm, the next child is started ahead of need
   (Python up, Ray imported, waiting for its config), so a restart skips Python's start and the imports.
 - READY as soon as the child's Ray is up and its actors exist: jobs queue in the child until an actor is warm
@@ -116,8 +115,6 @@ class SupervisedDispatcher:
         self._stamps: dict[str, float] = {}
         """Start-up stamps of the current child (:mod:`z123_ros.dispatch.timeline`), from the loss of the last."""
         self._standby: tuple[subprocess.Popen, Channel] | None = None
-        self._immediate_at = float("-inf")
-        """monotonic time of the last restart made without backoff."""
 
     # ------------------------------------------------------------------------------------------------ public API
 
@@ -367,14 +364,12 @@ class SupervisedDispatcher:
             if self._stopping.is_set():
                 break
             self._on_lost(reason)
-            now = time.monotonic()
             if self.ready_at is not None:
-                # The lost child worked (Ray died under it): a new outage, and every second counts. Restart at once,
-                # unless that was done shortly before (a Ray dying again and again); a child that never became ready
-                # is retried after a backoff that doubles, so a Ray that cannot start is not retried in a tight loop.
+                # The lost child worked (Ray died under it): a new outage, and every second counts, so restart at
+                # once, unless it died right after it became ready (a Ray that dies again and again). A child that
+                # never became ready is retried after a backoff that doubles: no tight loop on a Ray that cannot start.
                 backoff = cfg.reconnect_backoff_s
-                if now - self._immediate_at > cfg.reconnect_backoff_max_s:
-                    self._immediate_at = now
+                if self.lost_at - self.ready_at >= cfg.reconnect_backoff_s:
                     continue
             self._wait_backoff(backoff)
             backoff = min(2 * backoff, cfg.reconnect_backoff_max_s)
