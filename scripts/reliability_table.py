@@ -31,9 +31,10 @@ DRILLS = [
 
 #: case -> what the system does (the measured columns come from the runs).
 BEHAVIOUR = {
-    "node: raylet killed": "node lives; dispatcher DEGRADED (raylet probe), segmentation goes on, rejected jobs "
-    "counted as drop.dispatch_degraded; dispatch process restarted with a fresh embedded Ray, lost jobs resubmitted",
-    "node: gcs_server killed": "as above (GCS probe)",
+    "node: raylet killed": "node lives; dispatcher DEGRADED (the dispatch process sees its raylet exit), "
+    "segmentation goes on, rejected jobs counted as drop.dispatch_degraded; the standby dispatch process starts a "
+    "fresh embedded Ray at once, lost jobs resubmitted",
+    "node: gcs_server killed": "as above (GCS exit)",
     "node: driver killed": "as above (the dispatch process's death is seen at once on its socket)",
     "node: worker killed": "Ray restarts the actor, the dispatcher re-runs the job once (retries_on_worker_death); "
     "Ray itself stays up, no DEGRADED",
@@ -51,6 +52,11 @@ def _run_drills(out: Path) -> int:
     env = {**os.environ, "Z123_RELIABILITY_OUT": str(out), "Z123_SLOW": "1", "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *DRILLS]
     return subprocess.run(cmd, cwd=REPO, env=env).returncode
+
+
+def victim_restarted(case: str) -> bool:
+    """Cases whose recovery is a new dispatch process with a fresh Ray (the stage breakdown applies)."""
+    return any(f"{victim} killed" in case for victim in ("raylet", "gcs_server", "driver"))
 
 
 def _fmt(value: object) -> str:
@@ -74,6 +80,10 @@ def table(records: list[dict]) -> str:
             notes.append(f"dropped while degraded: {_fmt(rec['dropped'])}")
         if "job_sleep_s" in rec:
             notes.append(f"includes the job's own {rec['job_sleep_s']} s")
+        if rec.get("restart_s") and victim_restarted(case):
+            stages = rec["restart_s"]
+            shown = [k for k in ("cleanup", "backoff", "python_and_imports", "ray_init", "first_warm") if k in stages]
+            notes.append("restart: " + ", ".join(f"{k} {stages[k]:.1f}" for k in shown) + " s")
         if "kills" in rec:
             notes.append(f"{rec['complete_after_each']}/{rec['kills']} kills left a complete folder")
         degraded = _fmt(rec.get("degraded_s")) or "-"

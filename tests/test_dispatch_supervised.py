@@ -129,6 +129,7 @@ def _drill(d: SupervisedDispatcher, victim: str) -> None:
         f"dispatcher: {victim} killed under a job",
         degraded_s=round(t_degraded - t_kill, 2),
         job_done_s=round(t_done - t_kill, 1),
+        restart_s=d.stats().startup_s,
     )
     wait_for(lambda: d.state is DispatcherState.READY, RECOVERY_WAIT_S, "READY again")
     after = d.stats()

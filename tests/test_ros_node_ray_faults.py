@@ -137,6 +137,7 @@ def _drill(node, victim: str, seed: int) -> None:
         {
             "degraded_s": None if victim == "worker" else round(t_degraded - t_kill, 2),
             "reconstruction_again_s": round(t_back - t_kill, 1),
+            "restart_s": {k[len("dispatch.startup_s.") :]: float(v) for k, v in values.items() if "startup_s." in k},
             "dropped": {
                 k: int(v) - drops_before.get(k, 0)
                 for k, v in values.items()
