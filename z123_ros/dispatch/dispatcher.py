@@ -162,6 +162,8 @@ class DispatchStats:
     """Times Ray was lost and the dispatch process came back (SupervisedDispatcher only)."""
     resubmitted: int = 0
     """Jobs lost with Ray and submitted again to the next dispatch process (SupervisedDispatcher only)."""
+    standby: int = 0
+    """1 while a standby dispatch process is ready to take over (SupervisedDispatcher with standby_process)."""
     startup_s: dict[str, float] = field(default_factory=dict)
     """Stage durations of the latest start or restart (:func:`z123_ros.dispatch.timeline.breakdown`): ray_init,
     actor_create, worker_build, first_warm, all_warm, total..."""

@@ -241,6 +241,7 @@ class SupervisedDispatcher:
                 },
                 ray_restarts=self._counts["ray_restarts"],
                 resubmitted=self._counts["resubmitted"],
+                standby=int(self.standby_pid is not None),
                 startup_s=breakdown(self._stamps),
             )
 
