@@ -46,7 +46,7 @@ from z123_ros.segmentation import SegmentationConfig, make_segmenter  # noqa: E4
 from z123_ros.sim.conditions import render_condition  # noqa: E402
 
 #: The buckets of the issue's table: clean, each sensor preset, textured, clutter, background, touching, occluding,
-#: border-cut, the range bands and hollow objects.
+#: border-cut, the range and camera-elevation bands and hollow objects.
 BUCKETS = (
     "clean",
     "structured_light",
@@ -60,6 +60,8 @@ BUCKETS = (
     "range_close",
     "range_mid",
     "range_far",
+    "elev_low",
+    "elev_high",
     "hollow",
 )
 METHODS = ("tabletop", "tabletop_v1", "learned", "open3d")  # the baseline last: ratios are to it

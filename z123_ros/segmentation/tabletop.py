@@ -859,12 +859,13 @@ class TabletopSegmenter:
     def _claim_missing_depth(
         self, labels: np.ndarray, has_depth: np.ndarray, lab: np.ndarray, table: np.ndarray
     ) -> None:
-        """Give the pixels without depth inside an object's convex silhouette its label (in place) where their colour
-        is the object's rather than the table's: a face nearer than the sensor's minimum range, a dark or shiny
-        patch, a rim seen edge-on. Pixels with depth keep what the depth says (table, another object); a shadow or
-        an unmeasured background beside the object lies outside its silhouette. Among overlapping silhouettes the
-        object nearest in colour wins."""
-        todo = ~has_depth & (labels == 0)
+        """Give the pixels without depth or at table height (``table``) inside an object's convex silhouette its
+        label (in place) where their colour is the object's rather than the table's: a face nearer than the
+        sensor's minimum range, a dark or shiny patch, a rim seen edge-on, the bottom of a bowl millimetres above
+        the table that its rim does not wholly enclose. Pixels with depth above the table keep what the depth says
+        (another object); a shadow or an unmeasured background beside the object lies outside its silhouette.
+        Among overlapping silhouettes the object nearest in colour wins."""
+        todo = (~has_depth | table) & (labels == 0)
         if not todo.any() or not table.any():
             return
         count = np.maximum(np.bincount(labels.ravel()), 1)[1:, None]
