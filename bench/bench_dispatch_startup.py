@@ -230,6 +230,8 @@ def run_node_joining(repo: Path = REPO) -> list[dict]:
     sys.path[:0] = [str(REPO / "tests")]
     from _dispatch_helpers import RayHead, free_port
 
+    # As the embedded Ray does (dispatch.worker_niceness 0): Ray's default would run the actors at nice +15.
+    os.environ["RAY_worker_niceness"] = "0"  # noqa: SIM112  (Ray reads this exact name)
     head = RayHead(free_port(), num_cpus=2, object_store_mb=256).start()
     try:
         time.sleep(5.0)  # the head's own start-up (agents, prestarted workers) is over before the node starts
