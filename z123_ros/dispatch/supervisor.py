@@ -146,7 +146,8 @@ class SupervisedDispatcher:
 
     def start(self, wait_s: float | None = None) -> DispatcherState:
         """Start the supervisor; wait until the child's dispatcher is ready with warm actors, or ``wait_s``
-        (default ``connect_timeout_s``). Never raises for an unreachable cluster: the state says DEGRADED."""
+        (default ``connect_timeout_s``; 0 = do not wait). Never raises for an unreachable cluster: the state says
+        DEGRADED."""
         with self._lock:
             if self._thread is not None:
                 return self._state
@@ -156,6 +157,8 @@ class SupervisedDispatcher:
             self._thread = threading.Thread(target=self._run, name="z123-dispatch-supervisor", daemon=True)
             self._sender.start()
             self._thread.start()
+        if wait_s == 0:
+            return self._state  # the caller does not wait (the node: Ray starts while it segments)
         self.wait_ready(self.config.connect_timeout_s if wait_s is None else wait_s)
         if self._state is not DispatcherState.READY:
             logger.warning("dispatcher is %s: %s", self._state.value, self._state_reason)
@@ -551,8 +554,13 @@ class SupervisedDispatcher:
 
     def _stop_child(self) -> None:
         """Ask the child to shut down (it stops its actors and embedded Ray), then make sure it is gone."""
-        child = self._child
+        child, chan = self._child, self._chan
         if child is not None and child.poll() is None:
+            if chan is not None:
+                # Again, directly: shutdown() may have posted its request before this child's channel existed (the
+                # node may be stopped while Ray still starts). The child acts on the first and exits.
+                with contextlib.suppress(OSError):
+                    chan.send(("shutdown",))
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(timeout=30.0)
         self._kill_child()
