@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from z123_ros.evaluation.runner import EvalResult
+from z123_ros.evaluation.runner import EvalConfig, EvalResult
 
 PLOTS = ("per_object_iou.png", "per_object_chamfer.png", "metric_vs_size.png")
 #: Every file the report writes (what its output folder's swap may replace; other files there are kept).
@@ -111,7 +111,6 @@ def _plots(result: EvalResult, out: Path) -> None:
 def write_report(result: EvalResult, out: str | Path, command: str | None = None) -> dict[str, Path]:
     """Write ``report.md``, ``results.json`` and the plots into ``out`` (which must exist). Returns the paths."""
     out = Path(out)
-    cfg, set_cfg = result.config, result.set_config
     _plots(result, out)
     data = result.to_json()
     data["command"] = command
@@ -119,6 +118,32 @@ def write_report(result: EvalResult, out: str | Path, command: str | None = None
     json_path = out / "results.json"
     json_path.write_text(json.dumps(data, indent=2) + "\n")
 
+    lines = _summary_lines(result, command) + _protocol_lines(result.config)
+    lines += [
+        "## Per object",
+        "",
+        _per_object_table(result),
+        "",
+        "## Plots",
+        "",
+        f"![per-object IoU]({PLOTS[0]})",
+        "",
+        f"![per-object Chamfer]({PLOTS[1]})",
+        "",
+        f"![metric vs object size]({PLOTS[2]})",
+        "",
+    ]
+    failures = [(o.name, s) for o in result.objects for s in o.scores.values() if not s.ok]
+    if failures:
+        lines += ["## Failures", ""] + [f"- {name} / {s.backend}: {s.error}" for name, s in failures] + [""]
+    md_path = out / "report.md"
+    md_path.write_text("\n".join(lines))
+    return {"report": md_path, "json": json_path, **{p: out / p for p in PLOTS}}
+
+
+def _summary_lines(result: EvalResult, command: str | None) -> list[str]:
+    """The report's title, the object set, the command and the summary table with its verdict lines."""
+    cfg, set_cfg = result.config, result.set_config
     summary = result.summary()
     nv = summary.get("novel_views")
     lines = [
@@ -153,7 +178,12 @@ def write_report(result: EvalResult, out: str | Path, command: str | None = None
             f"{nv['seconds_mean']:.1f} s per object for {set_cfg.num_views} views.",
             "",
         ]
-    lines += [
+    return lines
+
+
+def _protocol_lines(cfg: EvalConfig) -> list[str]:
+    """How each metric is measured, with the thresholds of this run."""
+    return [
         "## Protocols",
         "",
         "- **Metric (world frame)**: the reconstruction, metres in the input camera frame, is moved to the world "
@@ -170,22 +200,4 @@ def write_report(result: EvalResult, out: str | Path, command: str | None = None
         "model's training data (object centred, longer side 200/256).",
         "- **s / object**: wall time of `reconstruct()` on this machine.",
         "",
-        "## Per object",
-        "",
-        _per_object_table(result),
-        "",
-        "## Plots",
-        "",
-        f"![per-object IoU]({PLOTS[0]})",
-        "",
-        f"![per-object Chamfer]({PLOTS[1]})",
-        "",
-        f"![metric vs object size]({PLOTS[2]})",
-        "",
     ]
-    failures = [(o.name, s) for o in result.objects for s in o.scores.values() if not s.ok]
-    if failures:
-        lines += ["## Failures", ""] + [f"- {name} / {s.backend}: {s.error}" for name, s in failures] + [""]
-    md_path = out / "report.md"
-    md_path.write_text("\n".join(lines))
-    return {"report": md_path, "json": json_path, **{p: out / p for p in PLOTS}}

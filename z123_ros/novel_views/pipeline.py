@@ -2,7 +2,8 @@
 
 Reads top to bottom like a diffusers pipeline file: components registered in ``__init__``, ``check_inputs``,
 numbered steps in ``__call__``, a ``generator`` argument and an output dataclass. The conventions (pinned by
-tests/test_novel_views_*.py, sources in the project's zero123 notes):
+tests/test_novel_views_*.py; sources: the reference implementation cvlab-columbia/zero123 and the diffusers
+community port):
 
 - one cross-attention token: ``projection([CLIP image embedding (clip_dim), pose (4)])``;
 - pose ``[d_polar rad, sin d_az, cos d_az, d_radius]`` from :func:`z123_ros.camera.zero123_pose_vector`; Stable Zero123
@@ -425,6 +426,42 @@ class Zero123Pipeline(DiffusionPipeline):
         device = self._execution_device
 
         # 2. Encode the input view once (CLIP embedding + unscaled VAE-mode latent)
+        condition, input_polar_deg = self._encode_image(image, condition, input_polar_deg)
+
+        # 3. One cross-attention token per view: projection([CLIP embedding, pose])
+        poses = self.pose_vectors(views, input_polar_deg)  # (N, 4)
+        tokens = self._tokens(condition, poses)  # (N, 1, clip_dim)
+
+        # 4. Timesteps
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+
+        # 5. Initial noise
+        latents = self.prepare_latents(num_views, generator, latents, device)
+        step_kwargs = self._step_kwargs(generator, eta)
+
+        # 6. Denoising loop: views x guidance branches batched through the UNet; scheduler math in float32
+        with self.progress_bar(total=len(timesteps)) as progress:
+            for t in timesteps:
+                eps = self._batched_eps(latents, t, tokens, condition, guidance_scale, chunk)
+                latents = self.scheduler.step(eps, t, latents, **step_kwargs, return_dict=False)[0]
+                progress.update()
+
+        # 7. Decode (in the same view batches, the VAE decoder is the memory peak at 256x256)
+        images = self._postprocess(latents, output_type, chunk)
+        self.maybe_free_model_hooks()
+        return NovelViewOutput(
+            images=images,
+            views=views,
+            pose_vectors=poses.cpu().numpy(),
+            input_polar_deg=None if input_polar_deg is None else float(input_polar_deg),
+            seconds=time.perf_counter() - start,
+        )
+
+    def _encode_image(
+        self, image: ImageInput | None, condition: Zero123Condition | None, input_polar_deg: float | None
+    ) -> tuple[Zero123Condition, float | None]:
+        """Step 2: the condition (``condition`` when given) and the input polar angle it implies."""
         if condition is None:
             condition = self.encode_condition(image, input_polar_deg)
         if input_polar_deg is None:
@@ -435,62 +472,55 @@ class Zero123Pipeline(DiffusionPipeline):
                 "Pass input_polar_deg or use preprocess_for_zero123 with the camera pose.",
                 DEFAULT_STABLE_INPUT_POLAR_DEG,
             )
+        return condition, input_polar_deg
 
-        # 3. One cross-attention token per view: projection([CLIP embedding, pose])
-        poses = self.pose_vectors(views, input_polar_deg)  # (N, 4)
-        tokens = self._tokens(condition, poses)  # (N, 1, clip_dim)
-
-        # 4. Timesteps
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-        timesteps = self.scheduler.timesteps
-
-        # 5. Initial noise, drawn in float32 for the whole batch (or per view with a list of generators) so that
-        #    neither the batching nor the model dtype changes which noise a view gets.
+    def prepare_latents(
+        self,
+        num_views: int,
+        generator: torch.Generator | list[torch.Generator] | None,
+        latents: torch.Tensor | None,
+        device: torch.device,
+    ) -> torch.Tensor:
+        """Step 5: the initial noise, drawn in float32 for the whole batch (or per view with a list of generators)
+        so that neither the batching nor the model dtype changes which noise a view gets; scaled for the scheduler."""
         shape = (num_views, 4, self.latent_size, self.latent_size)
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
         elif tuple(latents.shape) != shape:
             raise InputError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
-        latents = latents.to(device=device, dtype=torch.float32) * self.scheduler.init_noise_sigma
-        step_kwargs = self._step_kwargs(generator, eta)
+        return latents.to(device=device, dtype=torch.float32) * self.scheduler.init_noise_sigma
 
-        # 6. Denoising loop: views x guidance branches batched through the UNet; scheduler math in float32
-        with self.progress_bar(total=len(timesteps)) as progress:
-            for t in timesteps:
-                model_input = self.scheduler.scale_model_input(latents, t)
-                eps = torch.cat(
-                    [
-                        self._guided_eps(
-                            model_input[s : s + chunk],
-                            t,
-                            tokens[s : s + chunk],
-                            condition.image_latents,
-                            guidance_scale,
-                        )
-                        for s in range(0, num_views, chunk)
-                    ]
+    def _batched_eps(
+        self,
+        latents: torch.Tensor,
+        t: torch.Tensor,
+        tokens: torch.Tensor,
+        condition: Zero123Condition,
+        guidance_scale: float,
+        chunk: int,
+    ) -> torch.Tensor:
+        """Step 6, one timestep: the guided noise prediction of every view, ``chunk`` views per UNet call."""
+        model_input = self.scheduler.scale_model_input(latents, t)
+        return torch.cat(
+            [
+                self._guided_eps(
+                    model_input[s : s + chunk], t, tokens[s : s + chunk], condition.image_latents, guidance_scale
                 )
-                latents = self.scheduler.step(eps, t, latents, **step_kwargs, return_dict=False)[0]
-                progress.update()
-
-        # 7. Decode (in the same view batches, the VAE decoder is the memory peak at 256x256)
-        if output_type == "latent":
-            images: np.ndarray | list[PIL.Image.Image] | torch.Tensor = latents
-        else:
-            decoded = torch.cat([self.decode_latents(latents[s : s + chunk]) for s in range(0, num_views, chunk)])
-            if output_type == "pt":
-                images = decoded
-            else:
-                array = decoded.permute(0, 2, 3, 1).cpu().numpy()
-                images = array if output_type == "np" else [PIL.Image.fromarray(to_uint8(a)) for a in array]
-        self.maybe_free_model_hooks()
-        return NovelViewOutput(
-            images=images,
-            views=views,
-            pose_vectors=poses.cpu().numpy(),
-            input_polar_deg=None if input_polar_deg is None else float(input_polar_deg),
-            seconds=time.perf_counter() - start,
+                for s in range(0, len(latents), chunk)
+            ]
         )
+
+    def _postprocess(
+        self, latents: torch.Tensor, output_type: str, chunk: int
+    ) -> np.ndarray | list[PIL.Image.Image] | torch.Tensor:
+        """Step 7: the final latents as ``output_type`` (decoded ``chunk`` views at a time unless "latent")."""
+        if output_type == "latent":
+            return latents
+        decoded = torch.cat([self.decode_latents(latents[s : s + chunk]) for s in range(0, len(latents), chunk)])
+        if output_type == "pt":
+            return decoded
+        array = decoded.permute(0, 2, 3, 1).cpu().numpy()
+        return array if output_type == "np" else [PIL.Image.fromarray(to_uint8(a)) for a in array]
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

@@ -122,6 +122,40 @@ def input_polar_deg(
     return polar_from_extrinsics(T, point_world)
 
 
+def _check_inputs(
+    rgb: np.ndarray, mask: np.ndarray, size: int, object_size: int, intrinsics: CameraIntrinsics | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rgb, mask as bool) after the checks of preprocess_for_zero123; InputError / CameraError with one line."""
+    rgb = np.asarray(rgb)
+    mask = np.asarray(mask)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise InputError(f"rgb must be (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}")
+    if mask.shape != rgb.shape[:2]:
+        raise InputError(f"mask shape {mask.shape} does not match image {rgb.shape[:2]}")
+    if not 0 < object_size <= size:
+        raise InputError(f"object_size must be in (0, size={size}], got {object_size}")
+    mask = mask.astype(bool)
+    if not mask.any():
+        raise InputError("mask is empty: no object to crop")
+    if intrinsics is not None and (intrinsics.width, intrinsics.height) != (rgb.shape[1], rgb.shape[0]):
+        raise CameraError(
+            f"intrinsics are for {intrinsics.width}x{intrinsics.height}, image is {rgb.shape[1]}x{rgb.shape[0]}"
+        )
+    return rgb, mask
+
+
+def _input_intrinsics(intrinsics: CameraIntrinsics, T: np.ndarray, size: int) -> CameraIntrinsics:
+    """The intrinsics of the ``size``-square input image, given the pixel map ``T`` original -> input."""
+    return CameraIntrinsics(
+        fx=intrinsics.fx * T[0, 0],
+        fy=intrinsics.fy * T[1, 1],
+        cx=T[0, 0] * intrinsics.cx + T[0, 2],
+        cy=T[1, 1] * intrinsics.cy + T[1, 2],
+        width=size,
+        height=size,
+    )
+
+
 def preprocess_for_zero123(
     rgb: np.ndarray,
     mask: np.ndarray,
@@ -147,21 +181,7 @@ def preprocess_for_zero123(
 
     Edges are antialiased: colour and mask are resized premultiplied, then composited over white.
     """
-    rgb = np.asarray(rgb)
-    mask = np.asarray(mask)
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise InputError(f"rgb must be (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}")
-    if mask.shape != rgb.shape[:2]:
-        raise InputError(f"mask shape {mask.shape} does not match image {rgb.shape[:2]}")
-    if not 0 < object_size <= size:
-        raise InputError(f"object_size must be in (0, size={size}], got {object_size}")
-    mask = mask.astype(bool)
-    if not mask.any():
-        raise InputError("mask is empty: no object to crop")
-    if intrinsics is not None and (intrinsics.width, intrinsics.height) != (rgb.shape[1], rgb.shape[0]):
-        raise CameraError(
-            f"intrinsics are for {intrinsics.width}x{intrinsics.height}, image is {rgb.shape[1]}x{rgb.shape[0]}"
-        )
+    rgb, mask = _check_inputs(rgb, mask, size, object_size, intrinsics)
 
     # 1. Crop to the mask's bounding box.
     v, u = np.nonzero(mask)
@@ -192,20 +212,14 @@ def preprocess_for_zero123(
         [[sx, 0.0, sx * (0.5 - x0) - 0.5 + ox], [0.0, sy, sy * (0.5 - y0) - 0.5 + oy], [0.0, 0.0, 1.0]],
     )
 
+    # 5. The input polar angle and the intrinsics of the input image (when the camera is known).
     polar = None
     crop_intrinsics = None
     if intrinsics is not None:
         polar = input_polar_deg(
             mask, intrinsics, depth_m=depth_m, plane_cam=plane_cam, T_cam_from_world=T_cam_from_world
         )
-        crop_intrinsics = CameraIntrinsics(
-            fx=intrinsics.fx * sx,
-            fy=intrinsics.fy * sy,
-            cx=T[0, 0] * intrinsics.cx + T[0, 2],
-            cy=T[1, 1] * intrinsics.cy + T[1, 2],
-            width=size,
-            height=size,
-        )
+        crop_intrinsics = _input_intrinsics(intrinsics, T, size)
     elif plane_cam is not None or T_cam_from_world is not None:
         raise CameraError("computing the input polar angle needs the camera intrinsics")
     return Zero123Input(

@@ -1,7 +1,7 @@
 """Fine-tune Zero-1-to-3 on rendered views: the paper's training recipe as one loop.
 
-The recipe (cvlab-columbia/zero123 ``ldm/models/diffusion/ddpm.py``, ``LatentDiffusion.get_input`` /
-``configure_optimizers``, and the project's zero123 notes):
+The recipe (the reference implementation, cvlab-columbia/zero123 ``ldm/models/diffusion/ddpm.py``,
+``LatentDiffusion.get_input`` / ``configure_optimizers``):
 
 - a pair of views of one object: the condition view and the target view, with the relative pose
   ``[d_polar rad, sin d_az, cos d_az, d_radius]`` from the condition camera to the target camera;
@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from diffusers.utils.torch_utils import randn_tensor
 from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 
 from z123_ros.errors import ConfigError, InputError
 from z123_ros.io import new_staging, replace_folder
@@ -368,127 +369,200 @@ class EncoderCache:
 def train(config: TrainConfig, context: WorkerContext | None = None) -> TrainResult:
     """Run (or resume) training; returns on every rank, checkpoints and log written by rank 0."""
     config.validate()
-    context = context or WorkerContext()
-    rank, world = context.rank, context.world_size
-    distributed = world > 1
-    if distributed and not torch.distributed.is_initialized():
-        raise ConfigError(f"world_size {world} needs an initialised torch.distributed process group")
-    device = _resolve_device(config, context)
-    if config.mixed_precision == "fp16" and device.type != "cuda":
-        raise ConfigError("mixed_precision='fp16' needs a CUDA device (use 'bf16' on the CPU)")
-    amp_dtype = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.mixed_precision]
-    out = Path(config.output_dir)
-    log_path = out / "train_log.jsonl"
+    run = _TrainingRun(config, context or WorkerContext())  # 1-3: model, optimizer, dataset
+    resume_from = run.resume()  # 4
+    loader = run.loader()  # 5
+    return run.loop(loader, resume_from)  # 6
 
-    # 1. Model: frozen encoders in the compute dtype, trained parts in float32 (autocast casts per op)
-    parts = load_training_components(config.model_path, config.projection_init)
-    frozen_dtype = amp_dtype or torch.float32
-    parts.vae.to(device, frozen_dtype)
-    parts.image_encoder.to(device, frozen_dtype)
-    model = Zero123Denoiser(parts.unet, parts.projection).to(device)
-    model.train()
-    image_size = config.image_size or int(parts.unet.config.sample_size) * 2 ** (
-        len(parts.vae.config.block_out_channels) - 1
-    )
-    num_train_timesteps = int(parts.noise_scheduler.config.num_train_timesteps)
-    prediction_type = parts.noise_scheduler.config.prediction_type
 
-    # 2. Optimizer: the projection at a higher learning rate (param groups), linear warm-up
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": list(model.unet.parameters()), "lr": config.learning_rate, "name": "unet"},
-            {
-                "params": list(model.projection.parameters()),
-                "lr": config.learning_rate * config.projection_lr_multiplier,
-                "name": "projection",
-            },
-        ],
-        lr=config.learning_rate,
-        betas=tuple(config.adam_betas),
-        weight_decay=config.weight_decay,
-    )
-    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config.warmup_steps))
-    scaler = torch.amp.GradScaler("cuda") if config.mixed_precision == "fp16" else None
-    ema = _Ema([p for _, p in _named_trainable(model)], config.ema_decay) if config.use_ema else None
+class _TrainingRun:
+    """One call of :func:`train` on one worker: its model, optimizer and data, and the steps of its loop."""
 
-    # 3. Dataset (checked before anything is written)
-    dataset = ViewPairDataset(
-        config.data_dir,
-        image_size=image_size,
-        objects=config.objects,
-        views=config.train_views,
-        cache=config.cache_images,
-    )
-
-    # 4. Resume
-    start_step = 0
-    resume_from = None
-    if config.resume == "auto":
-        resume_from = latest_checkpoint(out)
-    elif config.resume:
-        resume_from = Path(config.resume)
-        if not (resume_from / "training_state" / "state.json").is_file():
-            raise InputError(f"resume checkpoint {resume_from} has no training_state/state.json")
-    if resume_from is not None:
-        start_step = _load_checkpoint(resume_from, model, ema, optimizer, lr_scheduler, scaler)
-        logger.info("resumed from %s at step %d", resume_from, start_step)
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        _truncate_log(log_path, start_step)
-        (out / "train_config.json").write_text(json.dumps(config.to_json(), indent=1) + "\n")
-
-    ddp_model: torch.nn.Module = model
-    if distributed:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
+    def __init__(self, config: TrainConfig, context: WorkerContext) -> None:
+        self.config, self.context = config, context
+        self.rank, self.world = context.rank, context.world_size
+        self.distributed = self.world > 1
+        if self.distributed and not torch.distributed.is_initialized():
+            raise ConfigError(f"world_size {self.world} needs an initialised torch.distributed process group")
+        self.device = _resolve_device(config, context)
+        if config.mixed_precision == "fp16" and self.device.type != "cuda":
+            raise ConfigError("mixed_precision='fp16' needs a CUDA device (use 'bf16' on the CPU)")
+        self.amp_dtype = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.mixed_precision]
+        self.out = Path(config.output_dir)
+        self.log_path = self.out / "train_log.jsonl"
+        self.start_step = 0
+        self._build_model()
+        self._build_optimizer()
+        # 3. Dataset (checked before anything is written)
+        self.dataset = ViewPairDataset(
+            config.data_dir,
+            image_size=self.image_size,
+            objects=config.objects,
+            views=config.train_views,
+            cache=config.cache_images,
         )
 
-    # 5. Data: batches indexed by micro-step, so resuming picks up exactly where the run stopped
-    accum = config.gradient_accumulation_steps
-    sampler = StepBatchSampler(
-        len(dataset), config.batch_size, config.seed, rank, start_step * accum, config.max_steps * accum
-    )
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        num_workers=config.data_workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=False,
-    )
-    logger.info(
-        "training %s on %d pairs (%d objects) at %dx%d, steps %d -> %d, batch %d x %d x %d workers, %s on %s",
-        parts.source,
-        len(dataset),
-        len(dataset.records),
-        image_size,
-        image_size,
-        start_step,
-        config.max_steps,
-        config.batch_size,
-        accum,
-        world,
-        config.mixed_precision,
-        device,
-    )
+    def _build_model(self) -> None:
+        """1. Model: frozen encoders in the compute dtype, trained parts in float32 (autocast casts per op)."""
+        config, device = self.config, self.device
+        parts = load_training_components(config.model_path, config.projection_init)
+        self.frozen_dtype = self.amp_dtype or torch.float32
+        parts.vae.to(device, self.frozen_dtype)
+        parts.image_encoder.to(device, self.frozen_dtype)
+        self.model = Zero123Denoiser(parts.unet, parts.projection).to(device)
+        self.model.train()
+        self.image_size = config.image_size or int(parts.unet.config.sample_size) * 2 ** (
+            len(parts.vae.config.block_out_channels) - 1
+        )
+        self.num_train_timesteps = int(parts.noise_scheduler.config.num_train_timesteps)
+        self.prediction_type = parts.noise_scheduler.config.prediction_type
+        self.parts = parts
 
-    # 6. Loop
-    p = config.conditioning_dropout
-    step = start_step
-    losses: list[tuple[int, float]] = []
-    pending: list[float] = []
-    last_checkpoint: Path | None = resume_from
-    progress = None
-    if config.progress_bar and rank == 0 and step < config.max_steps:
-        from tqdm.auto import tqdm
+    def _build_optimizer(self) -> None:
+        """2. Optimizer: the projection at a higher learning rate (param groups), linear warm-up."""
+        config, model = self.config, self.model
+        self.optimizer = torch.optim.AdamW(
+            [
+                {"params": list(model.unet.parameters()), "lr": config.learning_rate, "name": "unet"},
+                {
+                    "params": list(model.projection.parameters()),
+                    "lr": config.learning_rate * config.projection_lr_multiplier,
+                    "name": "projection",
+                },
+            ],
+            lr=config.learning_rate,
+            betas=tuple(config.adam_betas),
+            weight_decay=config.weight_decay,
+        )
+        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(config.warmup_steps))
+        self.scaler = torch.amp.GradScaler("cuda") if config.mixed_precision == "fp16" else None
+        self.ema = _Ema([p for _, p in _named_trainable(model)], config.ema_decay) if config.use_ema else None
 
-        progress = tqdm(total=config.max_steps, initial=step, desc="train", unit="step")
-    start_time = time.perf_counter()
-    micro = 0
-    step_loss = 0.0
-    cache = EncoderCache() if config.cache_latents else None
-    for batch in loader:
-        micro_step = step * accum + micro
-        g = torch.Generator().manual_seed(_seed(config.seed, micro_step, rank, 2))
+    def resume(self) -> Path | None:
+        """4. Resume (the checkpoint resumed from, or None), then the output folder and the (DDP-wrapped) model."""
+        config, out = self.config, self.out
+        resume_from = None
+        if config.resume == "auto":
+            resume_from = latest_checkpoint(out)
+        elif config.resume:
+            resume_from = Path(config.resume)
+            if not (resume_from / "training_state" / "state.json").is_file():
+                raise InputError(f"resume checkpoint {resume_from} has no training_state/state.json")
+        if resume_from is not None:
+            self.start_step = _load_checkpoint(
+                resume_from, self.model, self.ema, self.optimizer, self.lr_scheduler, self.scaler
+            )
+            logger.info("resumed from %s at step %d", resume_from, self.start_step)
+        if self.rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+            _truncate_log(self.log_path, self.start_step)
+            (out / "train_config.json").write_text(json.dumps(config.to_json(), indent=1) + "\n")
+        self.ddp_model: torch.nn.Module = self.model
+        if self.distributed:
+            self.ddp_model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        return resume_from
+
+    def loader(self) -> torch.utils.data.DataLoader:
+        """5. Data: batches indexed by micro-step, so resuming picks up exactly where the run stopped."""
+        config, dataset = self.config, self.dataset
+        accum = config.gradient_accumulation_steps
+        sampler = StepBatchSampler(
+            len(dataset), config.batch_size, config.seed, self.rank, self.start_step * accum, config.max_steps * accum
+        )
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            num_workers=config.data_workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
+        logger.info(
+            "training %s on %d pairs (%d objects) at %dx%d, steps %d -> %d, batch %d x %d x %d workers, %s on %s",
+            self.parts.source,
+            len(dataset),
+            len(dataset.records),
+            self.image_size,
+            self.image_size,
+            self.start_step,
+            config.max_steps,
+            config.batch_size,
+            accum,
+            self.world,
+            config.mixed_precision,
+            self.device,
+        )
+        return loader
+
+    def loop(self, loader: torch.utils.data.DataLoader, resume_from: Path | None) -> TrainResult:
+        """6. Loop: micro-steps, an optimizer step every ``gradient_accumulation_steps``, log lines, checkpoints."""
+        config, start_step = self.config, self.start_step
+        accum = config.gradient_accumulation_steps
+        step = start_step
+        losses: list[tuple[int, float]] = []
+        pending: list[float] = []
+        last_checkpoint: Path | None = resume_from
+        progress = None
+        if config.progress_bar and self.rank == 0 and step < config.max_steps:
+            progress = tqdm(total=config.max_steps, initial=step, desc="train", unit="step")
+        start_time = time.perf_counter()
+        micro = 0
+        step_loss = 0.0
+        cache = EncoderCache() if config.cache_latents else None
+        for batch in loader:
+            sync = micro == accum - 1
+            step_loss += self._micro_step(batch, step * accum + micro, cache, sync) / accum
+            micro += 1
+            if not sync:
+                continue
+            grad_norm = self._optimizer_step()
+            step += 1
+            micro = 0
+            pending.append(step_loss)
+            step_loss = 0.0
+            if progress is not None:
+                progress.update()
+            if step % config.log_every == 0 or step == config.max_steps:
+                losses.append(self._log(step, pending, grad_norm, time.perf_counter() - start_time, progress))
+                pending.clear()
+            if step % config.checkpoint_every == 0 or step == config.max_steps:
+                if self.rank == 0:
+                    last_checkpoint = _save_checkpoint(
+                        config,
+                        self.parts,
+                        self.model,
+                        self.ema,
+                        self.optimizer,
+                        self.lr_scheduler,
+                        self.scaler,
+                        step,
+                        self.world,
+                    )
+                if self.distributed:
+                    torch.distributed.barrier()
+        if progress is not None:
+            progress.close()
+        seconds = time.perf_counter() - start_time
+        if self.rank == 0 and last_checkpoint is not None:
+            last_checkpoint = latest_checkpoint(self.out) or last_checkpoint
+        return TrainResult(
+            step=step,
+            start_step=start_step,
+            losses=losses,
+            checkpoint=last_checkpoint,
+            log_path=self.log_path,
+            seconds=seconds,
+            steps_per_second=(step - start_step) / seconds if seconds > 0 else math.nan,
+        )
+
+    def _micro_step(self, batch: dict, micro_step: int, cache: EncoderCache | None, sync: bool) -> float:
+        """Forward and backward of one batch (gradients synchronised across workers only when ``sync``); its loss.
+
+        Every random draw comes from a generator seeded by (seed, micro-step, rank), in a fixed order: the encoders'
+        posterior samples, the noise, the timesteps, the dropout draw."""
+        config, device, parts, amp_dtype = self.config, self.device, self.parts, self.amp_dtype
+        g = torch.Generator().manual_seed(_seed(config.seed, micro_step, self.rank, 2))
         cond = batch["cond"].to(device, non_blocking=True)
         target = batch["target"].to(device, non_blocking=True)
         poses = batch["pose"].to(device)
@@ -497,39 +571,43 @@ def train(config: TrainConfig, context: WorkerContext | None = None) -> TrainRes
         bsz = cond.shape[0]
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             if cache is not None:
-                latents, cond_latents, clip_embeds = cache.encode(parts, batch, cond, target, g, frozen_dtype)
+                latents, cond_latents, clip_embeds = cache.encode(parts, batch, cond, target, g, self.frozen_dtype)
             else:
-                latents, cond_latents, clip_embeds = encode_batch(parts, cond, target, g, frozen_dtype)
+                latents, cond_latents, clip_embeds = encode_batch(parts, cond, target, g, self.frozen_dtype)
         noise = torch.randn(latents.shape, generator=g).to(device)
-        timesteps = torch.randint(0, num_train_timesteps, (bsz,), generator=g).to(device)
-        drop_clip, drop_image = conditioning_dropout_masks(torch.rand(bsz, generator=g).to(device), p)
+        timesteps = torch.randint(0, self.num_train_timesteps, (bsz,), generator=g).to(device)
+        drop_clip, drop_image = conditioning_dropout_masks(
+            torch.rand(bsz, generator=g).to(device), config.conditioning_dropout
+        )
         clip_embeds = torch.where(drop_clip[:, None, None], torch.zeros_like(clip_embeds), clip_embeds)
         cond_latents = torch.where(drop_image[:, None, None, None], torch.zeros_like(cond_latents), cond_latents)
         noisy = parts.noise_scheduler.add_noise(latents, noise, timesteps)
-        if prediction_type == "epsilon":
-            target_pred = noise
-        elif prediction_type == "v_prediction":
-            target_pred = parts.noise_scheduler.get_velocity(latents, noise, timesteps)
-        else:
-            raise ConfigError(
-                f"the model's scheduler has prediction_type {prediction_type!r}; training supports "
-                "'epsilon' (Zero-1-to-3) and 'v_prediction'"
-            )
+        target_pred = self._target(latents, noise, timesteps)
 
-        sync = micro == accum - 1
-        ctx = ddp_model.no_sync() if distributed and not sync else contextlib.nullcontext()
+        ctx = self.ddp_model.no_sync() if self.distributed and not sync else contextlib.nullcontext()
         with ctx:
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                pred = ddp_model(noisy, timesteps, clip_embeds, poses, cond_latents)
+                pred = self.ddp_model(noisy, timesteps, clip_embeds, poses, cond_latents)
             loss = F.mse_loss(pred.float(), target_pred)
-            scaled = loss / accum
-            (scaler.scale(scaled) if scaler is not None else scaled).backward()
-        step_loss += float(loss.detach()) / accum
-        micro += 1
-        if not sync:
-            continue
+            scaled = loss / config.gradient_accumulation_steps
+            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+        return float(loss.detach())
 
-        # optimizer step
+    def _target(self, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """What the UNet learns to predict, by the model's scheduler's prediction type."""
+        if self.prediction_type == "epsilon":
+            return noise
+        if self.prediction_type == "v_prediction":
+            return self.parts.noise_scheduler.get_velocity(latents, noise, timesteps)
+        raise ConfigError(
+            f"the model's scheduler has prediction_type {self.prediction_type!r}; training supports "
+            "'epsilon' (Zero-1-to-3) and 'v_prediction'"
+        )
+
+    def _optimizer_step(self) -> float:
+        """Clip, step the optimizer (through the GradScaler with fp16), the learning rate and the EMA; the gradient
+        norm before clipping (NaN when clipping is off)."""
+        config, optimizer, scaler, model = self.config, self.optimizer, self.scaler, self.model
         if scaler is not None:
             scaler.unscale_(optimizer)
         grad_norm = (
@@ -543,63 +621,37 @@ def train(config: TrainConfig, context: WorkerContext | None = None) -> TrainRes
         else:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        lr_scheduler.step()
-        if ema is not None:
-            ema.update([p_ for _, p_ in _named_trainable(model)])
-        step += 1
-        micro = 0
-        pending.append(step_loss)
-        step_loss = 0.0
-        if progress is not None:
-            progress.update()
+        self.lr_scheduler.step()
+        if self.ema is not None:
+            self.ema.update([p for _, p in _named_trainable(model)])
+        return grad_norm
 
-        if step % config.log_every == 0 or step == config.max_steps:
-            mean_loss = float(np.mean(pending))
-            if distributed:
-                t = torch.tensor([mean_loss], device=device)
-                torch.distributed.all_reduce(t)
-                mean_loss = float(t) / world
-            pending.clear()
-            losses.append((step, mean_loss))
-            elapsed = time.perf_counter() - start_time
-            record = {
-                "step": step,
-                "loss": mean_loss,
-                "lr": optimizer.param_groups[0]["lr"],
-                "lr_projection": optimizer.param_groups[1]["lr"],
-                "grad_norm": grad_norm,
-                "steps_per_second": (step - start_step) / max(elapsed, 1e-9),
-                "elapsed_s": elapsed,
-                "world_size": world,
-            }
-            if rank == 0:
-                _append_log(log_path, record)
-                logger.info("step %d loss %.5f", step, mean_loss)
-                if progress is not None:
-                    progress.set_postfix(loss=f"{mean_loss:.4f}")
-            if context.report is not None:
-                context.report(record)
-        if step % config.checkpoint_every == 0 or step == config.max_steps:
-            if rank == 0:
-                last_checkpoint = _save_checkpoint(
-                    config, parts, model, ema, optimizer, lr_scheduler, scaler, step, world
-                )
-            if distributed:
-                torch.distributed.barrier()
-    if progress is not None:
-        progress.close()
-    seconds = time.perf_counter() - start_time
-    if rank == 0 and last_checkpoint is not None:
-        last_checkpoint = latest_checkpoint(out) or last_checkpoint
-    return TrainResult(
-        step=step,
-        start_step=start_step,
-        losses=losses,
-        checkpoint=last_checkpoint,
-        log_path=log_path,
-        seconds=seconds,
-        steps_per_second=(step - start_step) / seconds if seconds > 0 else math.nan,
-    )
+    def _log(self, step: int, pending: list[float], grad_norm: float, elapsed: float, progress) -> tuple[int, float]:
+        """One log line: the mean loss since the last one (averaged over the workers), to the JSONL log (rank 0)
+        and the context's ``report``; returns (step, mean loss)."""
+        mean_loss = float(np.mean(pending))
+        if self.distributed:
+            t = torch.tensor([mean_loss], device=self.device)
+            torch.distributed.all_reduce(t)
+            mean_loss = float(t) / self.world
+        record = {
+            "step": step,
+            "loss": mean_loss,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "lr_projection": self.optimizer.param_groups[1]["lr"],
+            "grad_norm": grad_norm,
+            "steps_per_second": (step - self.start_step) / max(elapsed, 1e-9),
+            "elapsed_s": elapsed,
+            "world_size": self.world,
+        }
+        if self.rank == 0:
+            _append_log(self.log_path, record)
+            logger.info("step %d loss %.5f", step, mean_loss)
+            if progress is not None:
+                progress.set_postfix(loss=f"{mean_loss:.4f}")
+        if self.context.report is not None:
+            self.context.report(record)
+        return step, mean_loss
 
 
 def read_log(path: str | os.PathLike) -> list[dict]:
