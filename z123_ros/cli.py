@@ -18,7 +18,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import platform
 import sys
+
+from z123_ros.resources import package_share_dir
 
 # Explicit, ordered: the subcommands a user sees in --help. Modules are imported here, heavy libraries only when a
 # subcommand runs.
@@ -36,10 +39,6 @@ SUBCOMMAND_MODULES = (
 
 
 def _info(args: argparse.Namespace) -> int:
-    import platform
-
-    from z123_ros.resources import package_share_dir
-
     lines = [f"python {platform.python_version()} on {platform.machine()}", f"share dir: {package_share_dir()}"]
     for mod in ("numpy", "torch", "diffusers", "transformers", "ray", "open3d", "cv2", "rclpy"):
         try:

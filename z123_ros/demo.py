@@ -27,10 +27,15 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
+import trimesh
 
+from z123_ros.camera import transform_points
 from z123_ros.errors import ConfigError, Z123Error
 from z123_ros.io import new_staging, replace_folder
+from z123_ros.reconstruction import get_backend, metrics
+from z123_ros.reconstruction.mesh import render_mesh_views, write_mesh_ply, write_points_ply
 from z123_ros.resources import default_config
 
 logger = logging.getLogger(__name__)
@@ -67,9 +72,6 @@ class DemoConfig:
     def check(self) -> None:
         if not 1 <= self.num_objects <= 8:
             raise ConfigError(f"--objects must be in 1..8, got {self.num_objects}")
-        # Here, not at the top: `z123 --help` imports this module and must not load the reconstruction stack.
-        from z123_ros.reconstruction import get_backend
-
         if get_backend(self.backend).needs_model and not self.model:
             raise ConfigError(f"backend {self.backend!r} needs --model (a Zero-1-to-3 folder or hub id)")
         if self.timeout_s <= 0:
@@ -184,10 +186,6 @@ def _collect(env: dict[str, str], procs: dict[str, subprocess.Popen], timeout_s:
 
 
 def _score(reconstructions: dict, gt: dict, gt_dir: Path) -> list[ObjectScore]:
-    import trimesh
-
-    from z123_ros.camera import transform_points
-    from z123_ros.reconstruction import metrics
     from z123_ros.ros.conversions import msg_to_mesh
 
     T_world_from_cam = np.linalg.inv(np.asarray(gt["T_cam_from_world"], dtype=np.float64))
@@ -210,7 +208,6 @@ def _score(reconstructions: dict, gt: dict, gt_dir: Path) -> list[ObjectScore]:
 def _frame_panel(rgb: np.ndarray | None, segmentation, gt_dir: Path) -> tuple[np.ndarray, str]:
     """The overview's camera picture: the colour frame with the segmentation, or (no colour frame received before the
     demo ended) the camera's ground-truth instance image, saying so."""
-    import cv2
     import matplotlib.pyplot as plt
 
     from z123_ros.ros.conversions import image_to_numpy
@@ -241,10 +238,7 @@ def _overview(path: Path, rgb, segmentation, reconstructions: dict, gt_dir: Path
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import trimesh
 
-    from z123_ros.camera import transform_points
-    from z123_ros.reconstruction.mesh import render_mesh_views
     from z123_ros.ros.conversions import msg_to_mesh
 
     frame, frame_title = _frame_panel(rgb, segmentation, gt_dir)
@@ -307,8 +301,6 @@ def summary_markdown(scores: list[ObjectScore], missing: list[int], config: Demo
 
 def _commands(config: DemoConfig, gt_dir: Path) -> tuple[list[str], list[str]]:
     """Command lines of the simulated camera and of the node."""
-    from z123_ros.resources import default_config
-
     python = [sys.executable, "-m"]
     camera_cmd = [
         *python,
@@ -345,7 +337,6 @@ def _commands(config: DemoConfig, gt_dir: Path) -> tuple[list[str], list[str]]:
 
 def run_demo(config: DemoConfig) -> tuple[list[ObjectScore], list[int]]:
     """Run the demo; returns the per-object scores and the ids segmented but not reconstructed in time."""
-    from z123_ros.reconstruction.mesh import write_mesh_ply, write_points_ply
     from z123_ros.ros.conversions import image_to_rgb, msg_to_mesh, pointcloud2_to_points
 
     config.check()

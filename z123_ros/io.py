@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from z123_ros.camera import CameraIntrinsics, check_rigid
@@ -115,8 +116,6 @@ def check_png(data: bytes, path: Path) -> None:
 
 
 def _imread(path: Path, flags: int) -> np.ndarray:
-    import cv2
-
     raw = path.read_bytes()
     if raw.startswith(_PNG_SIGNATURE):
         check_png(raw, path)
@@ -131,8 +130,6 @@ def _imread(path: Path, flags: int) -> np.ndarray:
 
 
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
-    import cv2
-
     img = _imread(_require_file(path, "RGB"), cv2.IMREAD_UNCHANGED)
     if img.dtype != np.uint8:
         raise InputError(f"RGB image {path} must be 8-bit, got {img.dtype}")
@@ -144,15 +141,11 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
 
 
 def save_rgb(path: str | os.PathLike, rgb: np.ndarray) -> None:
-    import cv2
-
     if not cv2.imwrite(str(path), np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])):
         raise InputError(f"cannot write image {path}")
 
 
 def load_mask(path: str | os.PathLike) -> np.ndarray:
-    import cv2
-
     img = _imread(_require_file(path, "mask"), cv2.IMREAD_UNCHANGED)
     if img.ndim == 3:
         img = img.max(axis=2)
@@ -160,16 +153,12 @@ def load_mask(path: str | os.PathLike) -> np.ndarray:
 
 
 def save_mask(path: str | os.PathLike, mask: np.ndarray) -> None:
-    import cv2
-
     if not cv2.imwrite(str(path), np.asarray(mask, dtype=np.uint8) * 255):
         raise InputError(f"cannot write mask {path}")
 
 
 def load_depth(path: str | os.PathLike, unit: str = "mm") -> np.ndarray:
     """Depth in metres, float32, invalid pixels NaN."""
-    import cv2
-
     path = _require_file(path, "depth")
     if path.suffix.lower() == ".npy":
         try:
@@ -190,8 +179,6 @@ def load_depth(path: str | os.PathLike, unit: str = "mm") -> np.ndarray:
 
 def save_depth_png(path: str | os.PathLike, depth_m: np.ndarray) -> None:
     """16-bit PNG in millimetres; NaN -> 0."""
-    import cv2
-
     mm = np.nan_to_num(np.asarray(depth_m, dtype=np.float64) * 1000.0, nan=0.0, posinf=0.0, neginf=0.0)
     if not cv2.imwrite(str(path), np.clip(np.round(mm), 0, 65535).astype(np.uint16)):
         raise InputError(f"cannot write depth {path}")

@@ -49,6 +49,7 @@ import numpy as np
 
 from z123_ros.dispatch.config import DispatchConfig
 from z123_ros.dispatch.dispatcher import (
+    Dispatcher,
     DispatcherState,
     DispatchStats,
     JobRejectedError,
@@ -637,6 +638,4 @@ def _alive(pid: int) -> bool:
 
 def make_dispatcher(config: DispatchConfig) -> Any:
     """The dispatcher ``config`` asks for: SupervisedDispatcher (``isolate``, the default) or an in-process one."""
-    from z123_ros.dispatch.dispatcher import Dispatcher
-
     return SupervisedDispatcher(config) if config.isolate else Dispatcher(config)

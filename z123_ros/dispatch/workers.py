@@ -14,8 +14,10 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from z123_ros.camera import CameraIntrinsics
 from z123_ros.dispatch.pool import WorkerPoolConfig
 from z123_ros.errors import ModelLoadError, Z123Error
+from z123_ros.reconstruction import ReconstructionInput, get_backend, reconstruct
 
 logger = logging.getLogger(__name__)
 
@@ -136,16 +138,11 @@ class ReconstructionWorker:
     """Runs ``reconstruct()``; holds the Zero-1-to-3 pipeline the learned backends need."""
 
     def __init__(self, pool: WorkerPoolConfig) -> None:
-        import z123_ros.reconstruction  # noqa: F401  (the import itself is part of the start-up cost)
-
         self._zero123 = _Zero123Cache(pool)
         if pool.model_path:
             self._zero123.get(pool.model_path)
 
     def warmup(self) -> None:
-        from z123_ros.camera import CameraIntrinsics
-        from z123_ros.reconstruction import ReconstructionInput
-
         rgb, mask, depth = _synthetic_view()
         inp = ReconstructionInput(rgb=rgb, mask=mask, intrinsics=CameraIntrinsics.from_fov(60.0, 64, 48), depth_m=depth)
         try:
@@ -155,8 +152,6 @@ class ReconstructionWorker:
             logger.info("reconstruction warm-up job ended with %s: %s", type(exc).__name__, exc)
 
     def __call__(self, job: ReconstructionJob) -> Any:
-        from z123_ros.reconstruction import get_backend, reconstruct
-
         pipeline = self._zero123.get(job.model_path) if get_backend(job.backend).needs_model else None
         return reconstruct(job.inp, backend=job.backend, config=job.config, pipeline=pipeline)
 

@@ -23,6 +23,11 @@ import sys
 from pathlib import Path
 
 from z123_ros.errors import InputError, Z123Error
+from z123_ros.evaluation.conditions import ConditionsConfig, count_cases, run_conditions
+from z123_ros.evaluation.conditions_report import owned_files, write_conditions_report
+from z123_ros.evaluation.dataset import EvalSetConfig, iter_eval_set, save_eval_object
+from z123_ros.evaluation.report import REPORT_FILES, summary_table, write_report
+from z123_ros.evaluation.runner import EvalConfig, evaluate
 from z123_ros.io import staged_output
 
 logger = logging.getLogger(__name__)
@@ -30,9 +35,6 @@ logger = logging.getLogger(__name__)
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``eval`` subcommand."""
-    from z123_ros.evaluation.dataset import EvalSetConfig
-    from z123_ros.evaluation.runner import EvalConfig
-
     defaults, set_defaults = EvalConfig(), EvalSetConfig()
     p = subparsers.add_parser(
         "eval",
@@ -62,8 +64,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_conditions_arguments(p: argparse.ArgumentParser) -> None:
-    from z123_ros.evaluation.conditions import ConditionsConfig
-
     c = ConditionsConfig()
     g = p.add_argument_group("conditions benchmark (instead of the paper-style set)")
     g.add_argument(
@@ -83,9 +83,6 @@ def _add_conditions_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _configs(args: argparse.Namespace):
-    from z123_ros.evaluation.dataset import EvalSetConfig
-    from z123_ros.evaluation.runner import EvalConfig
-
     names = None
     if args.names:
         names = tuple(n.strip() for n in args.names.split(",") if n.strip())
@@ -116,8 +113,6 @@ def _check_out(out: Path, overwrite: bool) -> None:
 
 
 def _conditions_config(args: argparse.Namespace):
-    from z123_ros.evaluation.conditions import ConditionsConfig
-
     return ConditionsConfig(
         spec=args.conditions or "",
         seeds_per_bucket=args.seeds,
@@ -136,9 +131,6 @@ def _conditions_config(args: argparse.Namespace):
 
 def run_conditions_eval(args: argparse.Namespace) -> int:
     """``z123 eval --conditions/--real``: the conditions benchmark, written atomically into ``--out``."""
-    from z123_ros.evaluation.conditions import count_cases, run_conditions
-    from z123_ros.evaluation.conditions_report import owned_files, write_conditions_report
-
     out = Path(args.out)
     try:
         config = _conditions_config(args)
@@ -164,9 +156,6 @@ def run_eval(args: argparse.Namespace) -> int:
     """Entry point of ``z123 eval``; returns the exit code."""
     if args.conditions is not None or args.real is not None:
         return run_conditions_eval(args)
-    from z123_ros.evaluation.dataset import iter_eval_set, save_eval_object
-    from z123_ros.evaluation.report import REPORT_FILES, summary_table, write_report
-    from z123_ros.evaluation.runner import evaluate
 
     out = Path(args.out)
     try:

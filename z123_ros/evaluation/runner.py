@@ -30,6 +30,9 @@ from z123_ros.camera import invert, relative_view, transform_points
 from z123_ros.errors import ConfigError, Z123Error
 from z123_ros.evaluation.dataset import EvalObject, EvalSetConfig, iter_eval_set
 from z123_ros.evaluation.image_metrics import mask_iou, psnr, ssim
+from z123_ros.novel_views.preprocess import preprocess_for_zero123
+from z123_ros.reconstruction import ReconstructionConfig, ReconstructionInput, get_backend, reconstruct
+from z123_ros.reconstruction.metrics import evaluate_mesh
 from z123_ros.sim import render_object_views
 
 if TYPE_CHECKING:
@@ -78,8 +81,6 @@ class EvalConfig:
         return out
 
     def check(self) -> None:
-        from z123_ros.reconstruction import get_backend
-
         if any(get_backend(name).needs_model for name in self.backends()) and not self.model:
             raise ConfigError(f"the {self.backend} backend needs a Zero-1-to-3 model: pass --model PATH_OR_ID")
         if self.steps is not None and self.steps < 1:
@@ -227,8 +228,6 @@ def _jsonable(value: Any) -> Any:
 
 
 def _reconstruction_config(config: EvalConfig):
-    from z123_ros.reconstruction import ReconstructionConfig
-
     rc = ReconstructionConfig.preset(config.preset)
     rc.device = config.device
     if config.steps is not None:
@@ -250,9 +249,6 @@ def score_backend(
     obj: EvalObject, backend: str, config: EvalConfig, reconstruction_config=None, pipeline=None
 ) -> BackendScore:
     """Reconstruct ``obj`` from its input view with ``backend`` and score it (failures become a failed score)."""
-    from z123_ros.reconstruction import ReconstructionInput, reconstruct
-    from z123_ros.reconstruction.metrics import evaluate_mesh
-
     inp = ReconstructionInput(
         rgb=obj.input.rgb,
         mask=obj.input.mask,
@@ -320,8 +316,6 @@ def score_novel_views(obj: EvalObject, pipeline: Zero123Pipeline, config: EvalCo
     d_radius is 0 since the input crop removes the robot camera's distance.
     """
     import torch
-
-    from z123_ros.novel_views import preprocess_for_zero123
 
     prepared = preprocess_for_zero123(
         obj.input.rgb,

@@ -20,7 +20,12 @@ import math
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
+
+from z123_ros.errors import InputError, Z123Error
+from z123_ros.io import load_camera, load_mask, load_rgb, save_rgb, staged_output
+from z123_ros.novel_views.preprocess import preprocess_for_zero123
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +66,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def parse_views(args: argparse.Namespace) -> list[tuple[float, float, float]]:
     """The views from --views or --polar/--azimuth/--radius; raises InputError naming the bad flag."""
-    from z123_ros.errors import InputError
-
     if args.views is not None:
         if args.polar or args.azimuth or args.radius:
             raise InputError("give either --views or --polar/--azimuth/--radius, not both")
@@ -97,8 +100,6 @@ def parse_views(args: argparse.Namespace) -> list[tuple[float, float, float]]:
 
 def _label(tile: np.ndarray, text: str) -> np.ndarray:
     """``tile`` with a white strip underneath holding ``text``."""
-    import cv2
-
     strip = np.full((22, tile.shape[1], 3), 255, np.uint8)
     scale = min(0.45, 0.45 * tile.shape[1] / 256 * 1.6)
     cv2.putText(strip, text, (4, 15), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
@@ -119,8 +120,6 @@ def contact_sheet(input_image: np.ndarray, views: list[np.ndarray], labels: list
 
 
 def _write_outputs(out: Path, files: dict[str, np.ndarray], meta: dict) -> None:
-    from z123_ros.io import save_rgb, staged_output
-
     with staged_output(out, owned=("*.png", "views.json")) as tmp:
         for name, image in files.items():
             save_rgb(tmp / name, image)
@@ -129,8 +128,6 @@ def _write_outputs(out: Path, files: dict[str, np.ndarray], meta: dict) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``z123 views``; returns the exit code."""
-    from z123_ros.errors import InputError, Z123Error
-
     try:
         out = Path(args.out)
         if out.exists() and not out.is_dir():
@@ -163,10 +160,7 @@ def generate(args: argparse.Namespace, image_path: str, views: list) -> tuple[di
     """Load, preprocess, run the model; returns the images to write (name -> RGB uint8) and views.json."""
     import torch
 
-    from z123_ros.errors import InputError
-    from z123_ros.io import load_camera, load_mask, load_rgb
-    from z123_ros.novel_views import load_zero123, preprocess_for_zero123
-    from z123_ros.novel_views.pipeline import to_uint8
+    from z123_ros.novel_views.pipeline import load_zero123, to_uint8
 
     rgb = load_rgb(image_path)
     camera = load_camera(args.camera) if args.camera else None
@@ -234,7 +228,5 @@ def generate(args: argparse.Namespace, image_path: str, views: list) -> tuple[di
 
 
 def _resize(rgb: np.ndarray, size: int) -> np.ndarray:
-    import cv2
-
     interp = cv2.INTER_AREA if rgb.shape[0] > size else cv2.INTER_CUBIC
     return cv2.resize(rgb, (size, size), interpolation=interp)

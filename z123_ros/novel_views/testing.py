@@ -34,7 +34,7 @@ Size = Literal["tiny", "real"]
 
 #: diffusers version string written into the tiny configs (the published folders were saved with 0.19-0.21).
 
-#: The DDIM settings the Zero-1-to-3 port uses (see the project's zero123 notes).
+#: The DDIM settings of the diffusers Zero-1-to-3 port (its scheduler_config.json).
 SCHEDULER_CONFIG = dict(
     num_train_timesteps=1000,
     beta_start=0.00085,

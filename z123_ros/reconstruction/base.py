@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from z123_ros.camera import CameraIntrinsics, check_rigid
-from z123_ros.errors import CameraError, InputError
+from z123_ros.errors import CameraError, ConfigError, InputError
 from z123_ros.geometry import fit_plane_ransac, orient_plane, plane_from_pose
 from z123_ros.io import check_frame
 
@@ -198,8 +198,6 @@ class ReconstructionConfig:
     def preset(cls, name: str) -> ReconstructionConfig:
         """``"default"`` (the paper's settings), or ``"quick"`` (small grids and few steps: CPU smoke runs)."""
         if name not in PRESETS:
-            from z123_ros.errors import ConfigError
-
             raise ConfigError(f"unknown reconstruction preset {name!r}; choose one of {sorted(PRESETS)}")
         return PRESETS[name]()
 

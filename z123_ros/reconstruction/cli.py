@@ -8,9 +8,15 @@ import logging
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
+import trimesh
 
-from z123_ros.errors import Z123Error
+from z123_ros.errors import ConfigError, InputError, Z123Error
+from z123_ros.io import load_camera, load_depth, load_mask, load_rgb, staged_output
+from z123_ros.reconstruction import ReconstructionConfig, ReconstructionInput, get_backend, reconstruct
+from z123_ros.reconstruction.base import validate_input
+from z123_ros.reconstruction.mesh import make_preview, write_mesh_ply, write_points_ply
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +48,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _write_outputs(folder: Path, result, inp) -> None:
-    import cv2
-    import trimesh
-
-    from z123_ros.reconstruction.mesh import make_preview, write_mesh_ply, write_points_ply
-
     write_mesh_ply(folder / "mesh.ply", result.vertices, result.faces)
     write_points_ply(folder / "points.ply", result.points)
     (folder / "result.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
@@ -70,11 +71,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from z123_ros.errors import ConfigError, InputError
-    from z123_ros.io import load_camera, load_depth, load_mask, load_rgb, staged_output
-    from z123_ros.reconstruction import ReconstructionConfig, ReconstructionInput, get_backend, reconstruct
-    from z123_ros.reconstruction.base import validate_input
-
     backend = get_backend(args.backend)
     if args.steps is not None and args.steps < 1:
         raise ConfigError(f"--steps must be a positive integer, got {args.steps}")

@@ -1,7 +1,7 @@
 """The convex-hull baseline: the convex hull of the input view's back-projected depth points.
 
-It is the trivial baseline of ../shared/notes/test-data.md (about IoU 0.45 / Chamfer 6.3 mm on YCB objects); every
-backend that ships has to beat it.
+It is the trivial baseline of the evaluation (about IoU 0.45 / Chamfer 6.3 mm on the YCB objects of ``z123 eval``);
+every backend that ships has to beat it clearly.
 """
 
 from __future__ import annotations

@@ -10,9 +10,11 @@ import logging
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 import trimesh
 from scipy import ndimage
+from skimage.measure import marching_cubes
 
 from z123_ros.camera import look_at
 from z123_ros.errors import ReconstructionError
@@ -53,8 +55,6 @@ def extract_mesh(
         T_out_from_index: 4x4 mapping voxel index coordinates (i, j, k) to the output frame (metres or unit box).
         smooth_sigma: Gaussian blur (voxels) applied before extraction; removes voxel staircases on occupancy grids.
     """
-    from skimage.measure import marching_cubes
-
     vol = np.asarray(volume, dtype=np.float32)
     if smooth_sigma > 0:
         vol = ndimage.gaussian_filter(vol, smooth_sigma)
@@ -147,8 +147,6 @@ def make_preview(
     rgb: np.ndarray, mask: np.ndarray, mesh: trimesh.Trimesh, up: np.ndarray = (0.0, -1.0, 0.0), size: int = 256
 ) -> np.ndarray:
     """One (size, 5 * size, 3) uint8 strip: the input crop, the mask crop, three renders of the mesh."""
-    import cv2
-
     v, u = np.nonzero(mask)
     pad = max(8, int(0.15 * max(np.ptp(v), np.ptp(u)))) if len(v) else 0
     if len(v):

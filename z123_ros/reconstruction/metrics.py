@@ -1,6 +1,6 @@
 """3D reconstruction metrics: Chamfer distance, volumetric IoU, F-score.
 
-Protocol (../shared/notes/zero123.md, the one SyncDreamer and later papers use, since the paper never released its
+Protocol (the one SyncDreamer and later papers use to compare with Zero-1-to-3, whose paper never released its
 evaluation code):
 
 - Chamfer distance = mean of the two nearest-neighbour directions between surface samples,

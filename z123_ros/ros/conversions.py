@@ -1,8 +1,8 @@
 """ROS message <-> numpy conversions: the only module that knows message layouts.
 
-cv_bridge and sensor_msgs_py have no working wheels here (../shared/notes/platform.md), so images, point clouds,
-meshes and markers are converted with small numpy code. Every ``*_to_numpy``/``*_from_msg`` function validates the
-message and raises :class:`z123_ros.errors.InputError` (or ``CameraError``) with a message that names the problem;
+cv_bridge and sensor_msgs_py have no working pip wheels (the project runs on the ROS 2 pip wheels), so images, point
+clouds, meshes and markers are converted with small numpy code. Every ``*_to_numpy``/``*_from_msg`` function validates
+the message and raises :class:`z123_ros.errors.InputError` (or ``CameraError``) with a message that names the problem;
 the node turns those into counted, dropped frames.
 
 Supported image encodings: rgb8, bgr8, rgba8, bgra8, mono8, 16UC1 (alias mono16), 32FC1. Row padding (``step`` larger
@@ -202,11 +202,6 @@ def intrinsics_to_camera_info(intrinsics: CameraIntrinsics, header: Header | Non
     P[:3, :3] = intrinsics.K
     msg.p = P.ravel().tolist()
     return msg
-
-
-def has_distortion(msg: CameraInfo) -> bool:
-    """True when the CameraInfo declares non-zero distortion (the node assumes rectified images and warns)."""
-    return any(abs(float(x)) > 1e-9 for x in msg.d)
 
 
 # --------------------------------------------------------------------------------------------------- point clouds

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import rclpy
 from rclpy.executors import ExternalShutdownException
@@ -244,8 +245,6 @@ class SimCameraNode(Node):
         paths: dict[int, str] = {}
         folder = Path(out_dir) if out_dir else None
         if folder is not None:
-            import cv2
-
             folder.mkdir(parents=True, exist_ok=True)
             for obj in self.scene.objects:
                 path = folder / f"object_{obj.id}.ply"

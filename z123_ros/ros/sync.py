@@ -1,6 +1,7 @@
 """Approximate-time synchronisation of camera streams (colour, depth, camera info), pure Python.
 
-message_filters has no wheel here (../shared/notes/platform.md), so this is the project's own small synchroniser.
+message_filters has no pip wheel (the project runs on the ROS 2 pip wheels, without apt), so this is the project's
+own small synchroniser.
 Policy: every stream keeps a bounded queue of (stamp, item). When a message arrives, the synchroniser looks for one
 message per stream such that all stamps lie within ``slop_s`` of each other, choosing for each stream the message
 nearest the newest candidate set. A complete set is emitted once; it and everything older in every queue is

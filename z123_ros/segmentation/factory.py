@@ -20,6 +20,7 @@ import numpy as np
 from z123_ros.camera import CameraIntrinsics
 from z123_ros.errors import ConfigError
 from z123_ros.segmentation.config import SegmentationConfig
+from z123_ros.segmentation.learned import SamSegmenter
 from z123_ros.segmentation.learned_segmenter import LearnedSegmenter
 from z123_ros.segmentation.tabletop import TabletopSegmenter
 from z123_ros.segmentation.types import FrameSegmentation
@@ -60,7 +61,5 @@ def make_segmenter(config: SegmentationConfig | None = None) -> Segmenter:
     if config.method == "sam":
         if not config.sam_model_dir:
             raise ConfigError("segmentation.method 'sam' needs segmentation.sam_model_dir (a local SAM folder)")
-        from z123_ros.segmentation.learned import SamSegmenter
-
         return TabletopSegmenter(config, promptable=SamSegmenter.from_pretrained(config.sam_model_dir))
     return LearnedSegmenter(config)

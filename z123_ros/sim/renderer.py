@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from z123_ros.camera import CameraIntrinsics, check_rigid
 from z123_ros.errors import InputError
@@ -192,7 +193,5 @@ class TinyRenderer:
 
 def _pose_to_pybullet(T: np.ndarray) -> tuple[list[float], list[float]]:
     """4x4 rigid transform -> (position, quaternion xyzw) as pybullet takes them."""
-    from scipy.spatial.transform import Rotation
-
     T = check_rigid(T, "T_world_from_object")
     return T[:3, 3].tolist(), Rotation.from_matrix(T[:3, :3]).as_quat().tolist()

@@ -19,6 +19,7 @@ import logging
 
 import cv2
 import numpy as np
+import skimage.data
 
 from z123_ros.errors import ConfigError
 
@@ -45,8 +46,6 @@ def _random_colour(rng: np.random.Generator, lo: int = 20, hi: int = 240) -> tup
 @functools.lru_cache(maxsize=16)
 def _skimage(name: str) -> np.ndarray:
     """A scikit-image sample as (_SIZE, _SIZE, 3) uint8 (grey ones replicated)."""
-    import skimage.data
-
     image = np.asarray(getattr(skimage.data, name)())
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)

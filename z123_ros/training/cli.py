@@ -23,6 +23,10 @@ import sys
 import types
 import typing
 
+from z123_ros.errors import Z123Error
+from z123_ros.training.config import TrainConfig
+from z123_ros.training.render import RenderConfig, render_dataset, resolve_objects
+
 logger = logging.getLogger(__name__)
 
 #: Short flags the issue names, mapped to config fields.
@@ -117,9 +121,6 @@ def _config_from_args(cls: type, args: argparse.Namespace) -> object:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``render-dataset`` and ``train`` to the ``z123`` tool."""
-    from z123_ros.training.config import TrainConfig
-    from z123_ros.training.render import RenderConfig
-
     render = subparsers.add_parser(
         "render-dataset",
         help="render objects from 12 random viewpoints each (the paper's training renders)",
@@ -155,9 +156,6 @@ def run_render(args: argparse.Namespace) -> int:
     """``z123 render-dataset``; returns the exit code."""
     from tqdm.auto import tqdm
 
-    from z123_ros.errors import Z123Error
-    from z123_ros.training.render import RenderConfig, render_dataset, resolve_objects
-
     try:
         config = _config_from_args(RenderConfig, args)
         sources = resolve_objects(args.objects)
@@ -184,7 +182,6 @@ def run_train(args: argparse.Namespace) -> int:
     """``z123 train``; returns the exit code."""
     import torch
 
-    from z123_ros.errors import Z123Error
     from z123_ros.training.train import TrainConfig, train
 
     if args.threads:

