@@ -17,7 +17,6 @@ import numpy as np
 from z123_ros.camera import CameraIntrinsics
 from z123_ros.dispatch.pool import WorkerPoolConfig
 from z123_ros.errors import ModelLoadError, Z123Error
-from z123_ros.reconstruction import ReconstructionInput, get_backend, reconstruct
 
 logger = logging.getLogger(__name__)
 
@@ -138,11 +137,17 @@ class ReconstructionWorker:
     """Runs ``reconstruct()``; holds the Zero-1-to-3 pipeline the learned backends need."""
 
     def __init__(self, pool: WorkerPoolConfig) -> None:
+        # The reconstruction stack (trimesh, scipy, ~1 s) loads here, in the actors that run it: the dispatch
+        # process and the diagnostic actors import this module too and must start fast.
+        import z123_ros.reconstruction  # noqa: F401  (the import itself is part of the start-up cost)
+
         self._zero123 = _Zero123Cache(pool)
         if pool.model_path:
             self._zero123.get(pool.model_path)
 
     def warmup(self) -> None:
+        from z123_ros.reconstruction import ReconstructionInput
+
         rgb, mask, depth = _synthetic_view()
         inp = ReconstructionInput(rgb=rgb, mask=mask, intrinsics=CameraIntrinsics.from_fov(60.0, 64, 48), depth_m=depth)
         try:
@@ -152,6 +157,8 @@ class ReconstructionWorker:
             logger.info("reconstruction warm-up job ended with %s: %s", type(exc).__name__, exc)
 
     def __call__(self, job: ReconstructionJob) -> Any:
+        from z123_ros.reconstruction import get_backend, reconstruct
+
         pipeline = self._zero123.get(job.model_path) if get_backend(job.backend).needs_model else None
         return reconstruct(job.inp, backend=job.backend, config=job.config, pipeline=pipeline)
 
