@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from z123_ros.reconstruction.depth_backend import _fill_holes
+from z123_ros.camera import CameraIntrinsics
+from z123_ros.reconstruction.depth_backend import _fill_holes, _FreeSpace
 
 RNG_SEED = 7
 
@@ -21,3 +22,41 @@ def test_fill_holes_equals_scipy_binary_fill_holes() -> None:
         filled = _fill_holes(occ)
         assert filled.dtype == expected.dtype and np.array_equal(filled, expected)
     assert _fill_holes(grids[-3]).sum() > grids[-3].sum(), "the hollow ball's cavity is filled"
+
+
+def _classify_by_2d_indexing(space: _FreeSpace, points: np.ndarray) -> tuple[np.ndarray, ...]:
+    """_FreeSpace.classify as it was written before the flat-index lookups (the reference)."""
+    z = points[:, 2]
+    in_front = z > 1e-6
+    zs = np.where(in_front, z, 1.0)
+    u = np.round(space.intr.fx * points[:, 0] / zs + space.intr.cx).astype(np.int64)
+    v = np.round(space.intr.fy * points[:, 1] / zs + space.intr.cy).astype(np.int64)
+    inside = in_front & (u >= 0) & (u < space.intr.width) & (v >= 0) & (v < space.intr.height)
+    uc, vc = np.clip(u, 0, space.intr.width - 1), np.clip(v, 0, space.intr.height - 1)
+    observed = space.depth[vc, uc]
+    in_mask = space.mask[vc, uc]
+    silhouette = in_front & (in_mask | space.unknown[vc, uc])
+    tol = space.tol[vc, uc]
+    margin = np.where(in_mask, tol, -tol)
+    own = space.own[vc, uc]
+    with np.errstate(invalid="ignore"):
+        seen_past = inside & np.isfinite(observed) & (observed > z + margin)
+    seen_past |= inside & ~np.isfinite(observed) & ~own & ~space.unknown[vc, uc]
+    behind = np.where(inside, z - observed, np.nan)
+    return silhouette & ~seen_past, inside & own, inside, behind
+
+
+def test_free_space_lookups_equal_two_d_indexing() -> None:
+    rng = np.random.default_rng(RNG_SEED)
+    intr = CameraIntrinsics.from_fov(60.0, 64, 48)
+    depth = rng.uniform(0.3, 1.0, (48, 64))
+    depth[rng.random(depth.shape) < 0.1] = np.nan
+    mask = np.zeros((48, 64), bool)
+    mask[10:30, 20:40] = True
+    unknown = rng.random(depth.shape) < 0.1
+    tolerance = rng.uniform(0.001, 0.01, depth.shape)
+    space = _FreeSpace(intr, depth, ndimage.binary_dilation(mask), tolerance, unknown=unknown, own=mask)
+    # In front of, behind and beside the camera: points leaving the image take their border pixel's status.
+    points = np.column_stack([rng.uniform(-1, 1, 20000), rng.uniform(-1, 1, 20000), rng.uniform(-0.2, 1.5, 20000)])
+    for got, expected in zip(space.classify(points), _classify_by_2d_indexing(space, points), strict=True):
+        np.testing.assert_array_equal(got, expected)

@@ -188,6 +188,7 @@ class _FreeSpace:
     ) -> None:
         self.intr, self.depth, self.mask = intrinsics, depth, mask_dilated
         self.tol = np.broadcast_to(np.asarray(tolerance_m, dtype=np.float64), depth.shape)
+        self._tol_flat = np.ascontiguousarray(self.tol).ravel()
         self.unknown = np.zeros_like(mask_dilated) if unknown is None else unknown & ~mask_dilated
         self.own = mask_dilated if own is None else own
 
@@ -215,20 +216,22 @@ class _FreeSpace:
         inside = in_front & (u >= 0) & (u < self.intr.width) & (v >= 0) & (v < self.intr.height)
         # Outside the image a point takes the status of the border pixel it leaves through: beyond a border the
         # mask touches the object may continue, beyond any other border it cannot be.
-        uc, vc = np.clip(u, 0, self.intr.width - 1), np.clip(v, 0, self.intr.height - 1)
-        observed = self.depth[vc, uc]
-        in_mask = self.mask[vc, uc]
-        silhouette = in_front & (in_mask | self.unknown[vc, uc])
+        # One flat pixel index for the six per-pixel lookups (np.take is several times faster than 2-D indexing).
+        pixel = np.clip(v, 0, self.intr.height - 1) * self.intr.width + np.clip(u, 0, self.intr.width - 1)
+        observed = np.take(self.depth, pixel)
+        in_mask = np.take(self.mask, pixel)
+        unknown = np.take(self.unknown, pixel)
+        silhouette = in_front & (in_mask | unknown)
         # Inside its own silhouette the object's surface is the observed one (give it the tolerance); behind another
         # surface it can only hide strictly behind it.
-        tol = self.tol[vc, uc]
+        tol = np.take(self._tol_flat, pixel)
         margin = np.where(in_mask, tol, -tol)
-        own = self.own[vc, uc]
+        own = np.take(self.own, pixel)
         with np.errstate(invalid="ignore"):
             seen_past = inside & np.isfinite(observed) & (observed > z + margin)
         # No depth: a hole on the object or a dropout next to it hides it; on the silhouette's tolerance ring it
         # is the background beyond the sensor's range, which the object does not reach.
-        seen_past |= inside & ~np.isfinite(observed) & ~own & ~self.unknown[vc, uc]
+        seen_past |= inside & ~np.isfinite(observed) & ~own & ~unknown
         behind = np.where(inside, z - observed, np.nan)
         return silhouette & ~seen_past, inside & own, inside, behind
 
