@@ -7,7 +7,7 @@ import numpy as np
 from scipy import ndimage
 
 from z123_ros.camera import CameraIntrinsics
-from z123_ros.reconstruction.depth_backend import _fill_holes, _FreeSpace
+from z123_ros.reconstruction.depth_backend import _fill_holes, _FreeSpace, _reflect, _reflect_family
 
 RNG_SEED = 7
 
@@ -22,6 +22,16 @@ def test_fill_holes_equals_scipy_binary_fill_holes() -> None:
         filled = _fill_holes(occ)
         assert filled.dtype == expected.dtype and np.array_equal(filled, expected)
     assert _fill_holes(grids[-3]).sum() > grids[-3].sum(), "the hollow ball's cavity is filled"
+
+
+def test_reflect_family_equals_one_reflection_at_a_time() -> None:
+    points = np.random.default_rng(RNG_SEED).normal(size=(500, 3))
+    families = [[("mirror", float(phi), float(c)) for c in np.arange(-0.1, 0.2, 0.013)] for phi in (-1.0, 0.0, 0.7)]
+    families.append([("rot180", float(cx), 0.37) for cx in np.arange(-0.1, 0.2, 0.011)])
+    families.append([("mirror", 0.1, 0.0), ("rot180", 0.2, 0.3)])  # mixed: the one-by-one path
+    for family in families:
+        expected = np.concatenate([_reflect(points, h) for h in family])
+        assert np.array_equal(_reflect_family(points, family), expected)
 
 
 def _classify_by_2d_indexing(space: _FreeSpace, points: np.ndarray) -> tuple[np.ndarray, ...]:
