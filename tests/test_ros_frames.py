@@ -117,6 +117,10 @@ def test_change_check_sees_an_object_and_ignores_sensor_noise() -> None:
     noisy = base + rng.normal(0.0, 0.003, base.shape).astype(np.float32)  # 3 mm at 1 m: a good RGB-D sensor
     noisy[rng.random(base.shape) < 0.02] = np.nan  # pixels dropping out are not a change
     assert not frame_changed(previous, _decode(_frame96(noisy), max_pixels=10**6), min_changed_px=100)
+    speckle = base.copy()
+    speckle[rng.random(base.shape) < 0.03] = 0.8  # flying pixels: 3 % of the pixels, 20 cm off, scattered
+    speckle[:, 32] = 0.9  # one column of edge jitter
+    assert not frame_changed(previous, _decode(_frame96(speckle), max_pixels=10**6), min_changed_px=100)
     with_object = base.copy()
     with_object[40:52, 60:72] = 0.9  # a 12 x 12 px object 10 cm in front of the table
     assert frame_changed(previous, _decode(_frame96(with_object), max_pixels=10**6), min_changed_px=100)

@@ -44,14 +44,32 @@ def test_moved_resized_or_new_objects_are_due() -> None:
     _dispatch_all(book, [_obj(1), _obj(2, centroid=(0.2, 0, 0.5))], now=0.0)
     moved = _obj(1, centroid=(0.03, 0.0, 0.5))
     grown = _obj(2, centroid=(0.2, 0, 0.5), extent=(0.2, 0.2, 0.2))
-    assert book.observe([moved, grown, _obj(3, centroid=(-0.2, 0, 0.5))], now=1.0) == [1, 2, 3]
+    new = _obj(3, centroid=(-0.2, 0, 0.5))
+    assert book.observe([moved, grown, new], now=1.0) == [3], "a new object at once; a change must persist"
+    book.dispatched(3, job_id="c")
+    assert book.observe([moved, grown, new], now=2.0) == [1, 2], "changed in two segmented frames in a row"
+
+
+def test_one_frame_of_segmentation_flicker_is_not_a_change() -> None:
+    book = ObjectBook(ChangePolicy(change_distance_m=0.02, confirm_frames=2))
+    _dispatch_all(book, [_obj(1), _obj(2, centroid=(0.2, 0, 0.5))], now=0.0)
+    # Object 2 splits for one frame (its centroid jumps, a fragment gets a new id), then is whole again.
+    split = [_obj(1), _obj(2, centroid=(0.2, 0.03, 0.5), extent=(0.1, 0.05, 0.1)), _obj(4, centroid=(0.2, -0.03, 0.5))]
+    assert _dispatch_all(book, split, now=1.0) == [], "object 2 and its fragment (inside its box) wait a frame"
+    for t in range(2, 6):
+        assert book.observe([_obj(1), _obj(2, centroid=(0.2, 0, 0.5))], now=float(t)) == []
+    # A fragment that persists is an object after all; a new object away from the others goes at once.
+    two = [_obj(2, centroid=(0.2, 0, 0.5)), _obj(5, centroid=(0.2, -0.03, 0.5)), _obj(6, centroid=(-0.3, 0, 0.5))]
+    assert _dispatch_all(book, two, 6.0) == [6] and book.awaiting_confirmation()
+    assert _dispatch_all(book, two, 7.0) == [5] and not book.awaiting_confirmation()
 
 
 def test_without_depth_the_mask_area_decides() -> None:
     book = ObjectBook(ChangePolicy(change_extent_ratio=0.3))
     _dispatch_all(book, [_obj(1, area=400, depth=False)], now=0.0)
     assert book.observe([_obj(1, area=440, depth=False)], now=1.0) == []
-    assert book.observe([_obj(1, area=600, depth=False)], now=2.0) == [1]
+    assert book.observe([_obj(1, area=600, depth=False)], now=2.0) == []
+    assert book.observe([_obj(1, area=600, depth=False)], now=3.0) == [1]
 
 
 def test_running_job_is_taken_once_and_a_failed_job_is_retried() -> None:

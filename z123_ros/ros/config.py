@@ -47,6 +47,10 @@ class NodeConfig:
     """An object whose centroid moved more than this since its last reconstruction is reconstructed again."""
     change_extent_ratio: float = field(default=0.3, metadata={"range": (0.0, 10.0)})
     """... or whose size (or, without depth, mask area) changed by more than this fraction."""
+    change_confirm_frames: int = field(default=2, metadata={"range": (1, 100)})
+    """An object already reconstructed is reconstructed again only when it looks changed in this many segmented
+    frames in a row: one frame of segmentation flicker (a split, a merge, a noisy size) is not a change. New objects
+    are reconstructed from the first frame they are segmented in."""
     forget_after_s: float = field(default=10.0, metadata={"range": (0.1, 3600.0)})
     """Objects not segmented for this long leave the aggregated cloud and markers."""
     abandon_after_missed_frames: int = field(default=2, metadata={"range": (1, 1000)})

@@ -32,6 +32,11 @@ class ChangePolicy:
     """The job of an object missing from this many segmented frames in a row is cancelled (the object left the view
     or the scene changed: its mesh would be stale and its actor is needed); it is reconstructed again if it comes
     back. Counted in frames, not seconds, so that a slow (loaded) segmentation does not abandon visible objects."""
+    confirm_frames: int = 2
+    """An object already sent to reconstruction is sent again only when it looks changed in this many segmented
+    frames in a row (a one-frame split, merge or noisy size of a static object is segmentation flicker, not a
+    change), and so is a new object whose centroid lies inside another object's box (a fragment of it, most
+    likely). Any other new object (or one whose job failed or was abandoned) is sent at its first sighting."""
 
 
 @dataclass
@@ -49,6 +54,8 @@ class Track:
     """Mask area in pixels at the last sighting."""
     missed: int = 0
     """Segmented frames in a row the object was not in."""
+    changed: int = 0
+    """Segmented frames in a row the object looked changed since it was last sent to reconstruction."""
     dispatched_centroid: np.ndarray | None = None
     """Centroid when the object was last sent to reconstruction: it is sent again only when it changes from this."""
     dispatched_extent: np.ndarray | None = None
@@ -115,9 +122,9 @@ class ObjectBook:
         points in that frame. A moving camera sees another side of a static object (its visible centroid and
         box move with the view), so there an object counts as changed when its reconstruction no longer explains
         what is seen (see :meth:`needs_reconstruction`), not when the centroid moves."""
-        due = []
         for track in self._tracks.values():
             track.missed += 1
+        seen = []
         for obj in objects:
             track = self._tracks.get(obj.id)
             if track is None:
@@ -130,9 +137,38 @@ class ObjectBook:
             track.observed = None if surfaces is None else surfaces.get(obj.id)
             track.extent = None if obj.extent_m is None else np.asarray(obj.extent_m, float)
             track.area = int(np.count_nonzero(obj.mask))
-            if self.needs_reconstruction(track):
-                due.append(obj.id)
+            seen.append(obj.id)
+        due = []
+        for object_id in seen:  # once every track of the frame is up to date
+            track = self._tracks[object_id]
+            if track.dispatched_area == 0 and not self._inside_another(object_id, track, seen):
+                due.append(object_id)  # new, or its last job failed or was abandoned: at once
+            elif self.needs_reconstruction(track):
+                track.changed += 1
+                if track.changed >= self.policy.confirm_frames:
+                    due.append(object_id)
+            else:
+                track.changed = 0
         return due
+
+    def awaiting_confirmation(self) -> bool:
+        """Whether an object in the last frame looks changed (or new inside another's box) and waits for
+        ``confirm_frames``: the next frame should be segmented at once, not at the static rate."""
+        return any(0 < t.changed < self.policy.confirm_frames and t.missed == 0 for t in self._tracks.values())
+
+    def _inside_another(self, object_id: int, track: Track, seen: list[int]) -> bool:
+        """Whether a new object's centroid lies in the box another object of the same frame had when it was last
+        sent to reconstruction: most likely a fragment of that object (segmentation split it for a frame), so it
+        waits for ``confirm_frames`` like a change does. A new object elsewhere goes at once."""
+        if track.centroid is None:
+            return False
+        for other_id in seen:
+            other = self._tracks[other_id]
+            if other_id == object_id or other.dispatched_area == 0 or other.dispatched_extent is None:
+                continue
+            if np.all(np.abs(track.centroid - other.dispatched_centroid) <= 0.5 * other.dispatched_extent):
+                return True
+        return False
 
     def needs_reconstruction(self, track: Track) -> bool:
         policy = self.policy
@@ -184,7 +220,7 @@ class ObjectBook:
     def dispatched(self, object_id: int, job_id: Any) -> None:
         """The object's current state went to reconstruction as ``job_id``."""
         track = self._tracks[object_id]
-        track.job_id = job_id
+        track.job_id, track.changed = job_id, 0
         track.dispatched_centroid, track.dispatched_extent = track.centroid, track.extent
         track.dispatched_area = track.area
 

@@ -56,7 +56,11 @@ _NO_MESH = (np.zeros((0, 3)), np.zeros((0, 3), np.int64))
 
 def _change_policy(config: NodeConfig) -> ChangePolicy:
     return ChangePolicy(
-        config.change_distance_m, config.change_extent_ratio, config.forget_after_s, config.abandon_after_missed_frames
+        config.change_distance_m,
+        config.change_extent_ratio,
+        config.forget_after_s,
+        config.abandon_after_missed_frames,
+        config.change_confirm_frames,
     )
 
 
@@ -234,6 +238,8 @@ class Pipeline:
         last = self._last_segmented
         if last is None or frame.marks["decoded"] - last.marks["decoded"] >= 1.0 / self.config.max_segmentation_rate_hz:
             return True
+        if self.book.awaiting_confirmation():
+            return True  # a change seen once is confirmed (or dismissed as flicker) by the very next frame
         # Half the smallest object the segmenter keeps: a new or moved object always counts as a change.
         if frame_changed(last, frame, max(1, self.config.segmentation.min_object_area_px // 2)):
             self._stats.count("frames_changed")

@@ -1,0 +1,153 @@
+"""The node's worker pipeline on its own thread, without an executor or Ray: a frame that brings new objects passes
+the rate limit and all its objects are submitted at once (they reconstruct in parallel on the actors); a static
+scene, segmented frame after frame, is never reconstructed again; results are published as serialised messages."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import threading
+import time
+from typing import Any
+
+import pytest
+
+pytest.importorskip("sensor_msgs")
+pytest.importorskip("z123_interfaces")
+
+from rclpy.serialization import deserialize_message  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+from z123_interfaces.msg import ObjectReconstruction  # noqa: E402
+
+from z123_ros.dispatch import JobResult, JobTimings  # noqa: E402
+from z123_ros.reconstruction import reconstruct  # noqa: E402
+from z123_ros.ros.config import NodeConfig  # noqa: E402
+from z123_ros.ros.diagnostics import NodeStats  # noqa: E402
+from z123_ros.ros.frames import RawFrame  # noqa: E402
+from z123_ros.ros.pipeline import Pipeline  # noqa: E402
+from z123_ros.ros.sim_camera_node import scene_messages  # noqa: E402
+from z123_ros.sim import SceneConfig, render_tabletop_scene  # noqa: E402
+from z123_ros.sim.sensor import apply_sensor  # noqa: E402
+
+TIMEOUT_S = 120.0  # generous: the machine may be loaded; nothing here is a timing
+
+
+class RecordingDispatcher:
+    """Test double of the dispatcher: records each submitted job and finishes it only when the test says so (with
+    the fast ``hull`` backend), which proves what the pipeline submits and when, not how Ray runs it."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[int, tuple[Any, Any]] = {}
+        self.cancelled: list[int] = []
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def submit(self, job: Any, on_done: Any = None) -> int:
+        with self._lock:
+            job_id = next(self._ids)
+            self.jobs[job_id] = (job, on_done)
+        return job_id
+
+    def cancel(self, job_id: int) -> bool:
+        self.cancelled.append(job_id)
+        return True
+
+    def finish_all(self) -> int:
+        """Complete every job still open; returns how many."""
+        with self._lock:
+            open_jobs, self.jobs = self.jobs, {}
+        for job_id, (job, on_done) in open_jobs.items():
+            on_done(job_id, JobResult(job_id, True, value=reconstruct(job.inp, backend="hull"), timings=JobTimings()))
+        return len(open_jobs)
+
+
+@pytest.fixture(scope="module")
+def scenes() -> list:
+    return [render_tabletop_scene(SceneConfig(seed=s, num_objects=3)) for s in (0, 1)]
+
+
+def _raw(scene: Any, noise_seed: int | None = None) -> RawFrame:
+    """A synchronised frame of ``scene``; with ``noise_seed``, as an active stereo camera measures it (noise, holes,
+    flying pixels: the project's sensor model), so that a static scene looks a little different in every frame."""
+    header = Header(frame_id="camera_color_optical_frame")
+    if noise_seed is not None:
+        rgb, depth = apply_sensor(scene.rgb, scene.depth_m, scene.intrinsics, "active_stereo", seed=noise_seed)
+        scene = dataclasses.replace(scene, rgb=rgb, depth_m=depth)
+    colour, depth, info = scene_messages(scene, header)
+    now = time.monotonic()
+    return RawFrame(header, colour, depth, info, received=now, synced=now)
+
+
+class Harness:
+    def __init__(self, rate_hz: float) -> None:
+        self.published: list[tuple[str, Any]] = []
+        self.stats = NodeStats(lambda line: None, lambda: 60.0)
+        self.pipeline = Pipeline(
+            lambda topic, msg: self.published.append((topic, msg)), self.stats, logging.getLogger()
+        )
+        config = NodeConfig()
+        config.max_segmentation_rate_hz = rate_hz
+        self.pipeline.configure(config)
+        self.dispatcher = RecordingDispatcher()
+        self.pipeline.start(self.dispatcher)
+
+    def count(self, name: str) -> int:
+        return int(self.stats.flat().get(f"count.{name}", 0))
+
+    def feed(self, raw: RawFrame) -> None:
+        """Hand over one frame and wait until the worker has decided about it."""
+        before = self.count("frames_segmented") + self.count("frames_skipped_static")
+        self.pipeline.inbox.put_frame(raw)
+        self.wait(lambda: self.count("frames_segmented") + self.count("frames_skipped_static") > before)
+
+    @staticmethod
+    def wait(predicate: Any) -> None:
+        deadline = time.monotonic() + TIMEOUT_S
+        while not predicate():
+            assert time.monotonic() < deadline, "the worker thread did not get there"
+            time.sleep(0.01)
+
+    def reconstructions(self) -> list[Any]:
+        return [deserialize_message(m, ObjectReconstruction) for t, m in self.published if t == "reconstruction"]
+
+
+@pytest.fixture
+def harness(request: pytest.FixtureRequest) -> Any:
+    h = Harness(request.param)
+    yield h
+    h.pipeline.stop()
+
+
+@pytest.mark.parametrize("harness", [0.01], indirect=True)  # one unchanged frame per 100 s: the rate limit holds
+def test_a_frame_with_new_objects_passes_the_rate_limit_and_all_its_objects_go_at_once(harness, scenes) -> None:
+    harness.feed(_raw(scenes[0], noise_seed=100))
+    assert harness.count("frames_segmented") == 1
+    first = dict(harness.dispatcher.jobs)
+    assert len(first) == 3, "the three objects of the frame are submitted together, before any result"
+    assert len({job.key for job, _ in first.values()}) == 3
+    for seed in range(3):  # the same scene again (new sensor noise), within the rate limit: not segmented
+        harness.feed(_raw(scenes[0], noise_seed=seed))
+    assert harness.count("frames_skipped_static") == 3 and len(harness.dispatcher.jobs) == 3
+    harness.feed(_raw(scenes[1], noise_seed=3))  # new objects, well within the rate limit's period
+    assert harness.count("frames_segmented") == 2 and harness.count("frames_changed") == 1
+    assert len(harness.dispatcher.jobs) > 3, "the new objects were submitted from the frame that brought them"
+
+
+@pytest.mark.parametrize("harness", [100.0], indirect=True)  # every frame segmented: the object book decides alone
+def test_a_static_scene_segmented_again_and_again_is_never_reconstructed_again(harness, scenes) -> None:
+    harness.feed(_raw(scenes[0], noise_seed=100))
+    assert len(harness.dispatcher.jobs) == 3
+    keys = sorted(int(job.key) for job, _ in harness.dispatcher.jobs.values())
+    for seed in range(12):
+        harness.feed(_raw(scenes[0], noise_seed=seed))
+        if seed == 4:
+            assert harness.dispatcher.finish_all() == 3
+            harness.wait(lambda: len(harness.reconstructions()) == 3)
+    assert harness.count("frames_segmented") == 13
+    assert harness.count("jobs_submitted") == 3 and harness.count("objects_reconstructed_again") == 0
+    assert not harness.dispatcher.jobs and not harness.dispatcher.cancelled
+    meshes = harness.reconstructions()
+    assert sorted(m.object_id for m in meshes) == keys
+    assert all(len(m.mesh.vertices) and len(m.mesh.triangles) for m in meshes)
+    assert any(topic == "markers" for topic, _ in harness.published)
