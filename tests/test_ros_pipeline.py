@@ -96,10 +96,14 @@ class Harness:
         return int(self.stats.flat().get(f"count.{name}", 0))
 
     def feed(self, raw: RawFrame) -> None:
-        """Hand over one frame and wait until the worker has decided about it."""
-        before = self.count("frames_segmented") + self.count("frames_skipped_static")
+        """Hand over one frame and wait until the worker is done with it: skipped, or segmented, its objects
+        submitted and its segmentation published (the last step)."""
+        before = self.done()
         self.pipeline.inbox.put_frame(raw)
-        self.wait(lambda: self.count("frames_segmented") + self.count("frames_skipped_static") > before)
+        self.wait(lambda: self.done() > before)
+
+    def done(self) -> int:
+        return self.count("frames_skipped_static") + sum(1 for topic, _ in self.published if topic == "segmentation")
 
     @staticmethod
     def wait(predicate: Any) -> None:
