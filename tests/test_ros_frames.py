@@ -88,6 +88,28 @@ def test_incoming_messages_are_checked_per_stream() -> None:
     assert _reason(lambda: check_message("info", bad_info)) == "bad_camera_info"
 
 
+def test_a_distorted_camera_is_undistorted_and_an_unknown_model_refused() -> None:
+    """image_raw with its calibration's distortion (CameraInfo.d) comes out of the decoder as the pinhole image:
+    the frame a distorted lens records of a depth step is moved back to where the pinhole model puts it."""
+    cam = CameraIntrinsics(30.0, 30.0, (W - 1) / 2, (H - 1) / 2, W, H)
+    info = conv.intrinsics_to_camera_info(cam, HEADER)
+    depth_m = np.full((H, W), 1.0, np.float32)
+    depth_m[:, W // 2 + 4 :] = 0.6
+    plain = _decode(_frame(depth_m=depth_m, info=info))
+    np.testing.assert_array_equal(plain.depth_m, depth_m)  # zero d: untouched
+    info.d = [0.4, 0.0, 0.0, 0.0, 0.0]  # strong barrel distortion
+    undistorted = _decode(_frame(depth_m=depth_m, info=info))
+    assert set(np.unique(undistorted.depth_m[np.isfinite(undistorted.depth_m)]).tolist()) <= {
+        np.float32(0.6).item(),
+        np.float32(1.0).item(),
+    }
+    assert not np.array_equal(undistorted.depth_m, depth_m)
+    check_message("info", info)
+    info.distortion_model = "some_vendor_model"
+    assert _reason(lambda: check_message("info", info)) == "bad_camera_info"
+    assert _reason(lambda: _decode(_frame(depth_m=depth_m, info=info))) == "bad_camera_info"
+
+
 def _ticket(object_id: int = 1) -> JobTicket:
     return JobTicket(kind=RECONSTRUCTION, object_id=object_id, header=HEADER, received=0.0)
 

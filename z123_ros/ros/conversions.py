@@ -29,6 +29,7 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from z123_ros.camera import CameraIntrinsics
+from z123_ros.distortion import Distortion
 from z123_ros.errors import CameraError, InputError
 
 logger = logging.getLogger(__name__)
@@ -169,7 +170,8 @@ def mask_to_image(mask: np.ndarray, header: Header | None = None) -> Image:
 
 
 def camera_info_to_intrinsics(msg: CameraInfo) -> CameraIntrinsics:
-    """CameraInfo -> CameraIntrinsics from ``k``. The image is assumed rectified (``d`` is not applied).
+    """CameraInfo -> CameraIntrinsics from ``k`` (``d`` is read by camera_info_distortion and undone by the frame
+    decoder, so these are the intrinsics of the undistorted image).
 
     Raises CameraError for a zero/negative/NaN focal length or an absurd image size.
     """
@@ -186,6 +188,14 @@ def camera_info_to_intrinsics(msg: CameraInfo) -> CameraIntrinsics:
         width //= max(int(msg.binning_x), 1)
         height //= max(int(msg.binning_y), 1)
     return CameraIntrinsics.from_K(K, width, height)
+
+
+def camera_info_distortion(msg: CameraInfo) -> Distortion:
+    """The lens distortion of a CameraInfo (``distortion_model``, ``d``); raises CameraError when it has non-zero
+    coefficients of a model that cannot be undistorted."""
+    distortion = Distortion(str(msg.distortion_model), tuple(float(c) for c in msg.d))
+    distortion.check()
+    return distortion
 
 
 def intrinsics_to_camera_info(intrinsics: CameraIntrinsics, header: Header | None = None) -> CameraInfo:

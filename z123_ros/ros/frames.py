@@ -17,6 +17,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from z123_ros.camera import CameraIntrinsics
+from z123_ros.distortion import undistort_rgbd
 from z123_ros.errors import FrameError, InputError
 from z123_ros.ros import conversions as conv
 
@@ -77,6 +78,7 @@ def check_message(stream: str, msg: Any) -> None:
             conv.check_image(msg, conv.DEPTH_ENCODINGS, "depth")
         else:
             conv.camera_info_to_intrinsics(msg)
+            conv.camera_info_distortion(msg)
     except InputError as exc:
         raise FrameError(str(exc), _STREAM_REASONS[stream]) from exc
 
@@ -88,6 +90,7 @@ def decode_frame(frame: RawFrame, max_image_pixels: int, min_valid_depth_fractio
     """Decode and validate a synchronised frame; raise FrameError naming the first check it fails."""
     try:
         intrinsics = conv.camera_info_to_intrinsics(frame.info)
+        distortion = conv.camera_info_distortion(frame.info)
     except InputError as exc:
         raise FrameError(str(exc), "bad_camera_info") from exc
     colour = frame.colour
@@ -101,6 +104,8 @@ def decode_frame(frame: RawFrame, max_image_pixels: int, min_valid_depth_fractio
         _check_size(size, intrinsics, max_image_pixels)
         rgb = _decode(conv.image_to_rgb, colour, "bad_colour_image")
     depth_m = None if frame.depth is None else _decode_depth(frame.depth, size, min_valid_depth_fraction)
+    # A driver's image_raw with its calibration's distortion: undone here, so everything downstream is pinhole.
+    rgb, depth_m = undistort_rgbd(rgb, depth_m, intrinsics, distortion)
     marks = {
         "stamped": frame.received - frame.stamp_age,
         "received": frame.received,
