@@ -90,7 +90,7 @@ class DispatchConfig:
     is ``connect_timeout_s``: Python and Ray start slowly on a busy machine)."""
     standby_process: bool = True
     """Isolated only: once the actors are warm, start the next dispatch process ahead of need (Python up, Ray
-    imported, waiting; about 60 MB), so a restart after Ray was lost skips Python's start and the imports."""
+    imported, waiting; about 85 MB resident), so a restart after Ray was lost skips Python's start and the imports."""
     resubmit_lost_jobs: bool = True
     """Isolated only: jobs in flight when Ray was lost are submitted again once it is back (until their deadline);
     False = they end at once with ``cluster_lost``."""
