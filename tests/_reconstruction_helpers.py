@@ -104,6 +104,25 @@ def render_condition_view(
     return ObjectView(name, inp, scene.objects[0].mesh_world, scene.T_cam_from_world)
 
 
+def condition_object_view(bucket: str, seed: int, name: str) -> ObjectView:
+    """Object ``name`` in scene ``seed`` of the conditions benchmark's ``bucket`` (other objects around it, the
+    scene's label image passed as the node passes the segmentation's)."""
+    from z123_ros.sim.conditions import render_condition
+
+    scene = render_condition(bucket, seed)
+    obj = next(o for o in scene.objects if o.name == name)
+    ids = scene.instance_ids
+    inp = ReconstructionInput(
+        rgb=scene.rgb,
+        mask=ids == obj.id,
+        intrinsics=scene.intrinsics,
+        depth_m=scene.depth_m,
+        T_cam_from_world=scene.T_cam_from_world,
+        labels=ids,
+    )
+    return ObjectView(name, inp, obj.mesh_world, scene.T_cam_from_world)
+
+
 def mesh_pieces(result: ReconstructionResult) -> int:
     """Connected pieces of a result's mesh (a grasp planner needs exactly one)."""
     return len(trimesh.Trimesh(result.vertices, result.faces).split(only_watertight=False))
