@@ -112,9 +112,10 @@ class ChildServer:
 
     def _import_job_inputs(self) -> None:
         """Import the modules whose classes reconstruction jobs carry (ReconstructionInput) now, not when the first
-        job is unpickled: that import (scipy, scikit-image, trimesh; 0.46 s here) delayed the first meshes."""
-        if self._dispatcher.config.pool("reconstruction").num_actors:
-            importlib.import_module("z123_ros.reconstruction")  # the dispatch layer imports the core lazily
+        job is unpickled: that import (scipy, scikit-image, trimesh; 0.46 s here) delayed the first meshes. A standby
+        child imported them already (instant then)."""
+        for module in self._dispatcher.config.job_input_modules():
+            importlib.import_module(module)  # the dispatch layer imports the core lazily
 
     def _heartbeat(self) -> None:
         """Stats 4 times a second, from the start: the supervisor takes a long silence for a hung process. The
@@ -180,12 +181,17 @@ class ChildServer:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``argv``: the socket's file descriptor, then modules to import before waiting (a standby child imports the
+    job inputs' modules of the config it will get, so a restart does not wait for them either)."""
     argv = sys.argv[1:] if argv is None else argv
     fd = int(argv[0])
     os.setsid()  # a session of our own: its id names every process of the embedded Ray for the cleanup
     os.umask(0o077)  # Ray's session folder and token file: private to this user
     logging.basicConfig(level=logging.INFO, format="[z123 dispatch child %(process)d] %(levelname)s %(message)s")
     import ray  # noqa: F401  (now, not after the config came: a standby child has it loaded when it is needed)
+
+    for module in argv[1:]:
+        importlib.import_module(module)
 
     stamps = {"child_started": process_started_at(), "imported": time.monotonic()}
     channel = Channel(socket.socket(fileno=fd))

@@ -452,7 +452,7 @@ class SupervisedDispatcher:
             warm = self._state is DispatcherState.READY and workers and all(w.state != "starting" for w in workers)
         if warm:
             try:
-                self._standby = _popen_child()
+                self._standby = _popen_child(self.config.job_input_modules())
             except OSError as exc:
                 logger.warning("could not start a standby dispatch process: %s", exc)
 
@@ -584,8 +584,9 @@ class SupervisedDispatcher:
         kill_session(child.pid)
 
 
-def _popen_child() -> tuple[subprocess.Popen, Channel]:
-    """Start ``python -m z123_ros.dispatch.child`` on one end of a new socket pair; it waits for its config."""
+def _popen_child(preload: list[str] | None = None) -> tuple[subprocess.Popen, Channel]:
+    """Start ``python -m z123_ros.dispatch.child`` on one end of a new socket pair; it imports the ``preload``
+    modules and waits for its config."""
     parent_sock, child_sock = socket.socketpair()
     env = dict(os.environ)
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
@@ -593,7 +594,7 @@ def _popen_child() -> tuple[subprocess.Popen, Channel]:
         env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_ROOT, *paths])  # the child imports this z123_ros
     try:
         child = subprocess.Popen(
-            [sys.executable, "-m", "z123_ros.dispatch.child", str(child_sock.fileno())],
+            [sys.executable, "-m", "z123_ros.dispatch.child", str(child_sock.fileno()), *(preload or [])],
             pass_fds=(child_sock.fileno(),),
             env=env,
             stdin=subprocess.DEVNULL,
