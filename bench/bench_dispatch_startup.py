@@ -24,6 +24,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -216,6 +217,7 @@ def run_node(repo: Path = REPO, ray_address: str = "") -> list[dict]:
     finally:
         probe.close()
         proc.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
     node_stamps = {k.removeprefix("startup."): float(v) for k, v in values.items() if k.startswith("startup.")}
     stages = {k.removeprefix("dispatch.startup_s."): float(v) for k, v in values.items() if "startup_s." in k}
     case = "node start-up, joining a running Ray" if ray_address else "node start-up"
