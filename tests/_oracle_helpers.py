@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import igl
 import numpy as np
 import trimesh
 
 from tests._reconstruction_helpers import ObjectView
+from z123_ros.camera import invert, transform_points
 from z123_ros.novel_views.oracle import OracleZero123
 from z123_ros.reconstruction import ReconstructionConfig, ReconstructionInput
 from z123_ros.sim import SceneConfig
@@ -82,13 +84,11 @@ def hidden_side_points(view: ObjectView, count: int = 4000, tolerance_m: float =
 
 
 def hidden_side_scores(result, view: ObjectView, threshold_m: float = 0.005) -> dict[str, float]:
-    """Completeness on the hidden side: mean distance (m) from hidden ground-truth points to the result's surface,
+    """Completeness on the hidden side: mean distance (m) from hidden ground-truth points to the result's mesh
+    surface (exact point-to-triangle distance, so the figure does not depend on how many points the result samples),
     and the fraction of them within ``threshold_m`` (recall of the unseen part)."""
-    from scipy.spatial import cKDTree
-
-    from z123_ros.camera import invert, transform_points
-
     hidden = hidden_side_points(view)
-    pred_world = transform_points(invert(view.T_cam_from_world), result.points)
-    d = cKDTree(pred_world).query(hidden, k=1)[0]
+    vertices_world = transform_points(invert(view.T_cam_from_world), np.asarray(result.vertices, dtype=np.float64))
+    faces = np.ascontiguousarray(result.faces, dtype=np.int64)
+    d = np.sqrt(igl.point_mesh_squared_distance(np.ascontiguousarray(hidden), vertices_world, faces)[0])
     return {"hidden_dist": float(d.mean()), "hidden_recall": float((d < threshold_m).mean())}

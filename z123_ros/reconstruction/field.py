@@ -40,15 +40,26 @@ def orbit_camera(polar_deg: float, azimuth_deg: float, radius: float) -> np.ndar
     return orbit_pose(polar_deg, azimuth_deg, radius)
 
 
-def camera_rays(T_world_from_cam: np.ndarray, size: int, fov_deg: float = TRAINING_FOV_DEG) -> np.ndarray:
+def camera_rays(
+    T_world_from_cam: np.ndarray,
+    size: int,
+    fov_deg: float = TRAINING_FOV_DEG,
+    intrinsics: CameraIntrinsics | None = None,
+    offsets: np.ndarray | None = None,
+) -> np.ndarray:
     """(size * size, 6) ray origins and directions (object frame) of a square pinhole camera, row-major pixels.
 
-    Directions are scaled so their camera-frame z component is 1: a ray parameter t is then the z-depth.
+    The camera is the centred FoV-``fov_deg`` one, or ``intrinsics`` (a size x size image, any principal point: the
+    real camera behind a crop). ``offsets`` (size * size, 2) moves each ray within its pixel (pixels, [-0.5, 0.5)):
+    stratified sampling of the image. Directions are scaled so their camera-frame z component is 1: a ray parameter
+    t is then the z-depth.
     """
-    intr = CameraIntrinsics.from_fov(fov_deg, size, size)
+    intr = intrinsics if intrinsics is not None else CameraIntrinsics.from_fov(fov_deg, size, size)
     v, u = np.mgrid[0:size, 0:size]
-    d_cam = np.stack([(u - intr.cx) / intr.fx, (v - intr.cy) / intr.fy, np.ones_like(u, dtype=np.float64)], -1)
-    d_cam = d_cam.reshape(-1, 3)
+    uv = np.stack([u.ravel(), v.ravel()], -1).astype(np.float64)
+    if offsets is not None:
+        uv = uv + offsets
+    d_cam = np.stack([(uv[:, 0] - intr.cx) / intr.fx, (uv[:, 1] - intr.cy) / intr.fy, np.ones(len(uv))], -1)
     d_world = d_cam @ T_world_from_cam[:3, :3].T
     origins = np.broadcast_to(T_world_from_cam[:3, 3], d_world.shape)
     return np.concatenate([origins, d_world], axis=1)
@@ -68,7 +79,7 @@ class VoxelField(nn.Module):
             axis = torch.linspace(-config.bound, config.bound, g)
             z, y, x = torch.meshgrid(axis, axis, axis, indexing="ij")
             inside = (x * x + y * y + z * z).sqrt() < 0.3
-            init_density = torch.where(inside, 10.0, -10.0)
+            init_density = torch.where(inside, config.init_density, -config.init_density)
         self.density = nn.Parameter(init_density.reshape(1, 1, g, g, g).float().clone())
         self.register_buffer("background", torch.zeros(1, 4, 1, 1))
         # Known free space: the support plane (object frame, n . p + d >= 0 on the object's side), or none.
@@ -88,14 +99,27 @@ class VoxelField(nn.Module):
         return free
 
     def sigma_grid(self) -> torch.Tensor:
-        """(G, G, G) non-negative density indexed [x, y, z]."""
+        """(G, G, G) non-negative density (per voxel length: see :meth:`render`) indexed [x, y, z]."""
         return F.softplus(self.density[0, 0]).permute(2, 1, 0)
 
-    def render(self, T_world_from_cams: list[np.ndarray], size: int, generator: torch.Generator | None = None):
-        """Render latent images, opacity and depth for square FoV-49.1 cameras (object frame poses)."""
+    def render(
+        self,
+        T_world_from_cams: list[np.ndarray],
+        size: int,
+        generator: torch.Generator | None = None,
+        intrinsics: CameraIntrinsics | None = None,
+        offsets: np.ndarray | None = None,
+    ):
+        """Render latent images, opacity and depth for square FoV-49.1 cameras (object frame poses), or for cameras
+        with the given ``intrinsics`` (size x size pixels); ``offsets`` (B, size * size, 2): each ray's position
+        within its pixel (see :func:`camera_rays`; None = pixel centres)."""
         cfg = self.config
         device = self.density.device
-        rays = torch.from_numpy(np.stack([camera_rays(T, size) for T in T_world_from_cams])).float().to(device)
+        rays = [
+            camera_rays(T, size, intrinsics=intrinsics, offsets=None if offsets is None else offsets[k])
+            for k, T in enumerate(T_world_from_cams)
+        ]
+        rays = torch.from_numpy(np.stack(rays)).float().to(device)
         origins, dirs = rays[..., :3], rays[..., 3:]  # (B, R*R, 3); dirs have camera-frame z = 1
         # Ray / cube intersection (slab method) in units of the z-normalised direction, so t is camera z-depth.
         inv = 1.0 / torch.where(dirs.abs() < 1e-9, torch.full_like(dirs, 1e-9), dirs)
@@ -121,7 +145,12 @@ class VoxelField(nn.Module):
         # Outside the grid grid_sample returns 0 raw density; softplus(0) would be a fog, so mask it out (and the
         # space under the table: every view of a tabletop object is from above, so its cone would fill it).
         sigma = F.softplus(raw) * ~self.free_space(points) * hit[..., None]
-        delta = (far - near)[..., None] / n * dirs.norm(dim=-1, keepdim=True)  # metric step length
+        # Step length in VOXELS (DVGO's convention): the density is per voxel, so a voxel of density sigma stops
+        # 1 - exp(-sigma) of the light at any grid size. In object units a density of 10 (the depth initialisation)
+        # would let light travel ~1/10 of the object into it, and the expected depth would lie that far behind the
+        # surface: the metric depth loss then pulls the surface forward, against the silhouettes.
+        voxels_per_unit = (cfg.grid_size - 1) / (2.0 * cfg.bound)
+        delta = (far - near)[..., None] / n * dirs.norm(dim=-1, keepdim=True) * voxels_per_unit
         alpha = 1.0 - torch.exp(-sigma * delta)
         trans = torch.cumprod(torch.cat([torch.ones_like(alpha[..., :1]), 1.0 - alpha[..., :-1] + 1e-10], -1), -1)
         weights = alpha * trans  # (B, P, n)

@@ -54,11 +54,11 @@ class LearnedSetup:
     input_latents: torch.Tensor
     """(1, 4, h, w) scaled VAE latents of the preprocessed input."""
     input_mask: torch.Tensor
-    """(1, 1, R, R) object mask of the input view at render size."""
+    """(1, 1, S, S) object mask of the preprocessed input view at the model's image size (rays sample it)."""
     input_pose: tuple[float, float, float]
     """(polar_deg, azimuth_deg, radius) of the virtual input camera in the object frame (field units)."""
     depth_target: torch.Tensor | None
-    """(1, 1, R, R) input-view depth (object units, 0 = unknown) when metric depth was given."""
+    """(1, 1, S, S) measured z-depth of the input camera's rays (object units, 0 = unknown) when depth was given."""
     init_density: torch.Tensor | None
     """Raw density initialising the field (the depth completion), or None (a centred ball)."""
     metric: bool
@@ -71,6 +71,12 @@ class LearnedSetup:
     """The model's image side (256 for the published models)."""
     background: torch.Tensor
     """(1, 4, 1, 1) latent of a white image: the field's background (the model's inputs are on white)."""
+    input_camera: np.ndarray
+    """4x4 rigid ``T_object_from_cam`` (object units) the input-view losses render through: the real camera when
+    metric (the preprocessed input IS its crop), else the virtual orbit camera at ``input_pose``."""
+    input_intrinsics: CameraIntrinsics | None
+    """Intrinsics of ``input_camera`` at render size (the crop's: off-centre, narrow), or None for the centred
+    FoV-49.1 camera of the model's convention."""
 
 
 @dataclass
@@ -78,6 +84,8 @@ class _ObjectFrame:
     """The object frame and virtual input camera derived from the input (metric or normalised)."""
 
     pose: tuple[float, float, float]
+    input_camera: np.ndarray | None = None
+    input_intrinsics: CameraIntrinsics | None = None
     init_density: torch.Tensor | None = None
     depth_target: torch.Tensor | None = None
     T_cam_from_object: np.ndarray | None = None
@@ -89,19 +97,21 @@ def _to_tensor_image(image: np.ndarray, device: str) -> torch.Tensor:
     return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None].to(device)
 
 
-def _depth_target(visible_obj: np.ndarray, pose: tuple[float, float, float], size: int, device: str) -> torch.Tensor:
-    """(1, 1, size, size) z-buffer of the visible points (object frame) seen from the virtual input camera."""
-    T_world_from_vcam = orbit_camera(*pose)
-    p_v = (visible_obj - T_world_from_vcam[:3, 3]) @ T_world_from_vcam[:3, :3]
-    intr = CameraIntrinsics.from_fov(TRAINING_FOV_DEG, size, size)
-    ok = p_v[:, 2] > 1e-6
-    uv = np.round(intr.project(p_v[ok])).astype(np.int64)
-    z = p_v[ok, 2]
-    inside = (uv[:, 0] >= 0) & (uv[:, 0] < size) & (uv[:, 1] >= 0) & (uv[:, 1] < size)
-    zbuf = np.full(size * size, np.inf)
-    np.minimum.at(zbuf, uv[inside, 1] * size + uv[inside, 0], z[inside])
-    zbuf[~np.isfinite(zbuf)] = 0.0
-    return torch.from_numpy(zbuf.reshape(1, 1, size, size)).float().to(device)
+def _depth_target(inp: ReconstructionInput, pre: Zero123Input, scale: float, device: str) -> torch.Tensor:
+    """(1, 1, S, S) z-depth (object units, 0 = unknown) along the input camera's ray through each pixel centre of the
+    preprocessed image: the measured depth at the original pixel that ray comes from, inside the object's mask eroded
+    by one pixel (edge pixels mix the object and what is behind it)."""
+    size = pre.image.shape[0]
+    v, u = np.mgrid[0:size, 0:size]
+    uv = np.round(pre.to_original(np.stack([u.ravel(), v.ravel()], 1).astype(np.float64))).astype(np.int64)
+    height, width = inp.mask.shape
+    ok = (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height)
+    core = ndimage.binary_erosion(np.asarray(inp.mask, dtype=bool))
+    ok[ok] = core[uv[ok, 1], uv[ok, 0]]
+    z = np.zeros(size * size)
+    z[ok] = np.asarray(inp.depth_m, dtype=np.float64)[uv[ok, 1], uv[ok, 0]] / scale
+    z[~np.isfinite(z) | (z < 0)] = 0.0
+    return torch.from_numpy(z.reshape(1, 1, size, size)).float().to(device)
 
 
 def _metric_frame(
@@ -109,7 +119,7 @@ def _metric_frame(
 ) -> _ObjectFrame:
     """Object frame from the depth completion: plane-aligned, metric, the virtual camera along the real one."""
     fcfg = config.voxel_field
-    completion, visible = complete_from_depth(inp, config.depth)
+    completion, _ = complete_from_depth(inp, config.depth)
     T_ci = completion.T_cam_from_index
     voxel = float(np.linalg.norm(T_ci[:3, 0]))
     R_cam_from_obj = T_ci[:3, :3] / voxel  # plane-aligned: x horizontal view direction, z up
@@ -132,11 +142,21 @@ def _metric_frame(
     pts_cam = pts_obj @ T_cam_from_object[:3, :3].T + T_cam_from_object[:3, 3]
     idx = (pts_cam - T_ci[:3, 3]) @ np.linalg.inv(T_ci[:3, :3]).T
     occ = ndimage.map_coordinates(completion.occupancy.astype(np.float32), idx.T, order=1, cval=0.0)
-    vis_obj = visible @ T_object_from_cam[:3, :3].T + T_object_from_cam[:3, 3]
+    # The input-view losses render the REAL camera through the crop: the preprocessed image is exactly what it sees
+    # (the virtual orbit camera above is the model's convention for the relative views only; it differs from the
+    # crop in perspective and in where the object's centre projects).
+    input_camera = np.eye(4)
+    input_camera[:3, :3] = R_cam_from_obj.T
+    input_camera[:3, 3] = T_object_from_cam[:3, 3]
+    R = fcfg.render_size
     return _ObjectFrame(
         pose=pose,
-        init_density=field_from_occupancy(occ.reshape(g, g, g), fcfg),
-        depth_target=_depth_target(vis_obj, pose, fcfg.render_size, device),
+        input_camera=input_camera,
+        input_intrinsics=pre.intrinsics.scaled(R / size),
+        init_density=field_from_occupancy(
+            occ.reshape(g, g, g), fcfg, inside=fcfg.init_density, outside=-fcfg.init_density
+        ),
+        depth_target=_depth_target(inp, pre, float(np.linalg.norm(T_cam_from_object[:3, 0])), device),
         T_cam_from_object=T_cam_from_object,
         plane_cam=completion.plane_cam,
     )
@@ -157,7 +177,6 @@ def prepare_learned_setup(inp: ReconstructionInput, pipeline, config: Reconstruc
     """Preprocess the input for Zero-1-to-3, encode it once, and fix the object frame and the input camera."""
     size = int(pipeline.image_size)
     device = str(pipeline._execution_device) if hasattr(pipeline, "_execution_device") else config.device
-    R = config.voxel_field.render_size
     plane = None if inp.support_plane_cam is None else np.asarray(inp.support_plane_cam, dtype=np.float64)
     pre = preprocess_for_zero123(
         inp.rgb,
@@ -180,7 +199,7 @@ def prepare_learned_setup(inp: ReconstructionInput, pipeline, config: Reconstruc
     return LearnedSetup(
         cond=cond,
         input_latents=input_latents,
-        input_mask=F.interpolate(mask_t, size=(R, R), mode="area"),
+        input_mask=mask_t,
         input_pose=frame.pose,
         depth_target=frame.depth_target,
         init_density=frame.init_density,
@@ -189,6 +208,8 @@ def prepare_learned_setup(inp: ReconstructionInput, pipeline, config: Reconstruc
         plane_cam=frame.plane_cam,
         image_size=size,
         background=white.mean(dim=(2, 3), keepdim=True),
+        input_camera=frame.input_camera if frame.input_camera is not None else orbit_camera(*frame.pose),
+        input_intrinsics=frame.input_intrinsics,
     )
 
 
@@ -230,19 +251,58 @@ def pose_batch(pipeline, setup: LearnedSetup, poses: list[tuple[float, float, fl
     return pipeline.pose_vectors(relative_views(setup, poses), setup.input_pose[0]).float()
 
 
+def stratified_offsets(batch: int, size: int, generator: torch.Generator | None) -> np.ndarray | None:
+    """(batch, size * size, 2) uniform positions of rays within their pixels (None without a generator: centres).
+
+    A render of R x R rays at random positions within their pixels, compared with the full-resolution target at
+    those positions, sees the target's edges sharply in expectation; a render at pixel centres compared with an
+    area-downsampled target would be fitted by a blurred, half-transparent boundary instead."""
+    if generator is None:
+        return None
+    return (torch.rand(batch, size * size, 2, generator=generator) - 0.5).double().numpy()
+
+
+def sample_image(images: torch.Tensor, size: int, offsets: np.ndarray | None) -> torch.Tensor:
+    """(B, C, S, S) full-resolution targets at the rays of a size x size render: the value of the S-pixel each ray
+    passes through (``offsets`` as given to the render)."""
+    b, c, s = images.shape[0], images.shape[1], images.shape[-1]
+    v, u = np.mgrid[0:size, 0:size]
+    pos = np.stack([u.ravel(), v.ravel()], -1)[None] + 0.5  # pixel-edge coordinates of the ray, render pixels
+    if offsets is not None:
+        pos = pos + offsets
+    idx = np.clip(np.floor(pos * s / size).astype(np.int64), 0, s - 1)
+    flat = torch.from_numpy(np.broadcast_to(idx[..., 1] * s + idx[..., 0], (b, size * size)).copy())
+    gathered = images.reshape(b, c, s * s).gather(2, flat.to(images.device)[:, None, :].expand(b, c, -1))
+    return gathered.reshape(b, c, size, size)
+
+
+def latent_loss(rendered: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """MSE of rendered latents against the model's latents at the coarser of the two resolutions, the finer one
+    area-averaged (a latent pixel summarises its 8 x 8 image pixels; upsampling the target instead blurs the edges
+    the render must match)."""
+    r, t = rendered.shape[-1], target.shape[-1]
+    if r > t:
+        rendered = F.interpolate(rendered, size=(t, t), mode="area")
+    elif t > r:
+        target = F.interpolate(target, size=(r, r), mode="area")
+    return F.mse_loss(rendered, target)
+
+
 def input_view_loss(
-    field: VoxelField, setup: LearnedSetup, config: ReconstructionConfig
+    field: VoxelField, setup: LearnedSetup, config: ReconstructionConfig, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(latent + mask loss, depth loss) of the field seen from the input camera."""
+    """(latent + mask loss, depth loss) of the field seen from the input camera (stratified rays with a generator)."""
     R = config.voxel_field.render_size
-    out = field.render([orbit_camera(*setup.input_pose)], R)
-    target = F.interpolate(setup.input_latents, size=(R, R), mode="bilinear", align_corners=False)
-    loss = F.mse_loss(out.latents, target) + F.mse_loss(out.opacity, setup.input_mask)
+    offsets = stratified_offsets(1, R, generator)
+    out = field.render([setup.input_camera], R, generator=generator, intrinsics=setup.input_intrinsics, offsets=offsets)
+    mask = sample_image(setup.input_mask, R, offsets)
+    loss = latent_loss(out.latents, setup.input_latents) + F.mse_loss(out.opacity, mask)
     depth_loss = torch.zeros((), device=loss.device)
     if setup.depth_target is not None:
-        valid = setup.depth_target > 0
+        target = sample_image(setup.depth_target, R, offsets)
+        valid = target > 0
         if bool(valid.any()):
-            depth_loss = (out.depth - setup.depth_target).abs()[valid].mean()
+            depth_loss = (out.depth - target).abs()[valid].mean()
     return loss, depth_loss
 
 

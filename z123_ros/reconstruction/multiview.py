@@ -22,9 +22,12 @@ from z123_ros.reconstruction.field import orbit_camera
 from z123_ros.reconstruction.learned import (
     field_to_result,
     input_view_loss,
+    latent_loss,
     make_field,
     prepare_learned_setup,
     progress_bar,
+    sample_image,
+    stratified_offsets,
 )
 
 logger = logging.getLogger(__name__)
@@ -62,15 +65,12 @@ def reconstruct_multiview(inp: ReconstructionInput, pipeline, config: Reconstruc
     images = out.images.float().to(device)  # (N, 3, S, S) in [0, 1]
     timings["novel_views"] = time.perf_counter() - t0
 
-    # 2. Targets: latents of the generated views (encoded once) and their silhouettes against white.
+    # 2. Targets: latents of the generated views (encoded once) and their full-resolution silhouettes against white.
     t0 = time.perf_counter()
     R = fcfg.render_size
     with torch.no_grad():
-        target_latents = F.interpolate(
-            pipeline.encode_latents(images).float(), size=(R, R), mode="bilinear", align_corners=False
-        )
+        target_latents = pipeline.encode_latents(images).float()
     silhouettes = ((1.0 - images).amax(dim=1, keepdim=True) > WHITE_THRESHOLD).float()
-    silhouettes = F.interpolate(silhouettes, size=(R, R), mode="area")
     cameras = [orbit_camera(polar + p, azimuth + a, radius) for p, a in zip(d_polar, d_az, strict=True)]
     optimiser = torch.optim.Adamax(
         [{"params": [field.features], "lr": cfg.lr}, {"params": [field.density], "lr": cfg.density_lr}]
@@ -80,9 +80,12 @@ def reconstruct_multiview(inp: ReconstructionInput, pipeline, config: Reconstruc
     with progress_bar(cfg.fit_steps, config.show_progress, "multiview fit") as bar:
         for _ in range(cfg.fit_steps):
             # 3. Input view (latents, mask, metric depth) + all generated views (latents, silhouettes).
-            in_loss, depth_loss = input_view_loss(field, setup, config)
-            rendered = field.render(cameras, R, generator=generator)
-            gen_loss = F.mse_loss(rendered.latents, target_latents) + F.mse_loss(rendered.opacity, silhouettes)
+            # Rays at random positions within their pixels, against the full-resolution silhouettes (learned.py).
+            in_loss, depth_loss = input_view_loss(field, setup, config, generator)
+            offsets = stratified_offsets(len(cameras), R, generator)
+            rendered = field.render(cameras, R, generator=generator, offsets=offsets)
+            target_opacity = sample_image(silhouettes, R, offsets)
+            gen_loss = latent_loss(rendered.latents, target_latents) + F.mse_loss(rendered.opacity, target_opacity)
             loss = in_loss + weight_depth * depth_loss + cfg.generated_view_weight * gen_loss
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -90,7 +93,7 @@ def reconstruct_multiview(inp: ReconstructionInput, pipeline, config: Reconstruc
             bar.update()
     field.eval()
     timings["fit"] = time.perf_counter() - t0
-    agreement = float(1.0 - F.l1_loss(rendered.opacity.detach(), silhouettes).clamp(0, 1))
+    agreement = float(1.0 - F.l1_loss(rendered.opacity.detach(), target_opacity).clamp(0, 1))
     info = {
         "num_views": float(cfg.num_views),
         "fit_steps": float(cfg.fit_steps),
