@@ -104,9 +104,9 @@ class FieldConfig:
     init_density: float = 4.0
     """Raw density (before softplus) of the depth completion's inside (+) and outside (-) when it initialises the
     field: sigma 4 per voxel is opaque (98 % of the light stops in one voxel) and 0.018 outside is almost empty, yet
-    either side can be turned by the views within a few tens of steps. At +-10 the initialisation held the fit
-    (measured with the oracle, tiny size: multiview IoU 0.82 -> 0.91 on a box, 0.83 -> 0.87 on a cylinder) because
-    the completion's guess of the hidden side could not be moved within the fit."""
+    either side can be turned by the views within a few tens of steps. At +-10 the initialisation held the fit at
+    the completion's own guess of the hidden side (oracle, tiny size, multiview: box 0.82 and cylinder 0.83 with
+    +-10, the depth backend's 0.83 / 0.83; with +-4 and the fit's density lr 0.5, 100 steps: 0.91 / 0.87)."""
 
 
 @dataclass
@@ -114,21 +114,33 @@ class SJCConfig:
     """Score Jacobian Chaining, the ``zero123`` backend. Defaults are the paper's (10 000 Adamax steps, lr 0.05,
     guidance 100, input view 1e4, near view 1e5, depth smoothness 1e5, radius 1.8-2.2, +z up).
 
-    Schedule study with the oracle (tests/_oracle_helpers.py, a perfect prior; box, 32^3 field, 16 px renders, from
-    the centred ball, IoU in metres): with these weights the field does not move in 200 steps (IoU 0.385 at step 1
-    and at step 200): the oracle's score carries no guidance amplification, and the 1e5 near-view L1 (whose gradient
-    per latent is ~1e5 / 1024 x sign) outweighs it. ``score_weight=100`` (about guidance 100's magnitude),
-    ``density_lr=1``, near view and smoothness off: IoU 0.385 -> 0.463 in 200 steps, rising but far from converged;
-    from the depth completion (the metric default) the field keeps its initial IoU. The paper's balance is kept as
-    the default because it was set for a real guided score, which the oracle cannot stand in for."""
+    Schedule study with the oracle (tests/_oracle_helpers.py, a perfect prior: its score is the exact noise
+    prediction, so the SJC gradient is ``sqrt(a (1 - a)) (z - x0)``, a regression to the true latent at the random
+    view; box 0.10 x 0.06 x 0.12 m, 32^3 field, 16 px renders, 128 px oracle images (16 x 16 latents), IoU in metres):
+
+    - these (the paper's) weights: the field does not move (IoU stays at its initialisation: 0.83 from the depth
+      completion, 0.39 from the ball, 200 steps): the exact score has no guidance-100 amplification, and the 1e5
+      near-view L1 (a mean, so ~1e5 / 1024 x sign per latent at 16 px) outweighs it;
+    - the oracle's equivalent: ``score_weight=100`` (the size of guidance 100's amplification), near view and
+      smoothness 0 (with an exact score they only hold the field back):
+      from the depth completion with ``density_lr=0.5``: box 0.83 -> 0.86 in 200 steps, cracker box stays at 0.89-0.90
+      (at density_lr 1 / 2 single-view steps wear it down to 0.83 / 0.75: keep 0.5 from a good initialisation);
+      from the ball (``init_from_depth=False``) with ``density_lr=2``: box 0.385 -> 0.71 (50 steps) -> 0.79 (200)
+      -> 0.80 (250: IoU 0.8 reached) -> 0.82 (400); at density_lr 0.5 only 0.48 after 200 steps;
+    - the noise level: with an exact score it only scales the pull by sqrt(a (1 - a)); a narrow mid-schedule range
+      (0.45-0.55) did worse than the full (0.2-0.98) from the ball (0.35 vs 0.48 at 200 steps, density lr 0.5), so
+      ``t_range`` stays the paper's; a real model's score is sharper at low noise and needs ``t_range_end``.
+    The defaults stay the paper's: they were set for a real guided score, which the oracle cannot stand in for.
+    bench/bench_reconstruction.py ``ORACLE_SJC`` / ``ORACLE_SJC_BALL`` are the oracle schedules above."""
 
     steps: int = 10000
     """Optimisation steps (Adamax)."""
     lr: float = 0.05
     """Adamax learning rate (latent features)."""
     density_lr: float = 0.05
-    """Adamax learning rate of the raw density (which starts at +-10: Adamax moves it by about this much a step, so
-    0.05 needs ~300 steps to turn a voxel; fine for 10 000 steps, too slow for short runs)."""
+    """Adamax learning rate of the raw density (which starts at +-``FieldConfig.init_density``: Adamax moves it by
+    about this much a step, so 0.05 needs ~80 steps to turn a voxel; fine for 10 000 steps, too slow for short runs:
+    see the oracle study above)."""
     guidance_scale: float = 100.0
     """Classifier-free guidance of the SJC score."""
     input_view_weight: float = 1e4
@@ -151,6 +163,10 @@ class SJCConfig:
     cannot tell schedules apart; a real model's score is sharper at low noise and needs the annealing below."""
     t_range_end: tuple[float, float] | None = None
     """When set, ``t_range`` is annealed linearly to this range by the last step (None = no annealing)."""
+    init_from_depth: bool = True
+    """Start from the depth completion when depth is given (else, and when False, from a centred ball: what the
+    score alone recovers, the oracle study's "from scratch"). The metric depth and input-view losses apply either
+    way."""
     score_weight: float = 1.0
     """Weight of the score-distillation term (1 = the paper; the oracle study needed ~100, see the class docs)."""
     seed: int = 0

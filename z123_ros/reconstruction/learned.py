@@ -213,9 +213,11 @@ def prepare_learned_setup(inp: ReconstructionInput, pipeline, config: Reconstruc
     )
 
 
-def make_field(setup: LearnedSetup, config: ReconstructionConfig) -> VoxelField:
-    """A field initialised from the setup (depth completion or a ball), background = the white image's latent."""
-    field = VoxelField(config.voxel_field, setup.init_density).to(setup.input_latents.device)
+def make_field(setup: LearnedSetup, config: ReconstructionConfig, from_depth: bool = True) -> VoxelField:
+    """A field initialised from the setup (depth completion, or a centred ball without depth or when ``from_depth``
+    is False), background = the white image's latent."""
+    init = setup.init_density if from_depth else None
+    field = VoxelField(config.voxel_field, init).to(setup.input_latents.device)
     field.background.copy_(setup.background)
     plane_obj = support_plane_object(setup)
     if plane_obj is not None:

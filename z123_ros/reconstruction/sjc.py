@@ -134,7 +134,7 @@ def reconstruct_sjc(inp: ReconstructionInput, pipeline, config: ReconstructionCo
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     setup = prepare_learned_setup(inp, pipeline, config)
-    field = make_field(setup, config)
+    field = make_field(setup, config, from_depth=config.sjc.init_from_depth)
     timings["prepare"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     optimise_sjc(field, setup, pipeline, config)
