@@ -248,7 +248,9 @@ def test_novel_views_actor_equals_in_process_and_a_second_dispatcher_stops_only_
         assert remote.ok, remote
         direct = make_worker("novel_views", pool)(job)
         assert remote.value.images.shape == direct.images.shape == (2, 64, 64, 3)
-        np.testing.assert_allclose(remote.value.images, direct.images, atol=1e-5)
+        # Same model, seed and steps; the actor runs torch on 1 thread (num_cpus 0.25), this process on 2, so float
+        # sums are reduced in another order: 1.1e-5 seen. 1e-4 is still 40x below one 8-bit grey level.
+        np.testing.assert_allclose(remote.value.images, direct.images, atol=1e-4)
     finally:
         second.shutdown()
     assert ray.is_initialized(), "the second dispatcher stopped a Ray it did not start"
