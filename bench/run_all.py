@@ -21,7 +21,17 @@ from _table import markdown_table  # bench/ is sys.path[0] when a bench script r
 
 HERE = Path(__file__).resolve().parent
 # Explicit order: the pipeline from camera frame to mesh, then the system around it.
-BENCHMARKS = ("segmentation", "novel_views", "reconstruction", "eval", "dispatch", "node", "training")
+BENCHMARKS = (
+    "segmentation",
+    "novel_views",
+    "reconstruction",
+    "eval",
+    "dispatch",
+    "dispatch_startup",
+    "isolation",
+    "node",
+    "training",
+)
 
 
 def machine_description() -> str:
