@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 #: Written to the weights' metadata; a file without it is not ours.
 WEIGHTS_FORMAT = "z123-learned-seg-v1"
 IN_CHANNELS = 8
+#: The height channel is given in units of this many metres.
+HEIGHT_UNIT_M = 0.05
 
 
 def subsample_stride(width: int, height: int, long_side: int) -> int:
@@ -127,6 +129,7 @@ def init_params(cfg: NetConfig, seed: int = 0) -> dict:
         else:
             params[name] = torch.zeros(shape)
     params["head_fg.w"] *= 0.1
+    params["head_fg.b"] += -2.2  # start at the prior (about 1 pixel in 10 is an object) instead of learning it first
     params["head_offset.w"] *= 0.1
     return params
 
@@ -146,7 +149,8 @@ def input_features(xyz, height):
     n = torch.cross(dx, dy, dim=1)
     n = n / (n.norm(dim=1, keepdim=True) + 1e-9)
     n = torch.where((n * xyz).sum(dim=1, keepdim=True) > 0, -n, n)  # facing the camera
-    return torch.cat([xyz, valid, n * ok, height * valid], dim=1)
+    # Heights in units of 5 cm: the most telling channel gets a scale near the others' (metres, unit normals).
+    return torch.cat([xyz, valid, n * ok, height * valid / HEIGHT_UNIT_M], dim=1)
 
 
 def _conv(p: dict, name: str, x, stride: int = 1, dilation: int = 1, norm: bool = True):
