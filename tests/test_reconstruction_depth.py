@@ -190,6 +190,20 @@ def test_partly_occluded_object_grows_no_slab_at_its_foot():
     assert m_depth["chamfer"] < m_hull["chamfer"]
 
 
+def test_object_whose_foot_is_hidden_reaches_the_table():
+    # A sugar box seen above a cracker box in front of it (structured-light depth): no visible point reaches the
+    # table, and behind the occluder neither the box nor its mirror image is in its own silhouette, so only its
+    # visible top was kept (IoU 0.28, lowest point 10 cm above the table). An object stands on the table: behind
+    # the occluder it now continues down to it.
+    view = condition_object_view("structured_light", 1, "004_sugar_box")
+    depth, m_depth, m_hull = _against_hull(view)
+    world = transform_points(invert(view.T_cam_from_world), depth.vertices)
+    assert world[:, 2].min() < 0.01
+    assert mesh_pieces(depth) == 1
+    assert m_depth["iou"] > max(0.5, m_hull["iou"])
+    assert m_depth["chamfer"] < m_hull["chamfer"]
+
+
 def test_far_object_is_not_mirrored_behind_an_occluder():
     # A pear 1.5 m away with a pitcher behind it: a mirror plane 7 cm behind the pear threw its mirror image behind
     # the pitcher, where nothing contradicts it, and won (Chamfer 9.6 mm vs the hull's 7.4). A mirror image hidden

@@ -351,26 +351,44 @@ def _complete_with_prior(
         # the two is seen in the object's own silhouette: behind an occluder the object is completed only as the
         # mirror image of what was seen (else the unseen gap between an occluder and the object fills up).
         mirrored = grid.to_cam(_reflect(grid.centres[cand_idx], hypothesis))
-        possible_m, _, _, _ = space.classify(mirrored)
+        mirror_ok, _, _, _ = space.classify(mirrored)
+        possible_m = mirror_ok
         if own_sil is not None:
-            possible_m &= own_sil[cand_idx] | space.in_own_silhouette(mirrored)
+            possible_m = mirror_ok & (own_sil[cand_idx] | space.in_own_silhouette(mirrored))
         volume = int(np.count_nonzero(possible_m))
         if best_volume is None or volume < best_volume:
             best_volume, consistency, prior, best = volume, score, f"symmetry:{hypothesis[0]}", hypothesis
             support = np.concatenate([p_plane, _reflect(p_plane, hypothesis)])
-            occ = np.zeros_like(candidate)
+            occ, fillable = np.zeros_like(candidate), np.zeros_like(candidate)
             occ[cand_idx[possible_m]] = True
+            fillable[cand_idx[mirror_ok]] = True
     if occ is not None:
         # Trimmed after the choice: trimming first would favour the hypotheses whose mirror image covers least.
         idx = np.flatnonzero(occ)
         occ[idx[~_in_symmetric_footprint(grid, idx, p_plane, best)]] = False
     else:
         occ = _thickness_prior(grid, candidate, p_plane, width, cfg)
+        fillable = candidate
         if own_sil is not None:
             # Like the symmetric hull: the object is completed where it was seen (in its own silhouette), not in
             # every gap behind an occluder beside it (a power drill lying between two objects grew a 15 cm slab).
             occ &= own_sil
+    # Only for an object whose foot is not seen: where it is, the space under an overhang hidden by another object
+    # (a pitcher's handle behind a bottle) is not object.
+    if own_sil is not None and p_plane[:, 2].min() > max(cfg.min_thickness_m, 2 * grid.voxel):
+        occ |= _down_to_the_table(grid, occ, fillable & ~own_sil)
     return occ, prior, consistency, support
+
+
+def _down_to_the_table(grid: _Grid, occ: np.ndarray, hidden_by_other: np.ndarray) -> np.ndarray:
+    """(N,) bool: voxels hidden only by another object (``hidden_by_other``, flat) below an occupied voxel of the
+    same column. Called when no visible point reaches the table: the object stands on it, so behind the occluder in
+    front of its foot it continues down (a sugar box seen above a cracker box came out as its visible top, IoU 0.28).
+    Only where its own silhouette says nothing (there the symmetry decides) and, with a symmetry, where the mirror
+    image is possible too."""
+    occ3 = occ.reshape(grid.dims)
+    below = np.flip(np.maximum.accumulate(np.flip(occ3, axis=2), axis=2), axis=2)
+    return below.ravel() & hidden_by_other
 
 
 def _in_symmetric_footprint(
