@@ -170,7 +170,7 @@ def oracle_config(fit_steps: int = 100, sjc_steps: int = 200) -> ReconstructionC
 ORACLE_SJC = {"score_weight": 100.0, "density_lr": 0.5, "near_view_weight": 0.0, "depth_smooth_weight": 0.0}
 ORACLE_SJC_BALL = {**ORACLE_SJC, "density_lr": 2.0, "init_from_depth": False}
 #: Steps of the SJC rows started from the centred ball (score alone builds the hidden side).
-BALL_STEPS = 300
+BALL_STEPS = 500
 
 #: (backend, oracle flags, SJC overrides, label) of the oracle rows.
 ORACLE_RUNS = (

@@ -106,7 +106,7 @@ class FieldConfig:
     field: sigma 4 per voxel is opaque (98 % of the light stops in one voxel) and 0.018 outside is almost empty, yet
     either side can be turned by the views within a few tens of steps. At +-10 the initialisation held the fit at
     the completion's own guess of the hidden side (oracle, tiny size, multiview: box 0.82 and cylinder 0.83 with
-    +-10, the depth backend's 0.83 / 0.83; with +-4 and the fit's density lr 0.5, 100 steps: 0.91 / 0.87)."""
+    +-10, the depth backend's 0.83; with +-4 and the fit's density lr 0.5, 100 steps: 0.91 / 0.85)."""
 
 
 @dataclass
