@@ -269,7 +269,7 @@ def oracle_markdown(rows: list[dict]) -> str:
     """Per-backend mean and worst object of the oracle rows."""
     lines = [
         "| backend | objects | IoU mean | IoU worst | CD mean (mm) | F@5mm | hidden-side dist (mm) | CPU s / object "
-        "| wall s / object (niced, loaded) |",
+        "| wall s / object |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for backend in dict.fromkeys(r["backend"] for r in rows):
