@@ -126,7 +126,9 @@ class SJCConfig:
       from the depth completion with ``density_lr=0.5``: box 0.83 -> 0.86 in 200 steps, cracker box stays at 0.89-0.90
       (at density_lr 1 / 2 single-view steps wear it down to 0.83 / 0.75: keep 0.5 from a good initialisation);
       from the ball (``init_from_depth=False``) with ``density_lr=2``: box 0.385 -> 0.71 (50 steps) -> 0.79 (200)
-      -> 0.80 (250: IoU 0.8 reached) -> 0.82 (400); at density_lr 0.5 only 0.48 after 200 steps;
+      -> 0.80 (250: IoU 0.8 reached) -> 0.82 (400); at density_lr 0.5 only 0.48 after 200 steps; on rendered YCB
+      objects it plateaus at 0.77-0.78 from ~600 steps (soup can, cracker box; 1000-step run): 0.8 not reached
+      there, the limit of latent-only supervision at 16 x 16 latents;
     - the noise level: with an exact score it only scales the pull by sqrt(a (1 - a)); a narrow mid-schedule range
       (0.45-0.55) did worse than the full (0.2-0.98) from the ball (0.35 vs 0.48 at 200 steps, density lr 0.5), so
       ``t_range`` stays the paper's; a real model's score is sharper at low noise and needs ``t_range_end``.
