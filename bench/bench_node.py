@@ -57,6 +57,57 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+#: Fields of /proc/PID/smaps_rollup the soak samples (kB there, MB here). RSS counts a page shared by N processes N
+#: times (Ray's object store in shared memory, mapped by every worker that touched an object); PSS divides it among
+#: them, so a sum over processes counts each page once. Private = pages mapped by this process alone (USS).
+SMAPS_FIELDS = ("Rss", "Pss", "Pss_Anon", "Pss_Shmem", "Private_Clean", "Private_Dirty")
+
+
+def _smaps_mb(pid: int) -> dict[str, float]:
+    """The SMAPS_FIELDS of one process in MB, plus "Private" (clean + dirty); zeros when it is gone."""
+    out = dict.fromkeys(SMAPS_FIELDS, 0.0)
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            name, _, rest = line.partition(":")
+            if name in out:
+                out[name] = int(rest.split()[0]) / 1024.0
+    except (OSError, IndexError, ValueError):
+        pass
+    out["Private"] = out["Private_Clean"] + out["Private_Dirty"]
+    return out
+
+
+def _smaps_sum(pids: list[int]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for pid in pids:
+        for name, value in _smaps_mb(pid).items():
+            total[name] = total.get(name, 0.0) + value
+    return total
+
+
+def _process_name(pid: int) -> str:
+    """A short name for a Ray process: its comm (raylet, gcs_server, ray::<Actor>), or for a Python helper the
+    script it runs (dashboard agent, log monitor)."""
+    try:
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        if not comm.startswith("python"):
+            return comm
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    scripts = [Path(a.decode(errors="replace")).name for a in args if a.endswith(b".py")]
+    return scripts[0] if scripts else comm
+
+
+def _private_by_name(pids: list[int]) -> dict[str, float]:
+    """Private memory (USS, MB) summed by process name."""
+    out: dict[str, float] = {}
+    for pid in pids:
+        name = _process_name(pid)
+        out[name] = out.get(name, 0.0) + _smaps_mb(pid)["Private"]
+    return out
+
+
 def _descendants(pid: int) -> list[int]:
     """Every descendant process (Ray's raylet, GCS and workers run under the node process)."""
     children: dict[int, list[int]] = {}
@@ -154,8 +205,11 @@ def _soak(frames, duration: float, static_s: float, static_frames=None) -> dict:
         pid = proc.proc.pid
 
         def sample(t: float) -> None:
-            ray_rss = sum(_rss_mb(p) for p in _descendants(pid))
-            out["samples"].append((t, _rss_mb(pid), ray_rss, probe.diagnostics()))
+            ray = _descendants(pid)
+            ray_rss = sum(_rss_mb(p) for p in ray)
+            out["samples"].append(
+                (t, _rss_mb(pid), ray_rss, probe.diagnostics(), _smaps_mb(pid), _smaps_sum(ray), _private_by_name(ray))
+            )
 
         t_first = time.monotonic()
         out["published"], out["scene_starts"] = _publish_loop(probe, proc, frames, duration, sample)
@@ -285,6 +339,28 @@ def _memory_rows(soak: dict, label: str) -> list[dict]:
                 "unit": "MB/min",
             },
         ]
+    # Where the growth is: private (this process's own pages: heap, a leak would be here) vs PSS by kind (anonymous
+    # memory, and shared memory: Ray's object store) vs RSS (which counts each shared page once per process).
+    for name, col in (("node", 4), ("Ray processes", 5)):
+        for field, what in (("Private", "private (USS)"), ("Pss_Anon", "PSS anonymous"), ("Pss_Shmem", "PSS shmem")):
+            y = np.array([s[col].get(field, 0.0) for s in samples])
+            rows.append(
+                {
+                    "metric": f"{label}{name} {what}: start / end; growth warm-up / after",
+                    "value": f"{y[0]:.0f} / {y[-1]:.0f}; "
+                    f"{_slope_per_min(t[~warm], y[~warm]):.1f} / {_slope_per_min(t[warm], y[warm]):.1f}",
+                    "unit": "MB; MB/min",
+                }
+            )
+    names = sorted({name for s in samples for name in s[6]})
+    growth = {n: _slope_per_min(t[warm], np.array([s[6].get(n, 0.0) for s in samples])[warm]) for n in names}
+    rows.append(
+        {
+            "metric": f"{label}Ray processes private (USS) growth after warm-up, by process",
+            "value": ", ".join(f"{n}={g:+.1f}" for n, g in sorted(growth.items(), key=lambda kv: -abs(kv[1]))[:6]),
+            "unit": "MB/min",
+        }
+    )
     for key in ("queue.pending_frame", "queue.results", "jobs_in_flight", "dispatch.queued"):
         series = np.array([float(s[3].get(key, 0)) for s in samples])
         rows.append(

@@ -261,6 +261,8 @@ class Pipeline:
             self._stats.count("dispatch_rejected")
             self._stats.drop(f"dispatch_{exc.reason}", f"object {object_id}: {exc}")
             return
+        track = self.book.get(object_id)
+        self._logger.info(f"object {object_id} {'again' if again else 'sent'} to reconstruction: {track.reason}")
         self.book.dispatched(object_id, job_id)
         if again:  # moved or changed since its last reconstruction (a static scene never counts here)
             self._stats.count("objects_reconstructed_again")

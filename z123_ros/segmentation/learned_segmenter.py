@@ -34,7 +34,7 @@ from z123_ros.segmentation.config import SegmentationConfig
 from z123_ros.segmentation.inputs import check_depth, check_rgb, check_roi
 from z123_ros.segmentation.learned_config import PACKAGED_WEIGHTS, ClusterConfig, NetConfig
 from z123_ros.segmentation.learned_net import forward, load_weights, plane_height, subsample_frame, xyz_image
-from z123_ros.segmentation.masks import clean_mask, mask_box
+from z123_ros.segmentation.masks import clean_mask, mask_box, robust_span, robust_top
 from z123_ros.segmentation.tabletop import TabletopSegmenter
 from z123_ros.segmentation.types import FrameSegmentation, SegmentedObject
 
@@ -281,11 +281,12 @@ def _measure(mask, depth, intr, plane, axes, obj_id: int, score: float) -> Segme
     size_on_plane = polar = None
     if plane is not None:
         q = np.einsum("ki,ni->nk", axes, p)
-        size_on_plane = np.array([np.ptp(q[:, 0]), np.ptp(q[:, 1]), max(0.0, float(q[:, 2].max() + plane[3]))])
+        footprint = robust_span(q[:, :2])
+        size_on_plane = np.array([footprint[0], footprint[1], max(0.0, robust_top(q[:, 2]) + float(plane[3]))])
         polar = polar_over_plane(plane, centroid)
     box = mask_box(mask)
     return SegmentedObject(
-        id=obj_id, mask=mask, box_xyxy=box, centroid_cam=centroid, extent_m=p.max(axis=0) - p.min(axis=0),
+        id=obj_id, mask=mask, box_xyxy=box, centroid_cam=centroid, extent_m=robust_span(p),
         score=float(np.clip(score, 0.0, 1.0)), method=METHOD_LEARNED, camera_polar_deg=polar,
         size_on_plane_m=size_on_plane, depth_coverage=float(ok.mean()),
         truncated=box[0] <= 0 or box[1] <= 0 or box[2] >= W or box[3] >= H,

@@ -1,4 +1,4 @@
-"""Mask helpers shared by the segmenters: tight boxes, speck removal, hole filling."""
+"""Mask helpers shared by the segmenters: tight boxes, speck removal, hole filling, extents robust to stray points."""
 
 from __future__ import annotations
 
@@ -32,3 +32,23 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     flood = np.zeros((h + 4, w + 4), np.uint8)
     cv2.floodFill(canvas, flood, (0, 0), 1)
     return (canvas[1:-1, 1:-1] == 0) | mask
+
+
+#: Extents and heights are measured between this percentile of an object's points and its complement (1 -> the 1st
+#: to the 99th). A real depth sensor's flying pixels and edge jitter put a few points of every mask tens of
+#: centimetres off the object: max - min of one object varied 0.58-0.96 m over noise samples of the project's
+#: active-stereo model (0.34 m noise-free), so a static object looked resized in most frames and the tracker's size
+#: gate gave it a new id. The 1st-99th span varied by at most 10 % over the same samples and stays within 10 % of the
+#: noise-free max - min (0.5th-99.5th still let outliers through). Masks do not depend on it.
+EXTENT_PERCENTILE = 1.0
+
+
+def robust_span(points: np.ndarray) -> np.ndarray:
+    """(D,) extent of (N, D) ``points`` per column, between the EXTENT_PERCENTILE-th and its complement."""
+    lo, hi = np.percentile(points, [EXTENT_PERCENTILE, 100.0 - EXTENT_PERCENTILE], axis=0)
+    return hi - lo
+
+
+def robust_top(values: np.ndarray) -> float:
+    """The highest of ``values`` but for the top EXTENT_PERCENTILE per cent (stray points)."""
+    return float(np.percentile(values, 100.0 - EXTENT_PERCENTILE))

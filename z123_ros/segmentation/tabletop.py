@@ -49,7 +49,7 @@ from z123_ros.geometry import (
 )
 from z123_ros.segmentation.config import SegmentationConfig
 from z123_ros.segmentation.inputs import check_depth, check_rgb, check_roi
-from z123_ros.segmentation.masks import fill_holes
+from z123_ros.segmentation.masks import fill_holes, robust_span, robust_top
 from z123_ros.segmentation.rgb import segment_rgb
 from z123_ros.segmentation.surface import NEIGHBOURS, Links, concave_crease, depth_sigma, grid_normals, normal_noise_deg
 from z123_ros.segmentation.types import FrameSegmentation, SegmentedObject
@@ -998,7 +998,8 @@ class TabletopSegmenter:
         p = grid.intrinsics.backproject_pixels(uu[ok], vv[ok], z[ok])
         centroid = p.mean(axis=0)
         q = np.einsum("ki,ni->nk", axes, p)  # plane frame: footprint along e1, e2, height along n
-        size_on_plane = np.array([np.ptp(q[:, 0]), np.ptp(q[:, 1]), max(0.0, float(q[:, 2].max() + plane[3]))])
+        footprint = robust_span(q[:, :2])
+        size_on_plane = np.array([footprint[0], footprint[1], max(0.0, robust_top(q[:, 2]) + float(plane[3]))])
         coverage = float(ok.mean())
         # Confidence: depth backs the mask, and there are enough points to trust the cluster.
         size_term = min(1.0, len(p) / (20.0 * self.config.min_object_points))
@@ -1010,7 +1011,7 @@ class TabletopSegmenter:
             mask=mask,
             box_xyxy=box,
             centroid_cam=centroid,
-            extent_m=p.max(axis=0) - p.min(axis=0),
+            extent_m=robust_span(p),
             score=float(np.clip(0.5 + 0.5 * coverage * size_term, 0.0, 1.0)),
             method=METHOD_RGBD,
             camera_polar_deg=polar_over_plane(plane, centroid),
