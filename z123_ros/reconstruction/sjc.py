@@ -32,6 +32,7 @@ from z123_ros.reconstruction.learned import (
     pose_batch,
     prepare_learned_setup,
     progress_bar,
+    stratified_offsets,
 )
 
 logger = logging.getLogger(__name__)
@@ -70,10 +71,17 @@ def sjc_step_loss(
     jitter = rng.normal(0.0, cfg.near_view_jitter_deg, size=2)
     near_pose = (polar + float(jitter[0]), azimuth + float(jitter[1]), radius)
     cams = [orbit_camera(polar, azimuth, radius), orbit_camera(*near_pose)]
-    out = field.render(cams, fcfg.render_size, generator=state.gen)
+    # Rays at random positions within their pixels: in expectation the render is then the pixel's area average,
+    # which is what the model's latent of a pixel summarises (pixel centres fit a blurred, half-transparent edge).
+    offsets = stratified_offsets(2, fcfg.render_size, state.gen) if cfg.stratified_rays else None
+    out = field.render(cams, fcfg.render_size, generator=state.gen, offsets=offsets)
     # 1. SJC score at the random view: variance-reduced (eps_hat - eps).
     size = state.latent_size
-    z = F.interpolate(out.latents[:1], size=(size, size), mode="bilinear", align_corners=False)
+    # A render finer than the latents is area-averaged to them (supersampling: a latent summarises its pixels).
+    z = out.latents[:1]
+    if z.shape[-1] != size:
+        mode = "area" if z.shape[-1] > size else "bilinear"
+        z = F.interpolate(z, size=(size, size), mode=mode, **({} if mode == "area" else {"align_corners": False}))
     t = int(noise_level(config, step, rng) * (len(state.alphas) - 1))
     a = state.alphas[t]
     eps = torch.randn(z.shape, generator=state.gen, device=device)
@@ -88,7 +96,7 @@ def sjc_step_loss(
     grad = torch.nan_to_num((1 - a) * (eps_hat - eps))
     score_loss = 0.5 * ((z - (z - grad).detach()) ** 2).sum()
     # 2. Input-view reconstruction (+ metric depth on the visible surface).
-    in_loss, depth_loss = input_view_loss(field, setup, config)
+    in_loss, depth_loss = input_view_loss(field, setup, config, state.gen if cfg.stratified_rays else None)
     # 3. Near-view consistency: L1 on latents and depth against a jittered pose.
     near_loss = (out.latents[0] - out.latents[1]).abs().mean() + (out.depth[0] - out.depth[1]).abs().mean()
     loss = cfg.score_weight * score_loss + cfg.input_view_weight * in_loss + cfg.metric_depth_weight * depth_loss
