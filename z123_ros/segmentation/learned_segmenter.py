@@ -34,7 +34,7 @@ from z123_ros.segmentation.config import SegmentationConfig
 from z123_ros.segmentation.inputs import check_depth, check_rgb, check_roi
 from z123_ros.segmentation.learned_config import PACKAGED_WEIGHTS, ClusterConfig, NetConfig
 from z123_ros.segmentation.learned_net import forward, load_weights, plane_height, subsample_frame, xyz_image
-from z123_ros.segmentation.masks import clean_mask, mask_box, robust_span, robust_top
+from z123_ros.segmentation.masks import clean_mask, mask_box, measure_points, touches_border
 from z123_ros.segmentation.tabletop import TabletopSegmenter
 from z123_ros.segmentation.types import FrameSegmentation, SegmentedObject
 
@@ -277,17 +277,11 @@ def _measure(mask, depth, intr, plane, axes, obj_id: int, score: float) -> Segme
     if ok.sum() < 3:
         return None
     p = intr.backproject_pixels(uu[ok], vv[ok], z[ok])
-    centroid = p.mean(axis=0)
-    size_on_plane = polar = None
-    if plane is not None:
-        q = np.einsum("ki,ni->nk", axes, p)
-        footprint = robust_span(q[:, :2])
-        size_on_plane = np.array([footprint[0], footprint[1], max(0.0, robust_top(q[:, 2]) + float(plane[3]))])
-        polar = polar_over_plane(plane, centroid)
+    geometry = measure_points(p, plane, axes)
     box = mask_box(mask)
     return SegmentedObject(
-        id=obj_id, mask=mask, box_xyxy=box, centroid_cam=centroid, extent_m=robust_span(p),
-        score=float(np.clip(score, 0.0, 1.0)), method=METHOD_LEARNED, camera_polar_deg=polar,
-        size_on_plane_m=size_on_plane, depth_coverage=float(ok.mean()),
-        truncated=box[0] <= 0 or box[1] <= 0 or box[2] >= W or box[3] >= H,
+        id=obj_id, mask=mask, box_xyxy=box, centroid_cam=geometry.centroid_cam, extent_m=geometry.extent_m,
+        score=float(np.clip(score, 0.0, 1.0)), method=METHOD_LEARNED, camera_polar_deg=geometry.camera_polar_deg,
+        size_on_plane_m=geometry.size_on_plane_m, depth_coverage=float(ok.mean()),
+        truncated=touches_border(box, W, H),
     )  # fmt: skip

@@ -1,10 +1,15 @@
-"""Mask helpers shared by the segmenters: tight boxes, speck removal, hole filling, extents robust to stray points."""
+"""Mask helpers shared by the segmenters: tight boxes, speck removal, hole filling, extents robust to stray points,
+and the measurements of an object from its points."""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 from scipy import ndimage
+
+from z123_ros.camera import polar_over_plane
 
 
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -52,3 +57,33 @@ def robust_span(points: np.ndarray) -> np.ndarray:
 def robust_top(values: np.ndarray) -> float:
     """The highest of ``values`` but for the top EXTENT_PERCENTILE per cent (stray points)."""
     return float(np.percentile(values, 100.0 - EXTENT_PERCENTILE))
+
+
+class PointsGeometry(NamedTuple):
+    """What the segmenters report of an object's back-projected points (camera frame, metres)."""
+
+    centroid_cam: np.ndarray
+    """(3,) mean of the points."""
+    extent_m: np.ndarray
+    """(3,) robust span along the camera axes."""
+    size_on_plane_m: np.ndarray | None
+    """(footprint along the plane's e1, e2, height above it); None without a plane."""
+    camera_polar_deg: float | None
+    """The camera's polar angle over the plane seen from the centroid; None without a plane."""
+
+
+def measure_points(points: np.ndarray, plane: np.ndarray | None, axes: np.ndarray | None) -> PointsGeometry:
+    """Centroid, robust extent, size on the support ``plane`` (``axes``: its ``plane_axes``) and polar angle of an
+    object's (N, 3) points, N >= 1."""
+    centroid = points.mean(axis=0)
+    if plane is None:
+        return PointsGeometry(centroid, robust_span(points), None, None)
+    q = np.einsum("ki,ni->nk", axes, points)  # plane frame: footprint along e1, e2, height along n
+    footprint = robust_span(q[:, :2])
+    size = np.array([footprint[0], footprint[1], max(0.0, robust_top(q[:, 2]) + float(plane[3]))])
+    return PointsGeometry(centroid, robust_span(points), size, polar_over_plane(plane, centroid))
+
+
+def touches_border(box_xyxy: tuple[int, int, int, int], width: int, height: int) -> bool:
+    """Whether a box (x1/y1 exclusive) reaches the image border: the object may continue outside the image."""
+    return box_xyxy[0] <= 0 or box_xyxy[1] <= 0 or box_xyxy[2] >= width or box_xyxy[3] >= height

@@ -49,7 +49,7 @@ from z123_ros.geometry import (
 )
 from z123_ros.segmentation.config import SegmentationConfig
 from z123_ros.segmentation.inputs import check_depth, check_rgb, check_roi
-from z123_ros.segmentation.masks import fill_holes, robust_span, robust_top
+from z123_ros.segmentation.masks import fill_holes, measure_points, touches_border
 from z123_ros.segmentation.rgb import segment_rgb
 from z123_ros.segmentation.surface import NEIGHBOURS, Links, concave_crease, depth_sigma, grid_normals, normal_noise_deg
 from z123_ros.segmentation.types import FrameSegmentation, SegmentedObject
@@ -996,10 +996,7 @@ class TabletopSegmenter:
         if ok.sum() < 3:
             return None
         p = grid.intrinsics.backproject_pixels(uu[ok], vv[ok], z[ok])
-        centroid = p.mean(axis=0)
-        q = np.einsum("ki,ni->nk", axes, p)  # plane frame: footprint along e1, e2, height along n
-        footprint = robust_span(q[:, :2])
-        size_on_plane = np.array([footprint[0], footprint[1], max(0.0, robust_top(q[:, 2]) + float(plane[3]))])
+        geometry = measure_points(p, plane, axes)
         coverage = float(ok.mean())
         # Confidence: depth backs the mask, and there are enough points to trust the cluster.
         size_term = min(1.0, len(p) / (20.0 * self.config.min_object_points))
@@ -1010,14 +1007,14 @@ class TabletopSegmenter:
             id=obj_id,
             mask=mask,
             box_xyxy=box,
-            centroid_cam=centroid,
-            extent_m=robust_span(p),
+            centroid_cam=geometry.centroid_cam,
+            extent_m=geometry.extent_m,
             score=float(np.clip(0.5 + 0.5 * coverage * size_term, 0.0, 1.0)),
             method=METHOD_RGBD,
-            camera_polar_deg=polar_over_plane(plane, centroid),
-            size_on_plane_m=size_on_plane,
+            camera_polar_deg=geometry.camera_polar_deg,
+            size_on_plane_m=geometry.size_on_plane_m,
             depth_coverage=coverage,
-            truncated=box[0] <= 0 or box[1] <= 0 or box[2] >= W or box[3] >= H,
+            truncated=touches_border(box, W, H),
         )
 
     @staticmethod
