@@ -1,13 +1,22 @@
 """The depth backend's faster paths compute the same numbers as the code they replaced (seeded cases, exact
-equality): hole filling by labelling, free-space lookups by flat pixel index, a family of reflections at once."""
+equality): hole filling by labelling, free-space lookups by flat pixel index, a family of reflections at once, the
+column hull's half-space test on the surviving voxels only."""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import ConvexHull
 
 from z123_ros.camera import CameraIntrinsics
-from z123_ros.reconstruction.depth_backend import _fill_holes, _FreeSpace, _reflect, _reflect_family
+from z123_ros.reconstruction.depth_backend import (
+    _column_hull,
+    _fill_holes,
+    _FreeSpace,
+    _Grid,
+    _reflect,
+    _reflect_family,
+)
 
 RNG_SEED = 7
 
@@ -70,3 +79,32 @@ def test_free_space_lookups_equal_two_d_indexing() -> None:
     points = np.column_stack([rng.uniform(-1, 1, 20000), rng.uniform(-1, 1, 20000), rng.uniform(-0.2, 1.5, 20000)])
     for got, expected in zip(space.classify(points), _classify_by_2d_indexing(space, points), strict=True):
         np.testing.assert_array_equal(got, expected)
+
+
+def _column_hull_face_by_face(grid: _Grid, candidate: np.ndarray, p_plane: np.ndarray) -> np.ndarray:
+    """_column_hull as it was written before (every candidate voxel against every face): the reference."""
+    footprint = p_plane.copy()
+    footprint[:, 2] = 0.0
+    hull = ConvexHull(np.concatenate([p_plane, footprint]))
+    idx = np.flatnonzero(candidate)
+    inside = np.ones(len(idx), dtype=bool)
+    for normal_offset in hull.equations:
+        inside &= grid.centres[idx] @ normal_offset[:3] + normal_offset[3] <= 0.5 * grid.voxel
+    out = np.zeros_like(candidate)
+    out[idx[inside]] = True
+    return out
+
+
+def test_column_hull_equals_the_face_by_face_test() -> None:
+    rng = np.random.default_rng(RNG_SEED)
+    dims, voxel, lo = (30, 24, 20), 0.005, np.array([-0.07, -0.06, 0.0])
+    idx = np.stack(np.meshgrid(*[np.arange(n) for n in dims], indexing="ij"), axis=-1).reshape(-1, 3)
+    grid = _Grid(dims, voxel, lo, np.eye(4), idx * voxel + lo + 0.5 * voxel)
+    # A bumpy visible surface above the table (many hull faces) and a candidate with holes in it.
+    p_plane = rng.normal(0.0, 0.03, (3000, 3))
+    p_plane[:, 2] = np.abs(p_plane[:, 2]) + 0.01
+    candidate = rng.random(len(grid.centres)) < 0.8
+    expected = _column_hull_face_by_face(grid, candidate, p_plane)
+    got = _column_hull(grid, candidate, p_plane)
+    assert 0 < expected.sum() < candidate.sum()
+    np.testing.assert_array_equal(got, expected)

@@ -551,12 +551,15 @@ def _column_hull(grid: _Grid, candidate: np.ndarray, p_plane: np.ndarray) -> np.
     except QhullError:
         return candidate.copy()
     idx = np.flatnonzero(candidate)
-    inside = np.ones(len(idx), dtype=bool)
-    # Half-space test face by face: (N, 3) x (3,) per face keeps memory flat for a million voxels.
-    for normal_offset in hull.equations:
-        inside &= grid.centres[idx] @ normal_offset[:3] + normal_offset[3] <= 0.5 * grid.voxel
+    # Half-space test face by face on the voxels still inside, one contiguous coordinate array each: a (N, 3) @ (3,)
+    # product per face over a gathered copy took ~30 s for a 900-face hull (a windex bottle) on a busy machine.
+    x, y, z = (np.ascontiguousarray(grid.centres[idx, k]) for k in range(3))
+    for a, b, c, d in hull.equations:
+        keep = a * x + b * y + c * z + d <= 0.5 * grid.voxel
+        if not keep.all():
+            idx, x, y, z = idx[keep], x[keep], y[keep], z[keep]
     out = np.zeros_like(candidate)
-    out[idx[inside]] = True
+    out[idx] = True
     return out
 
 
