@@ -231,6 +231,38 @@ def test_prebuilt_marker_points_equal_the_converted_mesh() -> None:
     assert built == cached and len(built.markers[1].points) == 21
 
 
+@pytest.mark.parametrize("frame_id", ["", "c", "cam", "camera_color_optical_frame"])
+def test_marker_array_cdr_decodes_to_the_message_built_point_by_point(frame_id: str) -> None:
+    """The numpy-written marker points land where rclpy puts them, for any frame_id and label length and mesh size
+    (they move every later field): decoded, the bytes equal the MarkerArray built point by point."""
+    from rclpy.serialization import deserialize_message, serialize_message
+    from visualization_msgs.msg import MarkerArray
+
+    header = Header(frame_id=frame_id)
+    objects = []
+    for k, n_faces in enumerate([1, 2, 3, 40, 501]):
+        v = RNG.normal(size=(n_faces + 2, 3))
+        f = RNG.integers(0, len(v), (n_faces, 3))
+        points = conv.marker_points(v, f) if k % 2 else None  # prebuilt or not
+        objects.append(conv.MarkerObject(k + 3, v, f, "x" * k, points=points))
+    for subset in (objects, objects[:1], objects[3:], []):
+        fast = deserialize_message(conv.mesh_marker_array_cdr(subset, header), MarkerArray)
+        # Compared decoded (the colours are float32 on the wire), and not byte for byte (CDR padding is unspecified).
+        assert fast == deserialize_message(serialize_message(conv.mesh_marker_array(subset, header)), MarkerArray)
+        meshes = [m for m in fast.markers if m.type == Marker.TRIANGLE_LIST]
+        for obj, marker in zip(subset, meshes, strict=True):
+            got = np.array([(p.x, p.y, p.z) for p in marker.points])
+            np.testing.assert_array_equal(got, obj.vertices[obj.faces.reshape(-1)])
+
+
+def test_marker_array_cdr_of_an_empty_mesh_is_the_ordinary_serialisation() -> None:
+    from rclpy.serialization import serialize_message
+
+    header = Header(frame_id="cam")
+    objects = [conv.MarkerObject(1, np.zeros((0, 3)), np.zeros((0, 3), int), "empty")]
+    assert conv.mesh_marker_array_cdr(objects, header) == serialize_message(conv.mesh_marker_array(objects, header))
+
+
 def test_marker_array_triangles_and_labels() -> None:
     v = np.array([[0, 0, 1], [0.1, 0, 1], [0, 0.1, 1], [0.1, 0.1, 1.0]])
     f = np.array([[0, 1, 2], [1, 3, 2]])

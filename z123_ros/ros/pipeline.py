@@ -86,8 +86,8 @@ class Pipeline:
         #: The last segmented frame: the reference of the change check (worker thread only).
         self._last_segmented: DecodedFrame | None = None
         self._worker: threading.Thread | None = None
-        #: Object id -> its marker's TRIANGLE_LIST points, built once per result (worker thread only).
-        self._marker_points: dict[int, list] = {}
+        #: Object id -> its marker's TRIANGLE_LIST points, (3 F, 3), built once per result (worker thread only).
+        self._marker_points: dict[int, np.ndarray] = {}
         #: ``lookup(target, source, stamp_ns, timeout_s) -> T_target_from_source`` (a TfListener), set by the node
         #: when target_frame is set.
         self.tf: Any = None
@@ -358,7 +358,8 @@ class Pipeline:
             conv.MarkerObject(k, vertices, faces, label, points=self._marker_points.get(k))
             for k, vertices, faces, label in agg.meshes
         ]
-        self._publish("markers", conv.mesh_marker_array(markers, header))
+        # Serialised with the points written by numpy (conversions.mesh_marker_array_cdr): publish takes bytes.
+        self._publish("markers", conv.mesh_marker_array_cdr(markers, header))
 
     def _publish_novel_views(self, ticket: JobTicket, outcome: Any) -> None:
         if not outcome.ok:
