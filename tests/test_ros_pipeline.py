@@ -155,3 +155,16 @@ def test_a_static_scene_segmented_again_and_again_is_never_reconstructed_again(h
     assert sorted(m.object_id for m in meshes) == keys
     assert all(len(m.mesh.vertices) and len(m.mesh.triangles) for m in meshes)
     assert any(topic == "markers" for topic, _ in harness.published)
+
+
+@pytest.mark.parametrize("harness", [2.0], indirect=True)
+def test_the_worker_hands_freed_heap_back_to_the_os_between_frames(harness, scenes) -> None:
+    harness.pipeline.heap.period_s = 1e-6  # every frame (the node's default: every 10 s)
+    for seed in range(2):
+        harness.feed(_raw(scenes[0], noise_seed=seed))
+    harness.wait(lambda: harness.count("heap_trims") >= 2)
+    harness.pipeline.heap.period_s = 0.0  # 0 = never
+    trims = harness.count("heap_trims")
+    for seed in range(2, 4):
+        harness.feed(_raw(scenes[0], noise_seed=seed))
+    assert harness.count("heap_trims") == trims

@@ -76,6 +76,10 @@ class NodeConfig:
     """Period of the /diagnostics message, seconds."""
     log_throttle_s: float = field(default=5.0, metadata={"range": (0.0, 3600.0)})
     """Per-reason warnings about dropped frames are logged at most once per this many seconds."""
+    heap_trim_period_s: float = field(default=10.0, metadata={"range": (0.0, 3600.0)})
+    """At most this often (seconds), between two frames, the worker thread hands the C heap's free pages back to the
+    operating system (glibc malloc_trim; 0 = never). Without it the node's resident memory climbs for minutes to a
+    high-water mark of freed arena pages, which makes a leak hard to tell from the allocator (z123_ros.heap)."""
     segmentation: SegmentationConfig = field(default_factory=SegmentationConfig)
     tracking: TrackerConfig = field(default_factory=TrackerConfig)
     reconstruction: ReconstructionConfig = field(default_factory=ReconstructionConfig)

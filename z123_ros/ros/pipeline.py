@@ -28,6 +28,7 @@ from z123_interfaces.msg import StageTiming
 
 from z123_ros.camera import CameraIntrinsics, invert, transform_points
 from z123_ros.errors import DispatchError, Z123Error
+from z123_ros.heap import HeapTrimmer
 from z123_ros.ros import conversions as conv
 from z123_ros.ros.config import NodeConfig
 from z123_ros.ros.diagnostics import NodeStats
@@ -91,6 +92,8 @@ class Pipeline:
         #: ``lookup(target, source, stamp_ns, timeout_s) -> T_target_from_source`` (a TfListener), set by the node
         #: when target_frame is set.
         self.tf: Any = None
+        #: Returns the C heap's free pages to the OS every config.heap_trim_period_s (worker thread only).
+        self.heap = HeapTrimmer(0.0)
 
     def configure(self, config: NodeConfig) -> None:
         """Build the segmenter (raises ConfigError), warm it up, and build the tracker."""
@@ -99,6 +102,7 @@ class Pipeline:
         self.config = config
         self._segmenter, self._tracker = segmenter, ObjectTracker(config.tracking)
         self.book.policy = _change_policy(config)
+        self.heap.period_s = config.heap_trim_period_s
 
     def _warm_up(self, segmenter: Segmenter) -> None:
         """Segment a small synthetic frame once: the first call of a segmenter pays one-off costs (0.09 s of the
@@ -115,6 +119,7 @@ class Pipeline:
         """A run-time parameter change (validated)."""
         self.config = config
         self.book.policy = _change_policy(config)
+        self.heap.period_s = config.heap_trim_period_s
         if any(n.startswith("segmentation.") for n in changed) and self._segmenter is not None:
             segmenter = make_segmenter(config.segmentation)
             with self._segment_lock:
@@ -154,6 +159,9 @@ class Pipeline:
                 self.guarded(self._publish_aggregate, headers[-1])
             if frame is not None:
                 self.guarded(self._process_frame, frame)
+            # Between two frames: what this one freed goes back to the OS, not only to the allocator's free lists.
+            if self.heap.maybe_trim():
+                self._stats.count("heap_trims")
 
     def guarded(self, fn: Any, *args: Any) -> Any:
         """Callbacks and the worker must survive anything a message, a frame or a job does: count, log, continue
