@@ -170,6 +170,29 @@ def test_tall_box_seen_from_above_is_kept() -> None:
     assert score.found == 4 and score.false_positives == 0, f"{score}"
 
 
+@pytest.mark.parametrize(("bucket", "seed"), [("touching", 2), ("background", 2)])
+def test_same_colour_objects_one_behind_the_other_stay_apart(bucket: str, seed: int, monkeypatch) -> None:
+    """Two red objects standing one behind the other (a can touching a mug behind it; a can 4 cm in front of a box),
+    each seen standing on the table, stay two objects. Before the support test (``_stand_apart``) the same-colour
+    bridge for an object hiding part of itself joined them (merged 1, IoU 0.51 and 0.54); the second half of the
+    test replays that by making ``_stand_apart`` answer False, so the case keeps exercising the rule."""
+    scene = render_condition(bucket, seed)
+    score = _score(_segment(scene.rgb, scene.depth_m, scene.intrinsics), scene.instance_ids)
+    assert score.merged == 0 and score.found == len(scene.objects), f"{score}"
+    monkeypatch.setattr(TabletopSegmenter, "_stand_apart", lambda *args: False)
+    before = _score(_segment(scene.rgb, scene.depth_m, scene.intrinsics), scene.instance_ids)
+    assert before.merged == 1, "the case no longer shows the merge it guards"
+
+
+def test_lying_drill_stays_one_object() -> None:
+    """A guard for the rule above: a power drill lying on the table, its battery in front of its head, both parts on
+    the table and one colour. Refusing the bridge whenever both parts stand on the table split it (IoU 0.52, one
+    fragment); the parts meet within ``self_occlusion_gap_m`` along most of their contact, so they stay joined."""
+    scene = render_condition("elev_low", 13)
+    score = _score(_segment(scene.rgb, scene.depth_m, scene.intrinsics), scene.instance_ids)
+    assert score.fragments == 0 and min(score.ious) > 0.9, f"{score}"
+
+
 def test_missing_depth_on_an_object_face_is_part_of_it() -> None:
     # A quarter of a carton has no depth (nearer than a structured-light camera's 0.5 m minimum range, or a dark or
     # shiny print): the hole reaches the carton's silhouette, so hole filling does not close it; inside the object's
