@@ -352,6 +352,17 @@ def _memory_rows(soak: dict, label: str) -> list[dict]:
                     "unit": "MB; MB/min",
                 }
             )
+    # The same slope over the second half only: a high-water mark still being reached after the first minute (the C
+    # heap's arenas) shows here as a smaller slope, a leak as the same one.
+    late = t >= t[-1] / 2
+    halves = [_slope_per_min(t[late], np.array([s[col]["Private"] for s in samples])[late]) for col in (4, 5)]
+    rows.append(
+        {
+            "metric": f"{label}node / Ray processes private (USS) growth over the second half of the run",
+            "value": f"{halves[0]:.1f} / {halves[1]:.1f}",
+            "unit": "MB/min",
+        }
+    )
     names = sorted({name for s in samples for name in s[6]})
     growth = {n: _slope_per_min(t[warm], np.array([s[6].get(n, 0.0) for s in samples])[warm]) for n in names}
     rows.append(
@@ -489,6 +500,15 @@ def _result_rows(runs, floor: np.ndarray, duration: float, load_before: float) -
         {"metric": "static scene: node CPU", "value": round(quiet["static_cpu_cores"], 2), "unit": "cores"},
     ]
     rows += _memory_rows(quiet, "")
+    last = quiet["last"]
+    trim_ms = [1000 * float(last.get(f"latency_s.heap_trim.{q}", "nan")) for q in ("p50", "max")]
+    rows.append(
+        {
+            "metric": "node heap trims (heap_trim_period_s): count; duration p50 / max of the last 200",
+            "value": f"{last.get('count.heap_trims', 0)}; {trim_ms[0]:.1f} / {trim_ms[1]:.1f}",
+            "unit": "ms",
+        }
+    )
     drops = {k[5:]: v for k, v in quiet["last"].items() if k.startswith("drop.")}
     rows.append(
         {"metric": "drops by reason", "value": ", ".join(f"{k}={v}" for k, v in drops.items()) or "none", "unit": ""}

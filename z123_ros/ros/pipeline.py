@@ -160,8 +160,10 @@ class Pipeline:
             if frame is not None:
                 self.guarded(self._process_frame, frame)
             # Between two frames: what this one freed goes back to the OS, not only to the allocator's free lists.
+            trim_start = time.monotonic()
             if self.heap.maybe_trim():
                 self._stats.count("heap_trims")
+                self._stats.latency("heap_trim", time.monotonic() - trim_start)
 
     def guarded(self, fn: Any, *args: Any) -> Any:
         """Callbacks and the worker must survive anything a message, a frame or a job does: count, log, continue
