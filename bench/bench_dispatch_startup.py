@@ -13,9 +13,15 @@
    (``ray start --head``, as a system service would start it), which the node joins (``dispatch.address``).
 
 ``--compare`` runs 1 and 2 also without the standby dispatch process (``dispatch.standby_process: false``), side by
-side in the same run. Report the load average beside every figure (the script prints it).
+side in the same run. ``--head N`` times the embedded Ray's start options instead: N rounds of cold starts, each in a
+fresh process (the dispatch child's work: ray.init, then the node's two reconstruction actors warm), one per variant
+in turn (HEAD_VARIANTS: Ray's standard head, then without its API server, without the autoscaler monitor too, without
+the log monitor too (``dispatch.lean_head``); with Ray's 1 s or a 100 ms retry of local socket connections
+(``dispatch.connect_retry_ms``)), with the median and range of every stage. Report the load average beside every
+figure (the script prints it).
 
     python bench/bench_dispatch_startup.py [--quick] [--compare] [--node [--join] [--repo CHECKOUT]] [--json FILE]
+    python bench/bench_dispatch_startup.py --head 3
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ import logging
 import os
 import shutil
 import signal
+import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -38,6 +46,7 @@ from _table import markdown_table  # bench/ is sys.path[0] when a bench script r
 from z123_ros.camera import CameraIntrinsics
 from z123_ros.dispatch import (
     DispatchConfig,
+    Dispatcher,
     DispatcherState,
     JobRejectedError,
     JobResult,
@@ -45,6 +54,9 @@ from z123_ros.dispatch import (
     SupervisedDispatcher,
     WorkerPoolConfig,
 )
+from z123_ros.dispatch import dispatcher as dispatcher_module
+from z123_ros.dispatch.child import ray_info
+from z123_ros.dispatch.head import SKIPPABLE
 from z123_ros.reconstruction import ReconstructionInput
 
 REPO = Path(__file__).resolve().parents[1]
@@ -242,6 +254,60 @@ def run_node_joining(repo: Path = REPO) -> list[dict]:
         head.stop()
 
 
+#: Head variants of ``--head``: name -> (head services left out (z123_ros.dispatch.head.SKIPPABLE),
+#: dispatch.connect_retry_ms). The last one is the default.
+HEAD_VARIANTS = {
+    "standard head (lean_head: false), Ray's 1 s socket retry": ((), 1000),
+    "standard head, 100 ms socket retry": ((), 100),
+    "no API server, 1 s retry": (("start_api_server",), 1000),
+    "no API server, no autoscaler monitor, 1 s retry": (("start_api_server", "start_monitor"), 1000),
+    "lean head (none of the three), 1 s retry": (SKIPPABLE, 1000),
+    "lean head, 100 ms retry (the defaults)": (SKIPPABLE, 100),
+}
+
+
+def one_head_start(skip: tuple[str, ...], retry_ms: int) -> dict:
+    """One cold start in this (fresh) process, as the dispatch child does it (in-process Dispatcher, the node's
+    settings), with the head leaving out ``skip``; returns the stage durations and the head's processes."""
+    dispatcher_module.head_services_to_skip = lambda *_: skip  # this variant's services, whatever the config says
+    with tempfile.TemporaryDirectory(prefix="z123h", dir="/tmp") as tmp:
+        config = node_dispatch_config(tmp)
+        config.connect_retry_ms = retry_ms
+        d = Dispatcher(config)
+        t0 = time.monotonic()
+        d.start(wait_s=WAIT_S)
+        if not d.wait_ready(WAIT_S):
+            raise RuntimeError(f"actors not warm: {d.state_reason}")
+        warm = time.monotonic() - t0
+        stages = d.stats().startup_s
+        processes = sorted(k.removesuffix("_pids") for k in ray_info() if k.endswith("_pids"))
+        d.shutdown()
+    return {"ray_up_and_warm_s": round(warm, 3), **stages, "processes": processes}
+
+
+def run_head_variants(rounds: int) -> list[dict]:
+    """``rounds`` interleaved rounds of one fresh-process cold start per HEAD_VARIANTS entry; medians per variant."""
+    samples: dict[str, list[dict]] = {name: [] for name in HEAD_VARIANTS}
+    loads = []
+    for _ in range(rounds):
+        for name, (skip, retry_ms) in HEAD_VARIANTS.items():
+            loads.append(os.getloadavg()[0])
+            cmd = [sys.executable, __file__, "--one-head-start", ",".join(skip), str(retry_ms)]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=WAIT_S).stdout
+            samples[name].append(json.loads(out.strip().splitlines()[-1]))
+    rows = []
+    for name, runs in samples.items():
+        keys = ("ray_up_and_warm_s", "ray_init", "actor_create", "worker_build", "first_warm", "all_warm")
+        row = {"head": name, "runs": len(runs)}
+        for key in keys:
+            values = [r[key] for r in runs if key in r]
+            row[key] = f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})" if values else "-"
+        row["processes"] = " ".join(runs[-1]["processes"])
+        row["load"] = f"{min(loads):.1f}-{max(loads):.1f}"
+        rows.append(row)
+    return rows
+
+
 def run(quick: bool = False) -> list[dict]:
     return run_dispatcher(quick, compare=False)
 
@@ -255,12 +321,21 @@ def main() -> None:
     parser.add_argument("--join", action="store_true", help="--node: also joining a running `ray start --head`")
     parser.add_argument("--no-dispatcher", action="store_true", help="skip parts 1 and 2")
     parser.add_argument("--json", type=Path, help="also write the rows here, one JSON object per line")
+    parser.add_argument("--head", type=int, metavar="ROUNDS", help="only the head variants, ROUNDS rounds")
+    parser.add_argument("--one-head-start", nargs=2, help=argparse.SUPPRESS)  # --head's child: SKIP RETRY_MS
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if args.one_head_start is not None:
+        skip, retry_ms = args.one_head_start
+        print(json.dumps(one_head_start(tuple(filter(None, skip.split(","))), int(retry_ms))))
+        return
     print(f"load average at start: {os.getloadavg()}")
-    rows = [] if args.no_dispatcher else run_dispatcher(args.quick, args.compare)
-    if args.node:
+    if args.head:
+        rows = run_head_variants(args.head)
+    else:
+        rows = [] if args.no_dispatcher else run_dispatcher(args.quick, args.compare)
+    if args.node and not args.head:
         rows += run_node(args.repo.resolve())
         if args.join:
             rows += run_node_joining(args.repo.resolve())

@@ -94,6 +94,15 @@ def test_actors_run_as_nice_as_the_process_that_started_ray(dispatcher: Dispatch
         assert b"RAY_worker_niceness=0" in environ
 
 
+def test_rays_processes_retry_local_connections_every_100_ms(dispatcher: Dispatcher) -> None:
+    """dispatch.connect_retry_ms (100) reaches Ray's processes, with the attempts scaled to Ray's 10 s in all: the
+    raylet's first connection to its object store no longer waits Ray's default second when it comes early."""
+    for pid in [w.pid for w in dispatcher.workers()]:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert b"RAY_raylet_client_connect_timeout_milliseconds=100" in environ
+        assert b"RAY_raylet_client_num_connect_attempts=100" in environ
+
+
 def test_cpu_jobs_use_both_actors_and_equal_direct_calls(dispatcher: Dispatcher, results: Results) -> None:
     jobs = [CpuBurnJob(rounds=20_000, seed=seed) for seed in range(MAX_IN_FLIGHT)]
     ids = [dispatcher.submit(job, on_done=results) for job in jobs]

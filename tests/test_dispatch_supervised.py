@@ -46,11 +46,19 @@ def _config(tmp: Path) -> DispatchConfig:
     )
 
 
+#: The fixture's dispatch process started by prepare() and the driver start() ran in (pids).
+_PREPARED: dict[str, int] = {}
+
+
 @pytest.fixture(scope="module")
 def supervised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SupervisedDispatcher]:
     d = SupervisedDispatcher(_config(tmp_path_factory.mktemp("ray")))
     try:
+        d.prepare()  # as the node does at configure
+        wait_for(lambda: d.standby_pid is not None, RECOVERY_WAIT_S, "the prepared dispatch process, ready")
+        _PREPARED["prepared"] = d.standby_pid
         assert d.start() is DispatcherState.READY, d.state_reason
+        _PREPARED["driver"] = d.ray_info()["driver_pid"]
         yield d
     finally:
         d.shutdown()
@@ -101,6 +109,30 @@ def test_jobs_round_trip_through_the_child(supervised: SupervisedDispatcher) -> 
     with pytest.raises(JobRejectedError) as exc:
         supervised.submit(object())  # type: ignore[arg-type]
     assert exc.value.reason == "bad_job"
+
+
+def test_start_uses_the_process_prepare_started(supervised: SupervisedDispatcher) -> None:
+    """prepare() starts the dispatch process ahead of start(); start() makes it the driver instead of starting
+    another (so activation does not wait for Python's start and the imports)."""
+    assert _PREPARED["driver"] == _PREPARED["prepared"]
+
+
+def test_a_prepared_process_ends_with_shutdown_without_start(tmp_path: Path) -> None:
+    d = SupervisedDispatcher(_config(tmp_path))
+    d.prepare()
+    wait_for(lambda: d.standby_pid is not None, RECOVERY_WAIT_S, "the prepared dispatch process, ready")
+    pid = d.standby_pid
+    d.shutdown()
+    assert not Path(f"/proc/{pid}").exists(), "the prepared process was neither ended nor reaped"
+    assert d.state is DispatcherState.STOPPED
+
+
+def test_the_embedded_head_runs_only_what_the_dispatcher_uses(supervised: SupervisedDispatcher) -> None:
+    """dispatch.lean_head (the default): the embedded Ray's head has its GCS and raylet, and no API server,
+    autoscaler monitor or log monitor (z123_ros/dispatch/head.py)."""
+    processes = {name.removesuffix("_pids") for name in supervised.ray_info() if name.endswith("_pids")}
+    assert {"gcs_server", "raylet"} <= processes
+    assert not processes & {"dashboard", "monitor", "log_monitor"}, processes
 
 
 def _drill(d: SupervisedDispatcher, victim: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import math
+import os
 import time
 import weakref
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ from z123_ros.dispatch import (
 )
 from z123_ros.dispatch import kinds as kinds_module
 from z123_ros.dispatch.diagnostics import CpuBurnJob, EchoJob, EchoWorker, cpu_burn
+from z123_ros.dispatch.dispatcher import _apply_ray_environment
+from z123_ros.dispatch.head import SKIPPABLE, _lean_node_class, head_services_to_skip, lean_head
 from z123_ros.dispatch.host import WorkerHost
 from z123_ros.dispatch.timeline import breakdown, process_started_at
 from z123_ros.errors import ConfigError, DispatchError
@@ -89,6 +92,8 @@ def test_a_missing_worker_module_is_one_clear_error(monkeypatch: pytest.MonkeyPa
         ({"object_store_memory_mb": 8}, "object_store_memory_mb"),
         ({"auth_mode": "none"}, "auth_mode"),
         ({"worker_niceness": -1}, "worker_niceness"),
+        ({"dashboard_port": 0}, "dashboard_port"),
+        ({"connect_retry_ms": 5}, "connect_retry_ms"),
     ],
 )
 def test_config_validation_names_the_bad_field(changes: dict, field: str) -> None:
@@ -269,3 +274,85 @@ def test_timeline_breakdown_of_a_restart_with_a_standby_child() -> None:
     assert breakdown({"spawned": 1.0, "imported": 1.5}) == {"python_and_imports": 0.5, "total": 0.5}
     started = process_started_at()
     assert math.isfinite(started) and started <= time.monotonic()  # this process started in the past
+
+
+def test_embedded_ray_init_arguments_follow_the_dashboard_fields() -> None:
+    """Off by default; asked for, the dashboard listens on 127.0.0.1 at the configured port; a joined cluster's
+    dashboard is left to the cluster."""
+    assert Dispatcher(DispatchConfig())._init_kwargs()["include_dashboard"] is False
+    kwargs = Dispatcher(DispatchConfig(dashboard=True, dashboard_port=8300))._init_kwargs()
+    dashboard = (kwargs["include_dashboard"], kwargs["dashboard_host"], kwargs["dashboard_port"])
+    assert dashboard == (True, "127.0.0.1", 8300)
+    joined = Dispatcher(DispatchConfig(address="127.0.0.1:6379", dashboard=True))._init_kwargs()
+    assert joined["include_dashboard"] is False and "dashboard_host" not in joined
+
+
+def test_head_services_left_out() -> None:
+    """The lean head leaves out the API server and the monitor, and the log monitor unless the actors' output goes
+    to the driver; Ray's standard head (lean_head off) and a head with the dashboard leave out nothing."""
+    assert head_services_to_skip(True, False, False) == ("start_api_server", "start_monitor", "start_log_monitor")
+    assert head_services_to_skip(True, False, True) == ("start_api_server", "start_monitor")
+    assert head_services_to_skip(True, True, False) == ()
+    assert head_services_to_skip(False, False, False) == ()
+    assert set(head_services_to_skip(True, False, False)) <= set(SKIPPABLE)
+
+
+class _FakeNode:
+    """Test double of ray._private.node.Node: records which start methods ran (proves the lean subclass skips
+    exactly the named ones, and only on a head)."""
+
+    def __init__(self, head: bool) -> None:
+        self.head = head
+        self.started: list[str] = []
+
+    def start_api_server(self, **kwargs: object) -> None:
+        self.started.append("start_api_server")
+
+    def start_monitor(self) -> None:
+        self.started.append("start_monitor")
+
+    def start_log_monitor(self) -> None:
+        self.started.append("start_log_monitor")
+
+
+def test_lean_node_skips_the_named_services_on_a_head_only() -> None:
+    lean = _lean_node_class(_FakeNode, ("start_api_server", "start_monitor"))
+    head, worker_node = lean(head=True), lean(head=False)
+    for node in (head, worker_node):
+        node.start_api_server(include_dashboard=False, raise_on_failure=False)
+        node.start_monitor()
+        node.start_log_monitor()
+    assert head.started == ["start_log_monitor"]
+    assert worker_node.started == ["start_api_server", "start_monitor", "start_log_monitor"]
+
+
+def test_lean_head_swaps_rays_node_class_only_inside() -> None:
+    import ray._private.node as ray_node
+
+    original = ray_node.Node
+    with lean_head(("start_api_server",)) as skipped:
+        assert skipped == ("start_api_server",)
+        assert ray_node.Node is not original and issubclass(ray_node.Node, original)
+    assert ray_node.Node is original
+    with lean_head(()) as skipped:
+        assert skipped == () and ray_node.Node is original
+    with pytest.raises(ValueError, match="unknown head services"), lean_head(("start_gcs_server",)):
+        pass
+    assert ray_node.Node is original
+
+
+def test_connect_retry_reaches_rays_environment_unless_the_user_set_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    names = ("RAY_raylet_client_connect_timeout_milliseconds", "RAY_raylet_client_num_connect_attempts")
+    saved = dict(os.environ)
+    try:
+        for name in names:
+            monkeypatch.delenv(name, raising=False)
+        _apply_ray_environment(DispatchConfig(connect_retry_ms=50))
+        assert [os.environ[name] for name in names] == ["50", "200"]  # 10 s of attempts, as Ray's defaults
+        os.environ[names[0]] = "700"
+        os.environ.pop(names[1])
+        _apply_ray_environment(DispatchConfig())
+        assert [os.environ[name] for name in names] == ["700", "100"]
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

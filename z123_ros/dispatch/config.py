@@ -31,6 +31,25 @@ class DispatchConfig:
     RAY_worker_niceness before Ray starts; 0 = the actors run as nice as the node). Ray's own default, +15, makes the
     actors, which do the node's work, yield to every other process on the machine: on a busy computer the
     reconstructions starve (frame-to-mesh p50 3.5 s against 1.5 s on the loaded 2-core development machine)."""
+    lean_head: bool = True
+    """Embedded Ray only, without the dashboard: start the GCS, the raylet and the raylet's agents, and not Ray's
+    API server (without the dashboard it serves only usage statistics, which are off), its autoscaler monitor (a
+    fixed local node has nothing to scale; ``ray status`` then prints no autoscaler report) nor, unless
+    ``log_to_driver``, its log monitor (z123_ros/dispatch/head.py). ray.init waits for the API server before it
+    starts the raylet: leaving these out took 1.0-1.3 s off every start and restart of the embedded Ray on the
+    2-core development machine (docs/node/latency.md). False = Ray's standard head."""
+    dashboard: bool = False
+    """Embedded Ray only: start Ray's dashboard (web UI, job and state APIs; needs ``pip install 'ray[default]'``) on
+    127.0.0.1:``dashboard_port``, with Ray's standard head (``lean_head`` does not apply). Off by default: the node
+    does not use it, and it costs about a second of every start. A cluster's dashboard is its head's business."""
+    dashboard_port: int = 8265
+    """Embedded Ray with ``dashboard`` only: the dashboard's port on 127.0.0.1 (Ray's default 8265)."""
+    connect_retry_ms: int = 100
+    """Embedded Ray only: wait between the attempts of Ray's processes to connect to the raylet's and the object
+    store's local sockets (sets RAY_raylet_client_connect_timeout_milliseconds, unless already set; Ray's default is
+    1000). The raylet's first connection to its own object store often comes before the store listens: that retry
+    then cost a whole second, in 4 of 6 starts on the 2-core development machine (docs/node/latency.md). The number
+    of attempts (RAY_raylet_client_num_connect_attempts) is scaled so that Ray still gives up after 10 s."""
     temp_dir: str | None = None
     """Embedded Ray only: session and log folder (None = Ray's default, /tmp/ray)."""
     auth_mode: str = "token"
@@ -144,6 +163,10 @@ class DispatchConfig:
             raise ConfigError(f"dispatch.worker_niceness must be in 0..19, got {self.worker_niceness}")
         if self.object_store_memory_mb < 64:
             raise ConfigError(f"dispatch.object_store_memory_mb must be >= 64 (MiB), got {self.object_store_memory_mb}")
+        if not 10 <= self.connect_retry_ms <= 1000:
+            raise ConfigError(f"dispatch.connect_retry_ms must be in 10..1000, got {self.connect_retry_ms}")
+        if not 1 <= self.dashboard_port <= 65535:
+            raise ConfigError(f"dispatch.dashboard_port must be in 1..65535, got {self.dashboard_port}")
         if self.latency_window < 1:
             raise ConfigError(f"dispatch.latency_window must be >= 1, got {self.latency_window}")
         if self.address and self.address not in ("auto",) and ":" not in self.address:

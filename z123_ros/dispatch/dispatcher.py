@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from z123_ros.dispatch.config import DispatchConfig
+from z123_ros.dispatch.head import head_services_to_skip, lean_head
 from z123_ros.dispatch.host import WorkerHost
 from z123_ros.dispatch.kinds import get_kind, is_kind
 from z123_ros.dispatch.pool import WorkerPoolConfig
@@ -311,6 +312,9 @@ def _apply_ray_environment(cfg: DispatchConfig) -> None:
     if cfg.embedded:
         # The embedded raylet and its workers inherit it: the actors run at the niceness the user chose.
         os.environ["RAY_worker_niceness"] = str(cfg.worker_niceness)  # noqa: SIM112 - Ray's own spelling
+        # Ray's processes retry their local socket connections this often; 10 s in all, as with Ray's defaults.
+        os.environ.setdefault("RAY_raylet_client_connect_timeout_milliseconds", str(cfg.connect_retry_ms))
+        os.environ.setdefault("RAY_raylet_client_num_connect_attempts", str(10_000 // cfg.connect_retry_ms))
     if cfg.auth_token_path:
         os.environ["RAY_AUTH_TOKEN_PATH"] = cfg.auth_token_path
     package_root = str(Path(__file__).resolve().parents[2])
@@ -376,6 +380,9 @@ class Dispatcher:
     def state_reason(self) -> str:
         """Why the dispatcher is in its state (e.g. the connection error while DEGRADED)."""
         return self._state_reason
+
+    def prepare(self) -> None:
+        """Nothing to start ahead of :meth:`start` in process (SupervisedDispatcher starts its process here)."""
 
     def start(self, wait_s: float | None = None) -> DispatcherState:
         """Start the collector thread; wait until connected and the actors are warm, or degraded, or ``wait_s``
@@ -653,7 +660,9 @@ class Dispatcher:
             if ray.is_initialized():
                 logger.info("Ray is already initialised in this process; the dispatcher uses it and leaves it running")
             else:
-                ray.init(**self._init_kwargs())
+                skip = head_services_to_skip(cfg.lean_head and cfg.embedded, cfg.dashboard, cfg.log_to_driver)
+                with lean_head(skip):
+                    ray.init(**self._init_kwargs())
                 self._owns_ray = True
             self._probe_address = cfg.address if cfg.address and cfg.address != "auto" else ""
             if not self._probe_address:
@@ -693,6 +702,8 @@ class Dispatcher:
             num_gpus=cfg.num_gpus,
             object_store_memory=cfg.object_store_memory_mb * 1024 * 1024,
         )
+        if cfg.dashboard:
+            kwargs.update(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=cfg.dashboard_port)
         if cfg.temp_dir:
             kwargs["_temp_dir"] = cfg.temp_dir
         return kwargs

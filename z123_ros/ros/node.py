@@ -131,6 +131,7 @@ class Z123Node(LifecycleNode):
             self._tf = TfListener(self)
             self._pipeline.tf = self._tf
         self._backend_state = "configured"
+        self._prepare_dispatcher(config)
         self._startup["configured_s"] = process_age_s()
         self.get_logger().info(
             f"configured: backend={config.backend}, colour={config.colour_topic} ({config.colour_transport}), "
@@ -310,10 +311,20 @@ class Z123Node(LifecycleNode):
         """Start Ray (embedded or ``dispatch.address``) and the worker actors in the background; they warm their
         models up. Activation does not wait: segmentation runs meanwhile, jobs are accepted once Ray is up (they run
         when an actor is warm) and rejected as ``dispatch_not_ready`` before; the objects are submitted again later."""
-        dispatcher = make_dispatcher(config.dispatch)  # SupervisedDispatcher: Ray's death never ends this process
+        dispatcher = self._dispatcher
+        if dispatcher is None:  # activated again after a deactivate, which stopped the previous one
+            dispatcher = make_dispatcher(config.dispatch)
         dispatcher.start(wait_s=0)
         self.get_logger().info("dispatcher starting in the background")
         return dispatcher
+
+    def _prepare_dispatcher(self, config: NodeConfig) -> None:
+        """Make the dispatcher and start its process now (SupervisedDispatcher.prepare: Python up, Ray and the
+        reconstruction code imported, no Ray started yet), so that activation starts Ray in a process that is
+        ready instead of waiting for Python's start-up and the imports first."""
+        if self._dispatcher is None:
+            self._dispatcher = make_dispatcher(config.dispatch)  # SupervisedDispatcher: Ray's death never ends this
+        self._dispatcher.prepare()
 
     def _stamp_dispatcher_startup(self, dispatcher: Any) -> None:
         """startup.dispatch_ready_s / startup.actors_warm_s (s since the process started): when Ray first was up

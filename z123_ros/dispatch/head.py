@@ -1,0 +1,84 @@
+"""The embedded Ray's head, started with only the services the dispatcher uses (``DispatchConfig.lean_head``).
+
+``ray.init()`` starting a local head runs, besides the GCS and the raylet (with the raylet's two agents):
+
+- Ray's API server (``dashboard.py``), even with ``include_dashboard=False``: then it loads only the usage-statistics
+  module (usage statistics are off here). ray.init waits until it has published its address, and only then starts
+  the raylet: about 0.8 s on the idle 2-core machine, 1.7 s loaded, of every start and restart.
+- The autoscaler monitor (``monitor.py``): a fixed local node has nothing to scale; it also writes the report that
+  ``ray status`` prints.
+- The log monitor (``log_monitor.py``): forwards the workers' output to the driver (``log_to_driver``).
+
+Each is a Python process importing Ray (about 1 CPU-s each), started while the raylet's agents, which the raylet
+waits for, start too: on two cores they compete. Ray offers no ray.init argument to leave them out (its
+``RayParams.no_monitor`` / ``include_log_monitor`` are not passed through, and the API server is always started), so
+:func:`lean_head` swaps ``ray._private.node.Node`` (the class ray.init instantiates for the head) for a subclass that
+skips them, for the duration of one ray.init in this process. Ray's private names are checked first: a Ray without
+them gets the standard head and a warning, never a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+
+logger = logging.getLogger(__name__)
+
+#: Head services :func:`lean_head` can leave out, each the name of the ``Node`` method that starts it.
+SKIPPABLE = ("start_api_server", "start_monitor", "start_log_monitor")
+
+_LOCK = threading.Lock()
+
+
+def head_services_to_skip(lean: bool, dashboard: bool, log_to_driver: bool) -> tuple[str, ...]:
+    """Which of :data:`SKIPPABLE` an embedded head leaves out: none for Ray's standard head (``lean`` off) or when
+    the dashboard is wanted (the API server serves it; its users expect ``ray status`` too); else the API server and
+    the autoscaler monitor, and the log monitor unless the actors' output goes to the driver."""
+    if not lean or dashboard:
+        return ()
+    return ("start_api_server", "start_monitor") + (() if log_to_driver else ("start_log_monitor",))
+
+
+def _lean_node_class(base: type, skip: tuple[str, ...]) -> type:
+    def skipped(name: str):
+        original = getattr(base, name)
+
+        def method(self, *args, **kwargs):
+            if getattr(self, "head", False):
+                logger.debug("embedded Ray head: %s skipped (dispatch.lean_head)", name)
+                return None
+            return original(self, *args, **kwargs)
+
+        method.__name__ = name
+        return method
+
+    return type("LeanHeadNode", (base,), {name: skipped(name) for name in skip})
+
+
+@contextlib.contextmanager
+def lean_head(skip: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+    """While inside, a head that ray.init starts in this process leaves out the services ``skip`` names (a subset of
+    :data:`SKIPPABLE`). Yields what is actually skipped: () when ``skip`` is empty or this Ray lacks the private
+    names (then logged)."""
+    unknown = set(skip) - set(SKIPPABLE)
+    if unknown:
+        raise ValueError(f"unknown head services {sorted(unknown)}; known: {SKIPPABLE}")
+    if not skip:
+        yield ()
+        return
+    import ray._private.node as ray_node
+
+    base = getattr(ray_node, "Node", None)
+    missing = [name for name in skip if not callable(getattr(base, name, None))]
+    if base is None or missing:
+        logger.warning("this Ray has no %s: the embedded Ray starts its standard head", missing or "Node class")
+        yield ()
+        return
+    with _LOCK:
+        ray_node.Node = _lean_node_class(base, skip)
+        try:
+            yield skip
+        finally:
+            ray_node.Node = base
