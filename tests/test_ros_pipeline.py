@@ -80,7 +80,7 @@ def _raw(scene: Any, noise_seed: int | None = None) -> RawFrame:
 
 
 class Harness:
-    def __init__(self, rate_hz: float) -> None:
+    def __init__(self, rate_hz: float, forget_after_s: float = 10.0) -> None:
         self.published: list[tuple[str, Any]] = []
         self.stats = NodeStats(lambda line: None, lambda: 60.0)
         self.pipeline = Pipeline(
@@ -88,6 +88,7 @@ class Harness:
         )
         config = NodeConfig()
         config.max_segmentation_rate_hz = rate_hz
+        config.forget_after_s = forget_after_s
         self.pipeline.configure(config)
         self.dispatcher = RecordingDispatcher()
         self.pipeline.start(self.dispatcher)
@@ -138,7 +139,8 @@ def test_a_frame_with_new_objects_passes_the_rate_limit_and_all_its_objects_go_a
     assert len(harness.dispatcher.jobs) > 3, "the new objects were submitted from the frame that brought them"
 
 
-@pytest.mark.parametrize("harness", [100.0], indirect=True)  # every frame segmented: the object book decides alone
+# Every frame segmented once the reconstructions are done: the object book decides alone.
+@pytest.mark.parametrize("harness", [100.0], indirect=True)
 def test_a_static_scene_segmented_again_and_again_is_never_reconstructed_again(harness, scenes) -> None:
     harness.feed(_raw(scenes[0], noise_seed=100))
     assert len(harness.dispatcher.jobs) == 3
@@ -146,9 +148,11 @@ def test_a_static_scene_segmented_again_and_again_is_never_reconstructed_again(h
     for seed in range(12):
         harness.feed(_raw(scenes[0], noise_seed=seed))
         if seed == 4:
+            # While they ran, the unchanged (noisy) frames waited: segmenting them would take the actors' cores.
+            assert harness.count("frames_segmented") == 1 and harness.count("frames_skipped_static") == 5
             assert harness.dispatcher.finish_all() == 3
             harness.wait(lambda: len(harness.reconstructions()) == 3)
-    assert harness.count("frames_segmented") == 13
+    assert harness.count("frames_segmented") == 8
     assert harness.count("jobs_submitted") == 3 and harness.count("objects_reconstructed_again") == 0
     assert not harness.dispatcher.jobs and not harness.dispatcher.cancelled
     meshes = harness.reconstructions()
@@ -168,3 +172,29 @@ def test_the_worker_hands_freed_heap_back_to_the_os_between_frames(harness, scen
     for seed in range(2, 4):
         harness.feed(_raw(scenes[0], noise_seed=seed))
     assert harness.count("heap_trims") == trims
+
+
+def test_the_static_rate_waits_for_running_reconstructions_but_not_past_half_of_forget_after(scenes) -> None:
+    """An unchanged frame due at the static rate is not segmented while the node's reconstructions run, unless
+    the last segmentation is older than forget_after_s / 2 (tracks must stay fresh); a changed frame always is."""
+    frame, other = _raw(scenes[0], noise_seed=100), _raw(scenes[1], noise_seed=3)
+    waits = Harness(100.0, forget_after_s=3600.0)  # may wait half an hour: as long as the jobs run
+    fresh = Harness(100.0, forget_after_s=0.02)  # never waits longer than the static rate's 10 ms period
+    try:
+        for harness in (waits, fresh):
+            harness.feed(dataclasses.replace(frame))
+            assert len(harness.dispatcher.jobs) == 3
+            time.sleep(0.05)  # the static rate's next frame is due
+            harness.feed(dataclasses.replace(frame))
+        assert waits.count("frames_segmented") == 1 and waits.count("frames_skipped_static") == 1
+        assert fresh.count("frames_segmented") == 2 and len(fresh.dispatcher.jobs) == 3
+        waits.feed(dataclasses.replace(other))  # new objects: at once, jobs running or not
+        assert waits.count("frames_segmented") == 2 and waits.count("frames_changed") == 1
+        waits.dispatcher.finish_all()
+        waits.wait(lambda: not waits.pipeline.book.jobs_running())
+        time.sleep(0.05)
+        waits.feed(dataclasses.replace(other))  # nothing runs: the static rate applies again
+        assert waits.count("frames_segmented") == 3
+    finally:
+        waits.pipeline.stop()
+        fresh.pipeline.stop()

@@ -38,7 +38,8 @@ class NodeConfig:
     sync_queue_size: int = field(default=10, metadata={"range": (1, 100)})
     """Messages kept per camera stream while waiting for the others."""
     max_segmentation_rate_hz: float = field(default=2.0, metadata={"range": (0.01, 100.0)})
-    """Frames segmented per second at most while the scene is static. A frame that differs from the last segmented
+    """Frames segmented per second at most while the scene is static, and none while reconstructions run (for at
+    most forget_after_s / 2): they would take the cores from them. A frame that differs from the last segmented
     one (depth or, without depth, colour changed beyond sensor noise over half of segmentation.min_object_area_px)
     is segmented at once; frames arriving while the worker is busy replace each other (the newest is kept)."""
     backend: str = field(default="depth", metadata={"read_only": True})

@@ -227,6 +227,10 @@ class ObjectBook:
         distances, _ = track.tree.query(track.observed, k=1)
         return float(np.median(distances)) > policy.change_distance_m
 
+    def jobs_running(self) -> bool:
+        """Whether a reconstruction of any object is queued or running."""
+        return any(t.job_id is not None for t in self._tracks.values())
+
     def take_running_job(self, object_id: int) -> Any:
         """The id of the object's running job (now stale: the object changed), which the book forgets; or None."""
         track = self._tracks.get(object_id)

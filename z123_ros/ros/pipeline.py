@@ -244,9 +244,13 @@ class Pipeline:
 
     def _worth_segmenting(self, frame: DecodedFrame) -> bool:
         """Segment a frame that differs from the last segmented one at once; an unchanged one only as often as
-        max_segmentation_rate_hz (tracks stay fresh, CPU stays low while the scene is static)."""
+        max_segmentation_rate_hz (tracks stay fresh, CPU stays low while the scene is static), and not while this
+        node's reconstructions run (:meth:`_refresh_on_hold`)."""
         last = self._last_segmented
-        if last is None or frame.marks["decoded"] - last.marks["decoded"] >= 1.0 / self.config.max_segmentation_rate_hz:
+        if last is None:
+            return True
+        since = frame.marks["decoded"] - last.marks["decoded"]
+        if since >= 1.0 / self.config.max_segmentation_rate_hz and not self._refresh_on_hold(since):
             return True
         if self.book.awaiting_confirmation():
             return True  # a change seen once is confirmed (or dismissed as flicker) by the very next frame
@@ -255,6 +259,13 @@ class Pipeline:
             self._stats.count("frames_changed")
             return True
         return False
+
+    def _refresh_on_hold(self, since: float) -> bool:
+        """Whether the periodic segmentation of an unchanged frame waits because this node's reconstructions run:
+        it would find the same objects and take the CPU they run on (the actors use every core of a small robot
+        computer: the static rate's segmentations made the others' reconstructions slower). A changed frame is
+        segmented at once all the same. Not for longer than half of forget_after_s, so that tracks stay fresh."""
+        return self.book.jobs_running() and since < 0.5 * self.config.forget_after_s
 
     def _dispatch_object(
         self, object_id: int, frame: DecodedFrame, mask: np.ndarray, plane: Any, occluders: Any = None
