@@ -10,7 +10,8 @@ What remains unknown is the "shadow" behind the visible surface, down to the tab
 reflect the object about a vertical plane across the horizontal view direction. The plane's position is the smallest
 one for which the reflected visible surface falls in space the camera did not see as empty (so the hypothesis is
 consistent with the free space); the object is the unknown space whose mirror image is unknown too (a symmetric
-visual hull). When no position is consistent enough, the hidden side gets a bounded thickness instead.
+visual hull). When no vertical plane is consistent enough, a horizontal one (an object lying on the table) makes it
+the visible surface continued down to the table; failing that, the hidden side gets a bounded thickness.
 Marching cubes on the resulting occupancy gives a watertight mesh in metres in the camera frame.
 """
 
@@ -333,14 +334,24 @@ def _complete_with_prior(
     space: _FreeSpace,
     width: float,
     hidden: float,
+    has_plane: bool,
     cfg: DepthBackendConfig,
 ) -> tuple[np.ndarray, str, float, np.ndarray]:
-    """Occupancy (flat) of the hidden side from the symmetry prior, else the bounded thickness prior; and the
-    points the shape rests on (plane frame): the visible ones and, with a symmetry, their mirror images."""
+    """Occupancy (flat) of the hidden side from a vertical symmetry, else (lying objects) the top-bottom flip, else
+    the bounded thickness prior; and the points the shape rests on (plane frame): the visible ones and, with a
+    vertical symmetry, their mirror images."""
     prior, consistency, occ, support = "thickness", 0.0, None, p_plane
     hypotheses = _symmetry_hypotheses(p_plane, space, grid.to_cam, grid.voxel, hidden, cfg) if cfg.use_symmetry else []
-    cand_idx = np.flatnonzero(candidate)
     own_sil = space.in_own_silhouette(grid.to_cam(grid.centres)) if space.unknown.any() else None
+    lying = cfg.use_symmetry and has_plane and not hypotheses
+    flip = _flip_hypotheses(p_plane, space, grid.to_cam, grid.voxel, cfg) if lying else []
+    if flip:
+        # Lying on the table: each column of the footprint is object from its visible top down to the table. The
+        # flip's own symmetric hull (one height for the whole object) carved the handle of a hammer, lower than
+        # its head, from below (dev sweep, seeds 100-101: hammers 0.58-0.61 -> 0.51-0.56 IoU; columns: 0.70).
+        occ = candidate & _under_visible_surface(grid, p_plane)
+        return (occ if own_sil is None else occ & own_sil), "symmetry:flip", flip[0][1], p_plane
+    cand_idx = np.flatnonzero(candidate)
     best_volume = None
     for hypothesis, score in hypotheses:
         # Among the hypotheses about as consistent as the best, the one giving the smallest object: every one of
@@ -463,7 +474,9 @@ def complete_from_depth(inp: ReconstructionInput, cfg: DepthBackendConfig) -> tu
     timings["carve"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    occ, prior, consistency, support = _complete_with_prior(grid, candidate, p_plane, space, width, hidden, cfg)
+    occ, prior, consistency, support = _complete_with_prior(
+        grid, candidate, p_plane, space, width, hidden, plane is not None, cfg
+    )
     occ, prior, checks = _finish(occ, prior, grid, candidate, behind, p_plane, support, space, mask, cfg)
     if prior.startswith("fallback"):
         consistency = 0.0
@@ -649,12 +662,15 @@ def _cavity_columns(grid: _Grid, p_plane: np.ndarray, cfg: DepthBackendConfig) -
 def _reflect(points: np.ndarray, hypothesis: tuple[str, float, float]) -> np.ndarray:
     """Apply a symmetry hypothesis (plane frame): ``("mirror", phi, c)`` reflects about the vertical plane with
     horizontal normal at angle ``phi`` from the view direction and offset ``c``; ``("rot180", cx, cy)`` turns by
-    180 deg about the vertical axis through (cx, cy)."""
+    180 deg about the vertical axis through (cx, cy); ``("flip", h, 0)`` reflects about the horizontal plane at
+    height ``h``."""
     kind, a, b = hypothesis
     out = points.copy()
     if kind == "mirror":
         n = np.array([np.cos(a), np.sin(a), 0.0])
         out -= 2.0 * (points @ n - b)[:, None] * n
+    elif kind == "flip":
+        out[:, 2] = 2 * a - points[:, 2]
     else:
         out[:, 0] = 2 * a - points[:, 0]
         out[:, 1] = 2 * b - points[:, 1]
@@ -726,3 +742,41 @@ def _symmetry_hypotheses(
             found.append((family[i], float(family_scores[i])))
     found.sort(key=lambda hs: -hs[1])
     return found
+
+
+def _flip_hypotheses(
+    p_plane: np.ndarray, space: _FreeSpace, to_cam, voxel: float, cfg: DepthBackendConfig
+) -> list[tuple[tuple[str, float, float], float]]:
+    """The horizontal mirror, tried when no vertical symmetry is consistent: an object lying on the table (a drill,
+    a hammer, a banana) is about symmetric top to bottom, so its hidden underside lies under its visible top and
+    the visible top reflected about half its height falls in the object's own shadow. When it does, the object is
+    its visible surface continued down to the table (no farther back); the thickness prior instead filled the whole
+    shadow behind it, a wedge as long as the object is high (a lying drill came out twice its volume, IoU 0.37-0.59).
+    The height is the lowest one consistent within a point of the best; a reflected point below the table
+    contradicts the support plane and counts against it. Returns [(hypothesis, consistency)] or []."""
+    rng = np.random.default_rng(0)
+    sample = p_plane[rng.choice(len(p_plane), min(len(p_plane), 3000), replace=False)]
+    family = [("flip", float(h), 0.0) for h in np.arange(0.5 * sample[:, 2].max(), sample[:, 2].max(), voxel)]
+    if not family:
+        return []
+    flipped = _reflect_family(sample, family)
+    possible, _, _, _ = space.classify(to_cam(flipped))
+    possible &= flipped[:, 2] >= -voxel
+    scores = possible.reshape(len(family), len(sample)).mean(axis=1)
+    best = float(scores.max())
+    if best < cfg.symmetry_min_consistency:
+        return []
+    i = int(np.argmax(scores >= best - 0.01))
+    return [(family[i], float(scores[i]))]
+
+
+def _under_visible_surface(grid: _Grid, p_plane: np.ndarray) -> np.ndarray:
+    """(N,) bool: voxels in a column of the grid that holds a visible point (gaps of one column closed, holes of
+    the footprint filled): the footprint of the visible surface, extruded."""
+    nx, ny, nz = grid.dims
+    ij = np.floor((p_plane[:, :2] - grid.lo[:2]) / grid.voxel).astype(int)
+    ok = (ij[:, 0] >= 0) & (ij[:, 0] < nx) & (ij[:, 1] >= 0) & (ij[:, 1] < ny)
+    cells = np.zeros((nx, ny), dtype=bool)
+    cells[ij[ok, 0], ij[ok, 1]] = True
+    cells = ndimage.binary_fill_holes(ndimage.binary_closing(np.pad(cells, 1))[1:-1, 1:-1])
+    return np.repeat(cells.ravel(), nz)
