@@ -17,8 +17,8 @@ side in the same run. ``--head N`` times the embedded Ray's start options instea
 fresh process (the dispatch child's work: ray.init, then the node's two reconstruction actors warm), one per variant
 in turn (HEAD_VARIANTS: Ray's standard head, then without its API server, without the autoscaler monitor too, without
 the log monitor too (``dispatch.lean_head``); with Ray's 1 s or a 100 ms retry of local socket connections
-(``dispatch.connect_retry_ms``)), with the median and range of every stage. Report the load average beside every
-figure (the script prints it).
+(``dispatch.connect_retry_ms``); workers prestarted with the raylet (``dispatch.prestart_workers``)), with the
+median and range of every stage. Report the load average beside every figure (the script prints it).
 
     python bench/bench_dispatch_startup.py [--quick] [--compare] [--node [--join] [--repo CHECKOUT]] [--json FILE]
     python bench/bench_dispatch_startup.py --head 3
@@ -254,25 +254,29 @@ def run_node_joining(repo: Path = REPO) -> list[dict]:
         head.stop()
 
 
-#: Head variants of ``--head``: name -> (head services left out (z123_ros.dispatch.head.SKIPPABLE),
-#: dispatch.connect_retry_ms). The last one is the default.
-HEAD_VARIANTS = {
-    "standard head (lean_head: false), Ray's 1 s socket retry": ((), 1000),
-    "standard head, 100 ms socket retry": ((), 100),
-    "no API server, 1 s retry": (("start_api_server",), 1000),
-    "no API server, no autoscaler monitor, 1 s retry": (("start_api_server", "start_monitor"), 1000),
-    "lean head (none of the three), 1 s retry": (SKIPPABLE, 1000),
-    "lean head, 100 ms retry (the defaults)": (SKIPPABLE, 100),
+#: Start variants of ``--head``: name -> (head services left out (z123_ros.dispatch.head.SKIPPABLE), DispatchConfig
+#: fields). The last one is the default.
+_OLD = {"connect_retry_ms": 1000, "prestart_workers": False}
+HEAD_VARIANTS: dict[str, tuple[tuple[str, ...], dict]] = {
+    "standard head (lean_head: false), Ray's 1 s socket retry, no prestart": ((), _OLD),
+    "standard head, 100 ms socket retry": ((), {"prestart_workers": False}),
+    "no API server, 1 s retry": (("start_api_server",), _OLD),
+    "no API server, no autoscaler monitor, 1 s retry": (("start_api_server", "start_monitor"), _OLD),
+    "lean head (none of the three), 1 s retry": (SKIPPABLE, _OLD),
+    "lean head, 100 ms retry": (SKIPPABLE, {"prestart_workers": False}),
+    "lean head, 100 ms retry, workers prestarted (the defaults)": (SKIPPABLE, {}),
 }
 
 
-def one_head_start(skip: tuple[str, ...], retry_ms: int) -> dict:
+def one_head_start(skip: tuple[str, ...], fields: dict) -> dict:
     """One cold start in this (fresh) process, as the dispatch child does it (in-process Dispatcher, the node's
-    settings), with the head leaving out ``skip``; returns the stage durations and the head's processes."""
+    settings and ``fields``), with the head leaving out ``skip``; returns the stage durations and the head's
+    processes."""
     dispatcher_module.head_services_to_skip = lambda *_: skip  # this variant's services, whatever the config says
     with tempfile.TemporaryDirectory(prefix="z123h", dir="/tmp") as tmp:
         config = node_dispatch_config(tmp)
-        config.connect_retry_ms = retry_ms
+        for name, value in fields.items():
+            setattr(config, name, value)
         d = Dispatcher(config)
         t0 = time.monotonic()
         d.start(wait_s=WAIT_S)
@@ -290,9 +294,9 @@ def run_head_variants(rounds: int) -> list[dict]:
     samples: dict[str, list[dict]] = {name: [] for name in HEAD_VARIANTS}
     loads = []
     for _ in range(rounds):
-        for name, (skip, retry_ms) in HEAD_VARIANTS.items():
+        for name, (skip, fields) in HEAD_VARIANTS.items():
             loads.append(os.getloadavg()[0])
-            cmd = [sys.executable, __file__, "--one-head-start", ",".join(skip), str(retry_ms)]
+            cmd = [sys.executable, __file__, "--one-head-start", ",".join(skip), json.dumps(fields)]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=WAIT_S).stdout
             samples[name].append(json.loads(out.strip().splitlines()[-1]))
     rows = []
@@ -322,13 +326,13 @@ def main() -> None:
     parser.add_argument("--no-dispatcher", action="store_true", help="skip parts 1 and 2")
     parser.add_argument("--json", type=Path, help="also write the rows here, one JSON object per line")
     parser.add_argument("--head", type=int, metavar="ROUNDS", help="only the head variants, ROUNDS rounds")
-    parser.add_argument("--one-head-start", nargs=2, help=argparse.SUPPRESS)  # --head's child: SKIP RETRY_MS
+    parser.add_argument("--one-head-start", nargs=2, help=argparse.SUPPRESS)  # --head's child: SKIP FIELDS_JSON
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if args.one_head_start is not None:
-        skip, retry_ms = args.one_head_start
-        print(json.dumps(one_head_start(tuple(filter(None, skip.split(","))), int(retry_ms))))
+        skip, fields = args.one_head_start
+        print(json.dumps(one_head_start(tuple(filter(None, skip.split(","))), json.loads(fields))))
         return
     print(f"load average at start: {os.getloadavg()}")
     if args.head:

@@ -94,13 +94,15 @@ def test_actors_run_as_nice_as_the_process_that_started_ray(dispatcher: Dispatch
         assert b"RAY_worker_niceness=0" in environ
 
 
-def test_rays_processes_retry_local_connections_every_100_ms(dispatcher: Dispatcher) -> None:
+def test_rays_processes_retry_local_sockets_every_100_ms_and_prestart(dispatcher: Dispatcher) -> None:
     """dispatch.connect_retry_ms (100) reaches Ray's processes, with the attempts scaled to Ray's 10 s in all: the
-    raylet's first connection to its object store no longer waits Ray's default second when it comes early."""
+    raylet's first connection to its object store no longer waits Ray's default second when it comes early. And
+    dispatch.prestart_workers: the raylet starts its workers as it starts."""
     for pid in [w.pid for w in dispatcher.workers()]:
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         assert b"RAY_raylet_client_connect_timeout_milliseconds=100" in environ
         assert b"RAY_raylet_client_num_connect_attempts=100" in environ
+        assert b"RAY_enable_worker_prestart=1" in environ  # dispatch.prestart_workers
 
 
 def test_cpu_jobs_use_both_actors_and_equal_direct_calls(dispatcher: Dispatcher, results: Results) -> None:

@@ -341,7 +341,7 @@ def test_lean_head_swaps_rays_node_class_only_inside() -> None:
     assert ray_node.Node is original
 
 
-def test_connect_retry_reaches_rays_environment_unless_the_user_set_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retry_and_prestart_reach_rays_environment_unless_the_user_set_them(monkeypatch: pytest.MonkeyPatch) -> None:
     names = ("RAY_raylet_client_connect_timeout_milliseconds", "RAY_raylet_client_num_connect_attempts")
     saved = dict(os.environ)
     try:
@@ -353,6 +353,12 @@ def test_connect_retry_reaches_rays_environment_unless_the_user_set_it(monkeypat
         os.environ.pop(names[1])
         _apply_ray_environment(DispatchConfig())
         assert [os.environ[name] for name in names] == ["700", "100"]
+        prestart = "RAY_enable_worker_prestart"  # Ray's own spelling
+        os.environ.pop(prestart, None)
+        _apply_ray_environment(DispatchConfig(prestart_workers=False))
+        assert prestart not in os.environ
+        _apply_ray_environment(DispatchConfig())
+        assert os.environ[prestart] == "1"
     finally:
         os.environ.clear()
         os.environ.update(saved)

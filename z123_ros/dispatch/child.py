@@ -104,6 +104,9 @@ class ChildServer:
             return EXIT_RAY_LOST
         self._send(("stats", dispatcher.stats(), dispatcher.workers()))  # the actors, still warming up
         self._send(("ray", ray_info()))
+        # The actors import the same stack while they warm up: on a 2-core machine this process's import would take
+        # a third of the CPU they need. No job can run before an actor is warm anyway.
+        dispatcher.wait_ready(dispatcher.config.connect_timeout_s)
         self._import_job_inputs()
         dispatcher.wait_while(DispatcherState.READY)
         # Ray went away under a ready dispatcher: report and leave; a fresh child restarts Ray.
@@ -111,9 +114,9 @@ class ChildServer:
         return EXIT_RAY_LOST
 
     def _import_job_inputs(self) -> None:
-        """Import the modules whose classes reconstruction jobs carry (ReconstructionInput) now, not when the first
-        job is unpickled: that import (scipy, scikit-image, trimesh; 0.46 s here) delayed the first meshes. A standby
-        child imported them already (instant then)."""
+        """Import the modules whose classes reconstruction jobs carry (ReconstructionInput) once the actors are warm,
+        not when the first job is unpickled: that import (scipy, scikit-image, trimesh; 0.46 s here) delayed the
+        first meshes. A standby child imported them already (instant then)."""
         for module in self._dispatcher.config.job_input_modules():
             importlib.import_module(module)  # the dispatch layer imports the core lazily
 

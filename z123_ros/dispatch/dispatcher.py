@@ -315,6 +315,8 @@ def _apply_ray_environment(cfg: DispatchConfig) -> None:
         # Ray's processes retry their local socket connections this often; 10 s in all, as with Ray's defaults.
         os.environ.setdefault("RAY_raylet_client_connect_timeout_milliseconds", str(cfg.connect_retry_ms))
         os.environ.setdefault("RAY_raylet_client_num_connect_attempts", str(10_000 // cfg.connect_retry_ms))
+        if cfg.prestart_workers:
+            os.environ.setdefault("RAY_enable_worker_prestart", "1")
     if cfg.auth_token_path:
         os.environ["RAY_AUTH_TOKEN_PATH"] = cfg.auth_token_path
     package_root = str(Path(__file__).resolve().parents[2])
