@@ -57,6 +57,8 @@ from z123_ros.segmentation.types import FrameSegmentation, SegmentedObject
 logger = logging.getLogger(__name__)
 
 METHOD_RGBD = "rgbd_tabletop"
+#: The four coarse samples around a full-resolution pixel: (row, column) offsets from the one above-left of it.
+CORNERS = ((0, 0), (0, 1), (1, 0), (1, 1))
 
 
 def colour_features(rgb: np.ndarray) -> np.ndarray:
@@ -65,6 +67,18 @@ def colour_features(rgb: np.ndarray) -> np.ndarray:
     lab = cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.uint8), cv2.COLOR_RGB2LAB).astype(np.float32)
     lab[..., 0] *= 0.5
     return lab
+
+
+def convex_silhouette(mask: np.ndarray) -> np.ndarray:
+    """(h, w) bool: the convex hull of a non-empty ``mask``, filled. The hull of a pixel set is that of the leftmost
+    and rightmost pixel of each of its rows, so only those are handed to OpenCV."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    left = np.argmax(mask[rows], axis=1)
+    right = mask.shape[1] - 1 - np.argmax(mask[rows, ::-1], axis=1)
+    ends = np.concatenate([np.stack([left, rows], 1), np.stack([right, rows], 1)]).astype(np.int32)
+    hull = np.zeros(mask.shape, dtype=np.uint8)
+    cv2.fillConvexPoly(hull, cv2.convexHull(ends), 1)
+    return hull > 0
 
 
 def _root(parent: np.ndarray, i: int) -> int:
@@ -842,33 +856,38 @@ class TabletopSegmenter:
         fj = np.clip(np.floor((np.arange(x0, x1) - off) / s).astype(np.int64), 0, w - 1)
         zc32 = np.where(coarse > 0, grid.points[..., 2], np.inf).astype(np.float32)  # a table sample never wins
         tol = np.maximum(cfg.cluster_tolerance_m, d * np.float32(2.0 * cfg.cluster_tolerance_spacing * s / intr.fx))
-        # 1. Depth alone: the candidate on the same surface (within tol) closest in depth.
-        cand_labels, cand_dz = [], []
-        for di in (0, 1):
-            ii = np.minimum(fi + di, h - 1)[:, None]
-            for dj in (0, 1):
-                jj = np.minimum(fj + dj, w - 1)[None, :]
-                dz = np.abs(d - zc32[ii, jj])
-                cand_dz.append(np.where(dz < tol, dz, np.inf))
-                cand_labels.append(np.broadcast_to(coarse[ii, jj], d.shape))
-        dz_all = np.stack(cand_dz)  # (4, h_box, w_box)
-        lab_all = np.stack(cand_labels)
+        # 1. Depth alone: the candidate on the same surface (within tol) closest in depth. Only foreground pixels can
+        # take a label, so only they are looked at (a box is mostly table).
+        fy, fx = np.nonzero(fg)
+        d_fg, tol_fg = d[fy, fx], tol[fy, fx]
+        dz_all = np.empty((4, len(fy)), dtype=np.float32)
+        lab_all = np.empty((4, len(fy)), dtype=coarse.dtype)
+        for c, (di, dj) in enumerate(CORNERS):
+            ii, jj = np.minimum(fi[fy] + di, h - 1), np.minimum(fj[fx] + dj, w - 1)
+            dz = np.abs(d_fg - zc32[ii, jj])
+            dz_all[c] = np.where(dz < tol_fg, dz, np.inf)
+            lab_all[c] = coarse[ii, jj]
         pick = np.argmin(dz_all, axis=0)
         best_dz = np.take_along_axis(dz_all, pick[None], 0)[0]
         best_label = np.take_along_axis(lab_all, pick[None], 0)[0]
         lab_box = None
         if grid.lab is not None:
             lab_box = colour_features(rgb[box])
-            self._resolve_by_colour(grid, lab_box, fg, fi, fj, dz_all, lab_all, tol, best_label, best_dz)
-        labels = np.where(fg & (best_dz < tol), best_label, 0).astype(np.int32)
+            at = (fy, fx, fi[fy], fj[fx])
+            self._resolve_by_colour(grid, lab_box, at, dz_all, lab_all, tol_fg, best_label, best_dz)
+        labels = np.zeros(d.shape, dtype=np.int32)
+        labels[fy, fx] = np.where(best_dz < tol_fg, best_label, 0)
         # Foreground pixels at an object's rim whose coarse neighbours are all table: take a neighbour's label.
         # Then the object's base, between grow_height_m and min_h above the table, the same way (a few pixels).
         base = np.isfinite(d) & (hf > cfg.grow_height_m) & (hf < cfg.max_height_m)
         kernel = np.ones((3, 3), np.uint8)
+        small = np.uint16 if labels.max() < 2**16 else np.float32  # the same maximum filter, half the bytes
         for candidates, steps in ((fg, s), (base, 3)):
             for _ in range(steps):
                 todo = candidates & (labels == 0)
-                grown = cv2.dilate(labels.astype(np.float32), kernel).astype(np.int32)
+                if not todo.any():
+                    break
+                grown = cv2.dilate(labels.astype(small), kernel).astype(np.int32)
                 take = todo & (grown > 0)
                 if not take.any():
                     break
@@ -890,37 +909,42 @@ class TabletopSegmenter:
         if not todo.any() or not table.any():
             return
         held = labels > 0
-        count = np.maximum(np.bincount(labels[held]), 1)[1:, None]
-        colours = np.stack([np.bincount(labels[held], lab[..., c][held])[1:] for c in range(3)], axis=1) / count
-        ty, tx = np.nonzero(todo)  # the candidates only: a box is mostly table with depth
-        table_lab = lab[table]
-        table_colour = np.median(table_lab[:: max(1, len(table_lab) // 4096)], axis=0)  # ~4 k pixels suffice
-        colour = lab[ty, tx]
-        # The closer to the object than to the table, and within twice the colour edge threshold of it.
-        best = np.minimum(np.linalg.norm(colour - table_colour, axis=1), 2.0 * self.config.colour_edge_threshold)
-        claim = np.zeros(len(ty), dtype=np.int32)
+        held_labels, held_lab = labels[held], lab[held]
+        count = np.maximum(np.bincount(held_labels), 1)[1:, None]
+        colours = np.stack([np.bincount(held_labels, held_lab[:, c])[1:] for c in range(3)], axis=1) / count
+        at_table = np.flatnonzero(table)
+        every = at_table[:: max(1, len(at_table) // 4096)]  # ~4 k pixels suffice
+        table_colour = np.median(lab.reshape(-1, 3)[every], axis=0)
+        # Only the candidates inside some silhouette are looked at (a box is mostly table): each gets its distance
+        # to the table's colour when first seen. The closer to the object than to the table, and within twice the
+        # colour edge threshold of it.
+        limit = 2.0 * self.config.colour_edge_threshold
+        best = np.zeros(labels.shape, dtype=np.float32)
+        seen = np.zeros(labels.shape, dtype=bool)
+        claim = np.zeros(labels.shape, dtype=np.int32)
         for k, sl in enumerate(ndimage.find_objects(labels), start=1):
             if sl is None:
                 continue
-            pts = np.argwhere(labels[sl] == k)[:, ::-1].astype(np.int32)
-            hull = np.zeros(labels[sl].shape, dtype=np.uint8)
-            cv2.fillConvexPoly(hull, cv2.convexHull(pts), 1)
-            (y0, y1), (x0, x1) = (sl[0].start, sl[0].stop), (sl[1].start, sl[1].stop)
-            near = np.flatnonzero((ty >= y0) & (ty < y1) & (tx >= x0) & (tx < x1))
-            near = near[hull[ty[near] - y0, tx[near] - x0] > 0]
-            dist = np.linalg.norm(colour[near] - colours[k - 1], axis=1)
-            win = dist < best[near]
-            best[near[win]] = dist[win]
-            claim[near[win]] = k
-        labels[ty, tx] = np.where(claim > 0, claim, labels[ty, tx])
+            hull = convex_silhouette(labels[sl] == k)
+            yy, xx = np.nonzero(todo[sl] & hull)
+            if len(yy) == 0:
+                continue
+            colour = lab[sl][yy, xx]
+            sub_best, sub_seen = best[sl], seen[sl]
+            fresh = ~sub_seen[yy, xx]
+            sub_best[yy[fresh], xx[fresh]] = np.minimum(np.linalg.norm(colour[fresh] - table_colour, axis=1), limit)
+            sub_seen[yy, xx] = True
+            dist = np.linalg.norm(colour - colours[k - 1], axis=1)
+            win = dist < sub_best[yy, xx]
+            sub_best[yy[win], xx[win]] = dist[win]
+            claim[sl][yy[win], xx[win]] = k
+        labels[claim > 0] = claim[claim > 0]
 
     def _resolve_by_colour(
         self,
         grid: CoarseGrid,
         lab_box: np.ndarray,
-        fg: np.ndarray,
-        fi: np.ndarray,
-        fj: np.ndarray,
+        at: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
         dz_all: np.ndarray,
         lab_all: np.ndarray,
         tol: np.ndarray,
@@ -929,25 +953,27 @@ class TabletopSegmenter:
     ) -> None:
         """Where candidates of two objects are both on the surface (touching objects at one depth), colour decides
         as well, with the clustering's colour weighting; updates ``best_label``/``best_dz`` in place. Only these
-        few pixels pay for it."""
+        few pixels pay for it. ``at``: the foreground pixels' rows and columns in the box and their first coarse
+        neighbour's row and column; ``dz_all``, ``lab_all`` (4, n): the depth step to and label of each of the four
+        coarse neighbours (``CORNERS``) of each pixel, ``tol`` (n,) its link tolerance."""
         h, w = grid.shape
         valid_c = np.isfinite(dz_all) & (lab_all > 0)
         lab_masked = np.where(valid_c, lab_all, 0)
         hi_l, lo_l = lab_masked.max(axis=0), np.where(valid_c, lab_all, np.iinfo(np.int32).max).min(axis=0)
-        amb = fg & valid_c.any(axis=0) & (hi_l != lo_l)
-        if not amb.any():
+        amb = np.flatnonzero(valid_c.any(axis=0) & (hi_l != lo_l))
+        if len(amb) == 0:
             return
-        av, au = np.nonzero(amb)
-        cost = np.full((4, len(av)), np.inf, dtype=np.float32)
-        for c, (di, dj) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
-            ii = np.minimum(fi[av] + di, h - 1)
-            jj = np.minimum(fj[au] + dj, w - 1)
-            dc = lab_box[av, au] - grid.lab[ii, jj]
+        fy, fx, fi, fj = (a[amb] for a in at)
+        cost = np.full((4, len(amb)), np.inf, dtype=np.float32)
+        for c, (di, dj) in enumerate(CORNERS):
+            ii = np.minimum(fi + di, h - 1)
+            jj = np.minimum(fj + dj, w - 1)
+            dc = lab_box[fy, fx] - grid.lab[ii, jj]
             de = np.sqrt(dc[:, 0] ** 2 + dc[:, 1] ** 2 + dc[:, 2] ** 2)
-            cost[c] = dz_all[c, av, au] / tol[av, au] + de / np.float32(self.config.colour_edge_threshold)
+            cost[c] = dz_all[c, amb] / tol[amb] + de / np.float32(self.config.colour_edge_threshold)
         best = np.argmin(cost, axis=0)
-        best_label[av, au] = lab_all[best, av, au]
-        best_dz[av, au] = dz_all[best, av, au]
+        best_label[amb] = lab_all[best, amb]
+        best_dz[amb] = dz_all[best, amb]
 
     def _make_objects(
         self, grid: CoarseGrid, boxed: BoxedLabels, roi: tuple[int, int, int, int] | None
@@ -1052,14 +1078,18 @@ class TabletopSegmenter:
         if not holes.any():
             return holes
         n, comp = cv2.connectedComponents(holes.astype(np.uint8), connectivity=4)
-        at_table = ndimage.sum(table_seen, comp, index=np.arange(1, n))
+        hole_comp = comp[holes]  # per-hole sums over the hole pixels only (bincount, not ndimage's relabelling)
         fill = np.zeros(n, dtype=bool)
-        fill[1:] = at_table == 0
+        fill[1:] = np.bincount(hole_comp[table_seen[holes]], minlength=n)[1:] == 0
         outside = table_seen & ~filled
         if lab is not None and outside.any() and not fill[1:].all():
             obj_colour, table_colour = lab[mask].mean(axis=0), lab[outside].mean(axis=0)
-            index = np.arange(1, n)
-            colours = np.stack([ndimage.mean(lab[..., c], comp, index) for c in range(3)], axis=1)  # (n - 1, 3)
+            count = np.bincount(hole_comp, minlength=n)[1:]
+            hole_lab = lab[holes]
+            colours = (
+                np.stack([np.bincount(hole_comp, hole_lab[:, c], minlength=n)[1:] for c in range(3)], 1)
+                / count[:, None]
+            )  # (n - 1, 3)
             like_object = np.linalg.norm(colours - obj_colour, axis=1) < np.linalg.norm(colours - table_colour, axis=1)
             fill[1:] |= like_object
         return fill[comp] & holes
