@@ -114,7 +114,8 @@ class CoarseGrid:
     lab: np.ndarray | None
     """(h, w, 3) mean colour of each cell (``colour_features``), None when colour is not used."""
     normals: np.ndarray
-    """(h, w, 3) unit surface normals facing the camera (NaN where unknown)."""
+    """(h, w, 3) unit surface normals facing the camera (NaN where unknown), of the foreground samples once
+    :meth:`object_normals` has run (all NaN before)."""
     sigma: np.ndarray
     """(h, w) depth noise (1 sigma, metres) of the sensor model at each sample's range."""
     fit: PlaneFit | None = None
@@ -140,7 +141,9 @@ class CoarseGrid:
         sigma = depth_sigma(
             np.nan_to_num(pts[..., 2]), cfg.depth_noise_base_m, cfg.depth_noise_quad_m, cfg.depth_noise_z0_m
         )
-        return cls(s, off, pts, valid, spacing, depth, intr, lab, grid_normals(pts, valid), sigma)
+        # Normals are estimated once the workspace is known (object_normals): nothing reads them before.
+        unknown = np.full(pts.shape, np.nan, dtype=np.float32)
+        return cls(s, off, pts, valid, spacing, depth, intr, lab, unknown, sigma)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -860,38 +863,44 @@ class TabletopSegmenter:
         # take a label, so only they are looked at (a box is mostly table).
         fy, fx = np.nonzero(fg)
         d_fg, tol_fg = d[fy, fx], tol[fy, fx]
+        # Each pixel's coarse row above / below and column left / right (clipped at the grid's edge).
+        rows = (fi[fy], np.minimum(fi + 1, h - 1)[fy])
+        cols = (fj[fx], np.minimum(fj + 1, w - 1)[fx])
+        zc_flat, coarse_flat = zc32.ravel(), coarse.ravel()
         dz_all = np.empty((4, len(fy)), dtype=np.float32)
         lab_all = np.empty((4, len(fy)), dtype=coarse.dtype)
         for c, (di, dj) in enumerate(CORNERS):
-            ii, jj = np.minimum(fi[fy] + di, h - 1), np.minimum(fj[fx] + dj, w - 1)
-            dz = np.abs(d_fg - zc32[ii, jj])
+            flat = rows[di] * w + cols[dj]
+            dz = np.abs(d_fg - zc_flat[flat])
             dz_all[c] = np.where(dz < tol_fg, dz, np.inf)
-            lab_all[c] = coarse[ii, jj]
+            lab_all[c] = coarse_flat[flat]
         pick = np.argmin(dz_all, axis=0)
         best_dz = np.take_along_axis(dz_all, pick[None], 0)[0]
         best_label = np.take_along_axis(lab_all, pick[None], 0)[0]
         lab_box = None
         if grid.lab is not None:
             lab_box = colour_features(rgb[box])
-            at = (fy, fx, fi[fy], fj[fx])
-            self._resolve_by_colour(grid, lab_box, at, dz_all, lab_all, tol_fg, best_label, best_dz)
+            self._resolve_by_colour(grid, lab_box, (fy, fx, rows, cols), dz_all, lab_all, tol_fg, best_label, best_dz)
         labels = np.zeros(d.shape, dtype=np.int32)
         labels[fy, fx] = np.where(best_dz < tol_fg, best_label, 0)
         # Foreground pixels at an object's rim whose coarse neighbours are all table: take a neighbour's label.
         # Then the object's base, between grow_height_m and min_h above the table, the same way (a few pixels).
         base = np.isfinite(d) & (hf > cfg.grow_height_m) & (hf < cfg.max_height_m)
         kernel = np.ones((3, 3), np.uint8)
-        small = np.uint16 if labels.max() < 2**16 else np.float32  # the same maximum filter, half the bytes
+        small = labels.astype(np.uint16 if labels.max() < 2**16 else np.float32)  # the same maximum filter, fewer bytes
+        free = labels == 0
         for candidates, steps in ((fg, s), (base, 3)):
             for _ in range(steps):
-                todo = candidates & (labels == 0)
+                todo = candidates & free
                 if not todo.any():
                     break
-                grown = cv2.dilate(labels.astype(small), kernel).astype(np.int32)
+                grown = cv2.dilate(small, kernel)
                 take = todo & (grown > 0)
                 if not take.any():
                     break
                 labels[take] = grown[take]
+                small[take] = grown[take]
+                free[take] = False
         if lab_box is not None:
             self._claim_missing_depth(labels, np.isfinite(d), lab_box, np.isfinite(hf) & (hf <= grid.min_height_m))
         return BoxedLabels(labels=labels, height=hf, box=box, lab=lab_box)
@@ -953,22 +962,22 @@ class TabletopSegmenter:
     ) -> None:
         """Where candidates of two objects are both on the surface (touching objects at one depth), colour decides
         as well, with the clustering's colour weighting; updates ``best_label``/``best_dz`` in place. Only these
-        few pixels pay for it. ``at``: the foreground pixels' rows and columns in the box and their first coarse
-        neighbour's row and column; ``dz_all``, ``lab_all`` (4, n): the depth step to and label of each of the four
-        coarse neighbours (``CORNERS``) of each pixel, ``tol`` (n,) its link tolerance."""
-        h, w = grid.shape
+        few pixels pay for it. ``at``: the foreground pixels' rows and columns in the box, and their coarse
+        neighbours' rows (above, below) and columns (left, right); ``dz_all``, ``lab_all`` (4, n): the depth step
+        to and label of each of the four coarse neighbours (``CORNERS``) of each pixel, ``tol`` (n,) its link
+        tolerance."""
         valid_c = np.isfinite(dz_all) & (lab_all > 0)
         lab_masked = np.where(valid_c, lab_all, 0)
         hi_l, lo_l = lab_masked.max(axis=0), np.where(valid_c, lab_all, np.iinfo(np.int32).max).min(axis=0)
         amb = np.flatnonzero(valid_c.any(axis=0) & (hi_l != lo_l))
         if len(amb) == 0:
             return
-        fy, fx, fi, fj = (a[amb] for a in at)
+        fy, fx, rows, cols = at
+        fy, fx = fy[amb], fx[amb]
+        colour = lab_box[fy, fx]
         cost = np.full((4, len(amb)), np.inf, dtype=np.float32)
         for c, (di, dj) in enumerate(CORNERS):
-            ii = np.minimum(fi + di, h - 1)
-            jj = np.minimum(fj + dj, w - 1)
-            dc = lab_box[fy, fx] - grid.lab[ii, jj]
+            dc = colour - grid.lab[rows[di][amb], cols[dj][amb]]
             de = np.sqrt(dc[:, 0] ** 2 + dc[:, 1] ** 2 + dc[:, 2] ** 2)
             cost[c] = dz_all[c, amb] / tol[amb] + de / np.float32(self.config.colour_edge_threshold)
         best = np.argmin(cost, axis=0)
