@@ -352,6 +352,7 @@ def _complete_with_prior(
         occ = candidate & _under_visible_surface(grid, p_plane)
         return (occ if own_sil is None else occ & own_sil), "symmetry:flip", flip[0][1], p_plane
     cand_idx = np.flatnonzero(candidate)
+    seen_footprint = _in_footprint(grid, cand_idx, p_plane[:, :2]) if own_sil is not None and hypotheses else None
     best_volume = None
     for hypothesis, score in hypotheses:
         # Among the hypotheses about as consistent as the best, the one giving the smallest object: every one of
@@ -361,11 +362,15 @@ def _complete_with_prior(
         # The symmetric visual hull: a voxel is kept when it and its mirror image may both be object, and one of
         # the two is seen in the object's own silhouette: behind an occluder the object is completed only as the
         # mirror image of what was seen (else the unseen gap between an occluder and the object fills up).
+        # Dev sweep (seeds 100-101) for the footprint exception below: occluding bucket median IoU 0.380 -> 0.638
+        # (hull 0.428), 3 objects better, none worse by more than 0.02.
         mirrored = grid.to_cam(_reflect(grid.centres[cand_idx], hypothesis))
         mirror_ok, _, _, _ = space.classify(mirrored)
         possible_m = mirror_ok
         if own_sil is not None:
-            possible_m = mirror_ok & (own_sil[cand_idx] | space.in_own_silhouette(mirrored))
+            # Or, hidden both ways, it lies within the footprint of the visible points: the object was seen on
+            # both sides of the occluder (a box behind a bottle standing across its middle came out holed through).
+            possible_m = mirror_ok & (own_sil[cand_idx] | space.in_own_silhouette(mirrored) | seen_footprint)
         volume = int(np.count_nonzero(possible_m))
         if best_volume is None or volume < best_volume:
             best_volume, consistency, prior, best = volume, score, f"symmetry:{hypothesis[0]}", hypothesis
@@ -410,7 +415,12 @@ def _in_symmetric_footprint(
     the object's own surface (its shadow) whose mirror image lies behind an occluder in front of it. That grew slabs
     along the view direction at the foot of partly occluded objects (Chamfer 17-21 mm where the hull has 6-8). The
     object is what was seen and its mirror image, down to the table: nothing in the evidence reaches beyond that."""
-    xy = np.concatenate([p_plane[:, :2], _reflect(p_plane, hypothesis)[:, :2]])
+    return _in_footprint(grid, idx, np.concatenate([p_plane[:, :2], _reflect(p_plane, hypothesis)[:, :2]]))
+
+
+def _in_footprint(grid: _Grid, idx: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """(len(idx),) bool: the voxels (flat indices) whose column lies within a voxel of the convex hull of ``xy``
+    (plane frame)."""
     try:
         hull = ConvexHull(xy)
     except QhullError:
