@@ -3,6 +3,7 @@ the transition instead of crashing."""
 
 from __future__ import annotations
 
+import psutil
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
@@ -54,8 +55,31 @@ def test_invalid_parameters_fail_configure(override: str) -> None:
         assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
         assert node.config is None
     finally:
+        node.release()
         node.destroy_node()
         rclpy.shutdown(context=context)
+
+
+def _dispatch_processes() -> list[int]:
+    children = psutil.Process().children()
+    return [p.pid for p in children if "z123_ros.dispatch.child" in " ".join(p.cmdline()) and p.is_running()]
+
+
+def test_the_dispatch_process_starts_with_the_node_and_configure_hands_it_to_the_dispatcher() -> None:
+    """The dispatch process starts when the node is made (its Python start overlaps the node's own), the dispatcher
+    made at configure adopts that one (no second process), and release() ends it. No Ray starts here."""
+    before = set(_dispatch_processes())
+    node, context = _node()
+    try:
+        started = set(_dispatch_processes()) - before
+        assert len(started) == 1
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert set(_dispatch_processes()) - before == started
+    finally:
+        node.release()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+    assert set(_dispatch_processes()) - before == set()
 
 
 def test_out_of_range_parameter_is_refused_at_startup() -> None:

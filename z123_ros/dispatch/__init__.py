@@ -34,11 +34,12 @@ from z123_ros.dispatch.kinds import (
     unregister_kind,
 )
 from z123_ros.dispatch.pool import WorkerPoolConfig
-from z123_ros.dispatch.supervisor import SupervisedDispatcher, make_dispatcher
+from z123_ros.dispatch.supervisor import DispatchProcess, SupervisedDispatcher, make_dispatcher
 from z123_ros.dispatch.workers import Job, NovelViewsJob, ReconstructionJob, WorkerReply
 
 __all__ = [
     "DispatchConfig",
+    "DispatchProcess",
     "DispatchStats",
     "Dispatcher",
     "DispatcherState",

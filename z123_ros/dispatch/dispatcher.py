@@ -383,8 +383,11 @@ class Dispatcher:
         """Why the dispatcher is in its state (e.g. the connection error while DEGRADED)."""
         return self._state_reason
 
-    def prepare(self) -> None:
-        """Nothing to start ahead of :meth:`start` in process (SupervisedDispatcher starts its process here)."""
+    def prepare(self, process: Any = None) -> None:
+        """Nothing to start ahead of :meth:`start` in process (SupervisedDispatcher starts its process here); a
+        ``process`` started for an isolated dispatcher (supervisor.DispatchProcess) is closed."""
+        if process is not None:
+            process.close()
 
     def start(self, wait_s: float | None = None) -> DispatcherState:
         """Start the collector thread; wait until connected and the actors are warm, or degraded, or ``wait_s``

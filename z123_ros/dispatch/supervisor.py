@@ -145,13 +145,19 @@ class SupervisedDispatcher:
         with self._lock:
             return dict(self._ray_info)
 
-    def prepare(self) -> None:
-        """Start the dispatch process now, ahead of :meth:`start`: Python starts and imports Ray (0.4 s on the idle
-        2-core machine) while the caller does other work (the node: between configure and activate), and start()
-        hands the config to a process that is ready. Nothing happens after start() or when a process is prepared
-        already; shutdown() ends it."""
+    def prepare(self, process: DispatchProcess | None = None) -> None:
+        """Have the dispatch process ready ahead of :meth:`start`: ``process`` (started even before the config was
+        known, see :class:`DispatchProcess`), else one started now. Python starts and imports Ray (0.4 s on the idle
+        2-core machine) while the caller does other work (the node: its own imports and configure), and start()
+        hands the config to a process that is ready. After start(), or when one is prepared already, ``process`` is
+        closed; shutdown() ends the prepared one."""
         with self._lock:
             if self._thread is not None or self._standby is not None:
+                if process is not None:
+                    process.close()
+                return
+            if process is not None and process.alive():
+                self._standby = process.take()
                 return
             try:
                 # Not the job inputs' modules: the child imports them once Ray is up, while the actors warm up.
@@ -475,13 +481,7 @@ class SupervisedDispatcher:
     def _drop_standby(self) -> None:
         standby, self._standby = self._standby, None
         if standby is not None:
-            child, chan = standby
-            chan.close()  # it exits at the end of file
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(timeout=5.0)
-            if child.poll() is None:
-                child.kill()
-                child.wait(timeout=5.0)
+            _end_waiting_child(*standby)
 
     def _death_reason(self) -> str:
         child = self._child
@@ -598,6 +598,45 @@ class SupervisedDispatcher:
         with contextlib.suppress(subprocess.TimeoutExpired):
             child.wait(timeout=10.0)
         kill_session(child.pid)
+
+
+class DispatchProcess:
+    """A dispatch process started before its config is known (Python up, Ray imported, waiting):
+    :meth:`SupervisedDispatcher.prepare` adopts it. The node starts one as soon as it exists, so the process's
+    start overlaps the node's own imports and configure. :meth:`close` ends it when no dispatcher took it."""
+
+    def __init__(self) -> None:
+        self._process: tuple[subprocess.Popen, Channel] | None = _popen_child()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process[0].pid if self._process is not None else None
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process[0].poll() is None
+
+    def take(self) -> tuple[subprocess.Popen, Channel]:
+        """Hand the process over (once); this object no longer owns it."""
+        process, self._process = self._process, None
+        if process is None:
+            raise RuntimeError("this dispatch process was taken or closed already")
+        return process
+
+    def close(self) -> None:
+        """End the process unless it was taken (idempotent)."""
+        process, self._process = self._process, None
+        if process is not None:
+            _end_waiting_child(*process)
+
+
+def _end_waiting_child(child: subprocess.Popen, chan: Channel) -> None:
+    """End a child that waits for its config (a standby or prepared one): it exits at the end of file."""
+    chan.close()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        child.wait(timeout=5.0)
+    if child.poll() is None:
+        child.kill()
+        child.wait(timeout=5.0)
 
 
 def _popen_child(preload: list[str] | None = None) -> tuple[subprocess.Popen, Channel]:

@@ -51,7 +51,7 @@ from visualization_msgs.msg import MarkerArray
 from z123_interfaces.msg import ObjectReconstruction, ObjectSegmentation
 from z123_interfaces.srv import ReconstructObject
 
-from z123_ros.dispatch import make_dispatcher
+from z123_ros.dispatch import DispatchProcess, make_dispatcher
 from z123_ros.errors import Z123Error
 from z123_ros.resources import ensure_ament_prefix_path
 from z123_ros.ros import conversions as conv
@@ -77,6 +77,13 @@ class Z123Node(LifecycleNode):
         super().__init__(node_name, **kwargs)
         #: Startup breakdown for /diagnostics (startup.*): seconds since the process started at each step.
         self._startup = {"node_created_s": process_age_s()}
+        #: The dispatch process, started now (before the parameters are read): Python's start and Ray's import
+        #: (0.4 s) overlap the node's own start-up; the dispatcher made at configure adopts it.
+        self._early_dispatch: DispatchProcess | None = None
+        try:
+            self._early_dispatch = DispatchProcess()
+        except OSError as exc:
+            self.get_logger().warning(f"could not start the dispatch process early: {exc}")
         self._template = NodeConfig()
         self._specs = declare_parameters(self, self._template)
         self.config: NodeConfig | None = None
@@ -196,6 +203,7 @@ class Z123Node(LifecycleNode):
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_processing()
+        self._close_early_dispatch()
         self._release_outputs()
         self._release_tf()
         return TransitionCallbackReturn.SUCCESS
@@ -207,6 +215,12 @@ class Z123Node(LifecycleNode):
     def release(self) -> None:
         """Stop the worker and the dispatcher (idempotent); for ``main()`` and tests."""
         self._stop_processing()
+        self._close_early_dispatch()
+
+    def _close_early_dispatch(self) -> None:
+        early, self._early_dispatch = self._early_dispatch, None
+        if early is not None:
+            early.close()
 
     def _stop_processing(self) -> None:
         for sub in self._subs:
@@ -319,12 +333,13 @@ class Z123Node(LifecycleNode):
         return dispatcher
 
     def _prepare_dispatcher(self, config: NodeConfig) -> None:
-        """Make the dispatcher and start its process now (SupervisedDispatcher.prepare: Python up, Ray and the
-        reconstruction code imported, no Ray started yet), so that activation starts Ray in a process that is
-        ready instead of waiting for Python's start-up and the imports first."""
+        """Make the dispatcher and give it the dispatch process started with the node (SupervisedDispatcher.prepare:
+        Python up, Ray imported, no Ray started yet), so that activation starts Ray in a process that is ready
+        instead of waiting for Python's start-up and the imports first."""
         if self._dispatcher is None:
             self._dispatcher = make_dispatcher(config.dispatch)  # SupervisedDispatcher: Ray's death never ends this
-        self._dispatcher.prepare()
+        early, self._early_dispatch = self._early_dispatch, None
+        self._dispatcher.prepare(early)
 
     def _stamp_dispatcher_startup(self, dispatcher: Any) -> None:
         """startup.dispatch_ready_s / startup.actors_warm_s (s since the process started): when Ray first was up
