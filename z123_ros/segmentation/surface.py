@@ -78,13 +78,18 @@ class Links:
     which a colour edge must not split (a carton's printed top and side, a can's label)."""
 
 
+def crease_terms(na: np.ndarray, nb: np.ndarray, xa: np.ndarray, xb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(M,) cosine between the normals of patches (xa, na) and (xb, nb), and LCCP's convexity ``(na - nb) . (xa -
+    xb)`` (negative: concave; swapping the normals flips its sign). NaN where a normal is missing."""
+    return np.einsum("mc,mc->m", na, nb), np.einsum("mc,mc->m", na - nb, xa - xb)
+
+
 def concave_crease(
     na: np.ndarray, nb: np.ndarray, xa: np.ndarray, xb: np.ndarray, min_angle_deg: np.ndarray | float
 ) -> np.ndarray:
     """(M,) bool: the connection of patches (xa, na) and (xb, nb) is concave and their normals differ by more than
     ``min_angle_deg`` (LCCP). Missing normals give False."""
-    cos = np.einsum("mc,mc->m", na, nb)
-    convexity = np.einsum("mc,mc->m", na - nb, xa - xb)
+    cos, convexity = crease_terms(na, nb, xa, xb)
     with np.errstate(invalid="ignore"):
         out = (convexity < 0) & (cos < np.cos(np.radians(min_angle_deg)))
     return np.nan_to_num(out, nan=0).astype(bool)

@@ -51,7 +51,7 @@ from z123_ros.segmentation.config import SegmentationConfig
 from z123_ros.segmentation.inputs import check_depth, check_rgb, check_roi
 from z123_ros.segmentation.masks import fill_holes, measure_points, touches_border
 from z123_ros.segmentation.rgb import segment_rgb
-from z123_ros.segmentation.surface import NEIGHBOURS, Links, concave_crease, depth_sigma, grid_normals, normal_noise_deg
+from z123_ros.segmentation.surface import NEIGHBOURS, Links, crease_terms, depth_sigma, grid_normals, normal_noise_deg
 from z123_ros.segmentation.types import FrameSegmentation, SegmentedObject
 
 logger = logging.getLogger(__name__)
@@ -424,10 +424,16 @@ class TabletopSegmenter:
                 p_pad[outer_a][touches],
                 p_pad[outer_b][touches],
             )
-            parts["concave"].append(both & concave_crease(*ends, np.maximum(cfg.concave_angle_deg, 3.0 * noise)))
-            parts["weak"].append(both & concave_crease(*ends, np.maximum(0.5 * cfg.concave_angle_deg, 2.0 * noise)))
-            flipped = (ends[1], ends[0], ends[2], ends[3])  # swapping the normals flips the convexity sign
-            parts["convex"].append(both & concave_crease(*flipped, np.maximum(cfg.concave_angle_deg, 3.0 * noise)))
+            # concave_crease's test, its terms computed once for the three kinds (a convex crease: the same test
+            # with the normals swapped, which flips the convexity's sign).
+            cos, convexity = crease_terms(*ends)
+            with np.errstate(invalid="ignore"):
+                bent = cos < np.cos(np.radians(np.maximum(cfg.concave_angle_deg, 3.0 * noise)))
+                bent_weak = cos < np.cos(np.radians(np.maximum(0.5 * cfg.concave_angle_deg, 2.0 * noise)))
+                concave, convex = convexity < 0, convexity > 0
+            parts["concave"].append(both & concave & bent)
+            parts["weak"].append(both & concave & bent_weak)
+            parts["convex"].append(both & convex & bent)
             if lab is not None:
                 dc = lab[a][touches] - lab[b][touches]
                 parts["same"].append(np.sqrt(dc[:, 0] ** 2 + dc[:, 1] ** 2 + dc[:, 2] ** 2) < cfg.colour_edge_threshold)
