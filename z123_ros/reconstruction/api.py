@@ -47,12 +47,15 @@ def depth_confidence(completion: DepthCompletion) -> float:
 def _reconstruct_depth(inp: ReconstructionInput, config: ReconstructionConfig, pipeline=None) -> ReconstructionResult:
     completion, _ = complete_from_depth(inp, config.depth)
     t0 = time.perf_counter()
-    mesh = extract_mesh(
-        completion.occupancy.astype(np.float32),
-        0.5,
-        completion.T_cam_from_index,
-        smooth_sigma=config.depth.smooth_sigma,
-    )
+    if completion.surface_field is not None:  # an open container's wall, already placed to a fraction of a voxel
+        mesh = extract_mesh(completion.surface_field, 0.5, completion.T_cam_from_index, smooth_sigma=0.0)
+    else:
+        mesh = extract_mesh(
+            completion.occupancy.astype(np.float32),
+            0.5,
+            completion.T_cam_from_index,
+            smooth_sigma=config.depth.smooth_sigma,
+        )
     mesh = largest_mesh_piece(mesh)
     timings = {**completion.timings, "mesh": time.perf_counter() - t0}
     return result_from_mesh(

@@ -29,6 +29,7 @@ from z123_ros.camera import CameraIntrinsics
 from z123_ros.errors import ReconstructionError
 from z123_ros.geometry import fit_plane_ransac, orient_plane, plane_from_pose
 from z123_ros.reconstruction.base import DepthBackendConfig, ReconstructionInput
+from z123_ros.reconstruction.hollow import build_wall, within_rim
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,9 @@ class DepthCompletion:
     """Fraction of the visible surface's voxels lost with the fragments dropped to keep one solid."""
     open_fraction: float = 0.0
     """Fraction of the mask's outline next to occluders, depth holes or the image border."""
+    surface_field: np.ndarray | None = None
+    """(X, Y, Z) float field to mesh at 0.5 without smoothing instead of the occupancy (an open container's thin
+    wall, placed to a fraction of a voxel: see reconstruction/hollow.py); None: mesh the occupancy."""
 
 
 def apply_transform(T: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -487,7 +491,7 @@ def complete_from_depth(inp: ReconstructionInput, cfg: DepthBackendConfig) -> tu
     occ, prior, consistency, support = _complete_with_prior(
         grid, candidate, p_plane, space, width, hidden, plane is not None, cfg
     )
-    occ, prior, checks = _finish(occ, prior, grid, candidate, behind, p_plane, support, space, mask, cfg)
+    occ, prior, checks, field, grid = _finish(occ, prior, grid, candidate, behind, p_plane, support, space, mask, cfg)
     if prior.startswith("fallback"):
         consistency = 0.0
     timings["complete"] = time.perf_counter() - t0
@@ -511,6 +515,7 @@ def complete_from_depth(inp: ReconstructionInput, cfg: DepthBackendConfig) -> tu
         coverage=checks["coverage"],
         dropped=checks["dropped"],
         open_fraction=open_fraction,
+        surface_field=field,
     )
     return completion, points
 
@@ -526,15 +531,20 @@ def _finish(
     space: _FreeSpace,
     mask: np.ndarray,
     cfg: DepthBackendConfig,
-) -> tuple[np.ndarray, str, dict[str, float]]:
+) -> tuple[np.ndarray, str, dict[str, float], np.ndarray | None, _Grid]:
     """Hollow cavities, the visible shell, one solid, and the fallback when the result contradicts the view.
-    ``support``: the points the completion rests on (visible and mirrored, plane frame)."""
+    ``support``: the points the completion rests on (visible and mirrored, plane frame). Also returns the wall's
+    field for the mesh of an open container (None otherwise) and the grid of the result."""
     cavity = _cavity_columns(grid, p_plane, cfg)
     shell_m = max(cfg.min_thickness_m, 2 * grid.voxel)
     if cavity is not None:
         # Seen into a cavity: the object is a wall along what is seen and its mirror image, not solid down to the
         # table (below the inner bottom) nor behind the far wall (its outside, hidden by the wall itself).
-        # At least two voxels: a thinner wall breaks into pieces when the mesh is smoothed.
+        thin = _thin_wall(grid, occ, p_plane, support, space, mask, cfg)
+        if thin is not None:
+            return thin[0], prior + "+hollow", *thin[1:]
+        # The thin wall contradicts the view (a mug's handle lost with a fragment): a wall of the prior thickness
+        # within the symmetric hull. At least two voxels: a thinner wall breaks into pieces when smoothed.
         shell_m = max(cfg.hollow_wall_m, 2 * grid.voxel)
         occ = _within_wall(grid, occ, support, shell_m)
         prior += "+hollow"
@@ -543,14 +553,79 @@ def _finish(
     shell = _visible_shell(grid, candidate, behind, space, shell_m)
     occ[shell] = True
     solid, checks = _single_solid(occ.reshape(grid.dims), grid, space, mask, shell)
-    if checks["coverage"] >= cfg.min_silhouette_coverage and checks["dropped"] <= 0.25:
-        return solid, prior, checks
+    if _consistent(checks, cfg):
+        return solid, prior, checks, None, grid
     logger.debug("completion inconsistent with the view (%s): falling back to the column hull", checks)
     occ = _column_hull(grid, candidate, p_plane)
     shell = _visible_shell(grid, candidate, behind, space, max(cfg.min_thickness_m, 2 * grid.voxel))
     occ[shell] = True
     solid, checks = _single_solid(occ.reshape(grid.dims), grid, space, mask, shell)
-    return solid, "fallback:hull", checks
+    return solid, "fallback:hull", checks, None, grid
+
+
+def _consistent(checks: dict[str, float], cfg: DepthBackendConfig) -> bool:
+    """The completion covers the mask and kept the seen surface in one piece."""
+    return checks["coverage"] >= cfg.min_silhouette_coverage and checks["dropped"] <= 0.25
+
+
+def _thin_wall(
+    working: _Grid,
+    hull: np.ndarray,
+    p_plane: np.ndarray,
+    support: np.ndarray,
+    space: _FreeSpace,
+    mask: np.ndarray,
+    cfg: DepthBackendConfig,
+) -> tuple[np.ndarray, dict[str, float], np.ndarray, _Grid] | None:
+    """(solid, checks, field, grid) of an open container as a thin wall (reconstruction/hollow.py) on a grid over
+    the container alone (the working grid also spans the hidden depth: its voxels, 3 mm for a bowl, are coarser
+    than the walls), within a voxel of ``hull`` (the completion on the working grid: the symmetric visual hull);
+    None when it contradicts the view."""
+    grid = _container_grid(working, support, cfg)
+    candidate, _, _, behind = space.classify(grid.to_cam(grid.centres))
+    # The depth noise the walls' faces are placed with: the free-space tolerance less its half working voxel.
+    noise = float(np.median(space.tol[space.own])) - 0.5 * working.voxel
+    camera = np.linalg.inv(grid.T_cam_from_plane)[:3, 3]
+    band = max(grid.voxel, noise)
+    wall = build_wall(grid.centres, grid.voxel, p_plane, support, camera, band, cfg.hollow_wall_m)
+    possible = candidate & _resample(working, ndimage.binary_dilation(hull.reshape(working.dims)), grid.centres)
+    possible = ndimage.binary_dilation(possible.reshape(grid.dims)).ravel()
+    field = np.where(possible, wall.field, np.minimum(wall.field, 0.45))
+    # Beside the opening (a handle) the completion stays solid, smoothed as the occupancy's mesh would be.
+    beside = ~within_rim(p_plane, band, grid.centres[:, :2], wall.thickness_m + grid.voxel)
+    solid_part = _resample(working, hull.reshape(working.dims), grid.centres) & candidate & beside
+    smoothed = ndimage.gaussian_filter(solid_part.reshape(grid.dims).astype(np.float32), cfg.smooth_sigma)
+    field = np.maximum(field, smoothed.ravel())
+    shell = _visible_shell(grid, candidate, behind, space, wall.thickness_m)
+    occ = field > 0.5
+    occ[shell] = True
+    solid, checks = _single_solid(occ.reshape(grid.dims), grid, space, mask, shell)
+    if not _consistent(checks, cfg):
+        logger.debug("thin wall inconsistent with the view (%s)", checks)
+        return None
+    # The field decides where it agrees with the solid (sub-voxel wall faces); elsewhere the solid does.
+    field = np.where(solid.ravel(), np.maximum(field, 0.55), np.minimum(field, 0.45)).reshape(grid.dims)
+    return solid, checks, field, grid
+
+
+def _container_grid(grid: _Grid, support: np.ndarray, cfg: DepthBackendConfig) -> _Grid:
+    """A grid of ``cfg.resolution`` voxels along the longest side of the support points' box (plus the margin),
+    down to the working grid's floor (the table when there is one)."""
+    lo = np.maximum(support.min(axis=0) - cfg.margin_m, grid.lo)
+    hi = support.max(axis=0) + cfg.margin_m
+    voxel = float(np.max(hi - lo)) / cfg.resolution
+    dims = tuple(int(n) for n in np.maximum(np.ceil((hi - lo) / voxel).astype(int), 1))
+    idx = np.stack(np.meshgrid(*[np.arange(n) for n in dims], indexing="ij"), axis=-1).reshape(-1, 3)
+    return _Grid(dims, voxel, lo, grid.T_cam_from_plane, idx * voxel + lo + 0.5 * voxel)
+
+
+def _resample(grid: _Grid, volume: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """(N,) values of the bool ``volume`` (on ``grid``) at plane-frame ``centres``, nearest voxel; False outside."""
+    ijk = np.floor((centres - grid.lo) / grid.voxel).astype(np.int64)
+    inside = np.all((ijk >= 0) & (ijk < np.array(grid.dims)), axis=1)
+    out = np.zeros(len(centres), dtype=bool)
+    out[inside] = volume[ijk[inside, 0], ijk[inside, 1], ijk[inside, 2]]
+    return out
 
 
 def _within_wall(grid: _Grid, occ: np.ndarray, support: np.ndarray, wall: float) -> np.ndarray:
