@@ -29,7 +29,7 @@ from z123_ros.camera import CameraIntrinsics
 from z123_ros.errors import ReconstructionError
 from z123_ros.geometry import fit_plane_ransac, orient_plane, plane_from_pose
 from z123_ros.reconstruction.base import DepthBackendConfig, ReconstructionInput
-from z123_ros.reconstruction.hollow import build_wall, within_rim
+from z123_ros.reconstruction.hollow import build_wall, wall_thickness, within_rim
 
 logger = logging.getLogger(__name__)
 
@@ -581,22 +581,28 @@ def _thin_wall(
     the container alone (the working grid also spans the hidden depth: its voxels, 3 mm for a bowl, are coarser
     than the walls), within a voxel of ``hull`` (the completion on the working grid: the symmetric visual hull);
     None when it contradicts the view."""
-    grid = _container_grid(working, support, cfg)
-    candidate, _, _, behind = space.classify(grid.to_cam(grid.centres))
     # The depth noise the walls' faces are placed with: the free-space tolerance less its half working voxel.
-    noise = float(np.median(space.tol[space.own])) - 0.5 * working.voxel
+    band = float(np.median(space.tol[space.own])) - 0.5 * working.voxel
+    finest = _container_voxel(support, cfg)
+    # At least 1.5 of the finest voxels (a thinner field loses samples between grid points and breaks into holes);
+    # voxels a third of the wall: three across it keep it whole, finer ones only cost time (a cup: 4x the voxels).
+    thickness, measured = wall_thickness(p_plane, band, 1.5 * finest, cfg.hollow_wall_m)
+    grid = _container_grid(working, support, cfg, max(finest, thickness / 3.0))
+    logger.debug(
+        "hollow wall: rim %.1f mm, wall %.1f mm, voxel %.1f mm", 1e3 * measured, 1e3 * thickness, 1e3 * grid.voxel
+    )
+    candidate, _, _, behind = space.classify(grid.to_cam(grid.centres))
     camera = np.linalg.inv(grid.T_cam_from_plane)[:3, 3]
-    band = max(grid.voxel, noise)
-    wall = build_wall(grid.centres, grid.voxel, p_plane, support, camera, band, cfg.hollow_wall_m)
+    wall = build_wall(grid.centres, grid.voxel, p_plane, support, camera, thickness)
     possible = candidate & _resample(working, ndimage.binary_dilation(hull.reshape(working.dims)), grid.centres)
     possible = ndimage.binary_dilation(possible.reshape(grid.dims)).ravel()
-    field = np.where(possible, wall.field, np.minimum(wall.field, 0.45))
+    field = np.where(possible, wall, np.minimum(wall, 0.45))
     # Beside the opening (a handle) the completion stays solid, smoothed as the occupancy's mesh would be.
-    beside = ~within_rim(p_plane, band, grid.centres[:, :2], wall.thickness_m + grid.voxel)
+    beside = ~within_rim(p_plane, band, grid.centres[:, :2], thickness + grid.voxel)
     solid_part = _resample(working, hull.reshape(working.dims), grid.centres) & candidate & beside
     smoothed = ndimage.gaussian_filter(solid_part.reshape(grid.dims).astype(np.float32), cfg.smooth_sigma)
     field = np.maximum(field, smoothed.ravel())
-    shell = _visible_shell(grid, candidate, behind, space, wall.thickness_m)
+    shell = _visible_shell(grid, candidate, behind, space, thickness)
     occ = field > 0.5
     occ[shell] = True
     solid, checks = _single_solid(occ.reshape(grid.dims), grid, space, mask, shell)
@@ -608,12 +614,16 @@ def _thin_wall(
     return solid, checks, field, grid
 
 
-def _container_grid(grid: _Grid, support: np.ndarray, cfg: DepthBackendConfig) -> _Grid:
-    """A grid of ``cfg.resolution`` voxels along the longest side of the support points' box (plus the margin),
-    down to the working grid's floor (the table when there is one)."""
+def _container_voxel(support: np.ndarray, cfg: DepthBackendConfig) -> float:
+    """The finest voxel of a container's grid: ``cfg.resolution`` along the longest side of its box."""
+    return float(np.max(np.ptp(support, axis=0) + 2 * cfg.margin_m)) / cfg.resolution
+
+
+def _container_grid(grid: _Grid, support: np.ndarray, cfg: DepthBackendConfig, voxel: float) -> _Grid:
+    """A grid of ``voxel`` over the support points' box (plus the margin), down to the working grid's floor (the
+    table when there is one)."""
     lo = np.maximum(support.min(axis=0) - cfg.margin_m, grid.lo)
     hi = support.max(axis=0) + cfg.margin_m
-    voxel = float(np.max(hi - lo)) / cfg.resolution
     dims = tuple(int(n) for n in np.maximum(np.ceil((hi - lo) / voxel).astype(int), 1))
     idx = np.stack(np.meshgrid(*[np.arange(n) for n in dims], indexing="ij"), axis=-1).reshape(-1, 3)
     return _Grid(dims, voxel, lo, grid.T_cam_from_plane, idx * voxel + lo + 0.5 * voxel)

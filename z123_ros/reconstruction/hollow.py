@@ -18,7 +18,6 @@ the right side of the seen surface:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError, cKDTree
@@ -27,18 +26,6 @@ logger = logging.getLogger(__name__)
 
 #: Neighbours of a point for its surface normal and of a rim point for the rim's local direction.
 _NEIGHBOURS = 12
-
-
-@dataclass
-class Wall:
-    """An open container's wall on the working grid."""
-
-    field: np.ndarray
-    """(N,) float, flat over the grid: > 0.5 inside the wall, linear in distance near its faces (0.5 on them)."""
-    thickness_m: float
-    """Wall thickness used."""
-    measured_m: float
-    """Rim thickness measured on the visible points (NaN when the rim was not seen well enough)."""
 
 
 def inward_normals(points: np.ndarray, camera: np.ndarray) -> np.ndarray:
@@ -170,23 +157,27 @@ def wall_field(
     return field
 
 
+def wall_thickness(p_plane: np.ndarray, band_m: float, min_m: float, max_m: float) -> tuple[float, float]:
+    """(thickness, measured) of an open container's wall: the rim's (see :func:`rim_thickness`; NaN when not
+    seen) clipped to [min_m, max_m], ``max_m`` when the rim was not measured."""
+    measured = rim_thickness(p_plane, band_m)
+    if not np.isfinite(measured):
+        return max(min_m, max_m), measured
+    return float(np.clip(measured, min_m, max(min_m, max_m))), measured
+
+
 def build_wall(
     centres: np.ndarray,
     voxel: float,
     p_plane: np.ndarray,
     support: np.ndarray,
     camera_plane: np.ndarray,
-    band_m: float,
-    max_wall_m: float,
-) -> Wall:
-    """The wall of an open container seen into: ``p_plane`` the visible points, ``support`` the points the
-    completion rests on (the visible ones first, then their mirror images when a symmetry was accepted),
-    ``camera_plane`` the camera centre, all in the plane frame. Thickness: the rim's (see :func:`rim_thickness`),
-    at least 1.5 voxels (a thinner field loses samples between grid points and breaks into holes) and at most
-    ``max_wall_m``."""
-    measured = rim_thickness(p_plane, band_m)
-    floor = 1.5 * voxel
-    thickness = max_wall_m if not np.isfinite(measured) else float(np.clip(measured, floor, max(floor, max_wall_m)))
+    thickness: float,
+) -> np.ndarray:
+    """(N,) field of the wall of an open container seen into (see :func:`wall_field`) at the voxel ``centres``:
+    ``p_plane`` the visible points, ``support`` the points the completion rests on (the visible ones first, then
+    their mirror images when a symmetry was accepted), ``camera_plane`` the camera centre, all in the plane
+    frame."""
     normals = inward_normals(p_plane, camera_plane)
     mirrored, normals_m = None, None
     if len(support) == 2 * len(p_plane):
@@ -198,6 +189,4 @@ def build_wall(
         near_seen = cKDTree(p_plane).query(mirrored, distance_upper_bound=2.0 * thickness + voxel)[0] < np.inf
         keep = ~near_seen
         mirrored, normals_m = mirrored[keep], (normals @ linear.T)[keep]
-    field = wall_field(centres, voxel, p_plane, normals, mirrored, normals_m, thickness)
-    logger.debug("hollow wall: measured rim %.1f mm, thickness %.1f mm", 1e3 * measured, 1e3 * thickness)
-    return Wall(field, thickness, measured)
+    return wall_field(centres, voxel, p_plane, normals, mirrored, normals_m, thickness)
