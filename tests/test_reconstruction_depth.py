@@ -266,6 +266,22 @@ def test_confidence_drops_when_the_outline_is_hidden():
     assert mesh_pieces(r_cut) == 1
 
 
+def test_sliver_at_the_border_says_so_in_its_confidence():
+    # A fifth of a mustard bottle at the image edge: most of it lies beyond the border, so any completion is mostly
+    # prior (IoU 0.11, the hull's 0.04). The confidence said 0.64, barely below the whole bottle's 0.89; the sliver
+    # (extent away from the border 0.16 of its extent along it) now costs half of what the border may hide.
+    whole = render_condition_view("006_mustard_bottle", 0.5, 35.0)
+    cols = np.nonzero(whole.inp.mask.any(axis=0))[0]
+    sliver = render_condition_view(
+        "006_mustard_bottle", 0.5, 35.0, keep_columns=(int(cols.min() + 0.8 * (cols.max() - cols.min())), 320)
+    )
+    depth, m_depth, m_hull = _against_hull(sliver)
+    assert depth.info["border_sliver"] > 0.5
+    assert depth.confidence < 0.3 < reconstruct(whole.inp, "depth").confidence
+    assert mesh_pieces(depth) == 1
+    assert m_depth["iou"] >= m_hull["iou"]
+
+
 def test_real_dev_frame_beats_the_hull():
     from z123_ros.evaluation.real import DEFAULT_REAL_ROOT, load_real_frame
 

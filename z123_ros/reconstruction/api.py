@@ -33,14 +33,15 @@ logger = logging.getLogger(__name__)
 def depth_confidence(completion: DepthCompletion) -> float:
     """How much of the ``depth`` backend's shape rests on evidence: a consistent symmetry is strong support, a
     thickness guess or a fallback is weak; less when the completion leaves part of the mask uncovered, when
-    fragments were dropped, and when part of the outline is hidden (occluder, border: the prior guesses more)."""
+    fragments were dropped, when part of the outline is hidden (occluder, border: the prior guesses more), and when
+    the object is a sliver cut by the image border (most of it may lie beyond: the completion is mostly prior)."""
     if completion.prior.startswith("symmetry"):
         base = 0.3 + 0.6 * completion.consistency
     else:
         base = 0.25 if completion.prior.startswith("fallback") else 0.3
     if "hollow" in completion.prior:
         base *= 0.8  # the wall thickness is a prior, not measured
-    penalty = (1.0 - completion.coverage) + completion.dropped + 0.5 * completion.open_fraction
+    penalty = (1.0 - completion.coverage) + completion.dropped + 0.5 * (completion.open_fraction + completion.sliver)
     return float(np.clip(base - penalty, 0.05, 1.0))
 
 
@@ -74,6 +75,7 @@ def _reconstruct_depth(inp: ReconstructionInput, config: ReconstructionConfig, p
             "silhouette_coverage": completion.coverage,
             "dropped_fraction": completion.dropped,
             "open_outline_fraction": completion.open_fraction,
+            "border_sliver": completion.sliver,
         },
     )
 

@@ -61,6 +61,8 @@ class DepthCompletion:
     surface_field: np.ndarray | None = None
     """(X, Y, Z) float field to mesh at 0.5 without smoothing instead of the occupancy (an open container's thin
     wall, placed to a fraction of a voxel: see reconstruction/hollow.py); None: mesh the occupancy."""
+    sliver: float = 0.0
+    """How much of the object the image border may hide (``_border_sliver``; 0 when not cut by it)."""
 
 
 def apply_transform(T: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -147,6 +149,25 @@ def _open_boundary(mask: np.ndarray, unknown: np.ndarray) -> float:
     edge[:2, :], edge[-2:, :], edge[:, :2], edge[:, -2:] = True, True, True, True
     open_px = ndimage.binary_dilation(unknown, iterations=2) | edge
     return float(np.count_nonzero(outline & open_px)) / max(1, np.count_nonzero(outline))
+
+
+def _border_sliver(mask: np.ndarray) -> float:
+    """How much of a border-cut object the border may hide, from the mask alone: 1 - (the mask's extent away from
+    the border) / (its extent along it), for the border it touches most (0 when it touches none, or is at least as
+    deep as it is cut). A sliver at the image edge (20 px of an apple cut along 60 px) shows little of an object
+    that continues beyond the border, and every completion of it is mostly prior."""
+    rows, cols = np.nonzero(mask)
+    height, width = mask.shape
+    sides = [  # (pixels on the border line, extent away from it)
+        (np.count_nonzero(mask[:, 0]), cols.max() + 1),
+        (np.count_nonzero(mask[:, -1]), width - cols.min()),
+        (np.count_nonzero(mask[0]), rows.max() + 1),
+        (np.count_nonzero(mask[-1]), height - rows.min()),
+    ]
+    along, across = max(sides)
+    if along < 3:
+        return 0.0
+    return float(np.clip(1.0 - across / along, 0.0, 1.0))
 
 
 def _plane_frame(plane: np.ndarray | None, points: np.ndarray) -> np.ndarray:
@@ -516,6 +537,7 @@ def complete_from_depth(inp: ReconstructionInput, cfg: DepthBackendConfig) -> tu
         dropped=checks["dropped"],
         open_fraction=open_fraction,
         surface_field=field,
+        sliver=_border_sliver(mask),
     )
     return completion, points
 
