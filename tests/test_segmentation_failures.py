@@ -175,13 +175,26 @@ def test_same_colour_objects_one_behind_the_other_stay_apart(bucket: str, seed: 
     """Two red objects standing one behind the other (a can touching a mug behind it; a can 4 cm in front of a box),
     each seen standing on the table, stay two objects. Before the support test (``_stand_apart``) the same-colour
     bridge for an object hiding part of itself joined them (merged 1, IoU 0.51 and 0.54); the second half of the
-    test replays that by making ``_stand_apart`` answer False, so the case keeps exercising the rule."""
+    test replays that by making ``_stand_apart`` answer False, so the case keeps exercising the rule (with the
+    step-contact cut off too: in touching-2 it also keeps the two apart, see the next test)."""
     scene = render_condition(bucket, seed)
     score = _score(_segment(scene.rgb, scene.depth_m, scene.intrinsics), scene.instance_ids)
     assert score.merged == 0 and score.found == len(scene.objects), f"{score}"
     monkeypatch.setattr(TabletopSegmenter, "_stand_apart", lambda *args: False)
-    before = _score(_segment(scene.rgb, scene.depth_m, scene.intrinsics), scene.instance_ids)
+    before = _score(_segment(scene.rgb, scene.depth_m, scene.intrinsics, max_step_contact_links=0), scene.instance_ids)
     assert before.merged == 1, "the case no longer shows the merge it guards"
+
+
+def test_touching_objects_held_by_one_link_across_a_depth_step_split() -> None:
+    """A can touching a mug beside it: along their contact 49 of 50 neighbour pairs are a depth step and one pair
+    happens to be within the link tolerance. That one link joined the can to the mug's body, and the mug's inside
+    then came out on its own (IoU 0.69 and 0.52); cut as a contact held by too few links
+    (``max_step_contact_links``), each object comes out whole. The second half replays the rule switched off."""
+    scene = render_condition("touching", 2)
+    score = _score(_segment(scene.rgb, scene.depth_m, scene.intrinsics), scene.instance_ids)
+    assert score.found == 2 and min(score.ious) > 0.95 and score.merged == 0, f"{score}"
+    before = _score(_segment(scene.rgb, scene.depth_m, scene.intrinsics, max_step_contact_links=0), scene.instance_ids)
+    assert min(before.ious) < 0.8, "the case no longer shows the joined contact it guards"
 
 
 def test_lying_drill_stays_one_object() -> None:

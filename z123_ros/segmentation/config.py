@@ -56,6 +56,14 @@ class SegmentationConfig:
     """A cluster one coarse cell wide whose surface is seen at more than this angle from its normal (a box's side
     face seen edge-on, its depth ramping steeply across the image) joins the object within
     ``self_occlusion_gap_m`` of it; 90 = never. Thin clusters facing the camera (a pen) stay objects."""
+    max_step_contact_links: float = 0.1
+    """Two surfaces that meet along a depth step (at least ``min_step_contact_pairs`` neighbour pairs too far apart
+    to link) held together by at most this fraction of linked pairs along that contact are cut apart there: two
+    touching objects whose faces happen to meet at one point (a can against a mug). A part an object hides of itself
+    is joined again across the step by ``self_occlusion_gap_m``'s rule; 0 = never cut."""
+    min_step_contact_pairs: int = 10
+    """Neighbour pairs of depth step a contact needs before ``max_step_contact_links`` judges it (a shorter contact
+    is not told apart from noise)."""
     max_contact_fraction: float = 0.5
     """A colour piece counts as an object of its own when at most this fraction of its boundary is contact with
     other colours of the same cluster (the rest: table, background, depth edges)."""

@@ -495,6 +495,9 @@ class TabletopSegmenter:
         links = self._links(grid)
         pa, pb, link = links.a, links.b, links.linked
         comp = _components(pa[link], pb[link], h * w)
+        if cfg.max_step_contact_links > 0 and self._cut_step_contacts(grid, comp, links):
+            link = links.linked
+            comp = _components(pa[link], pb[link], h * w)
         if links.same_colour is not None and cfg.self_occlusion_gap_m > 0:
             link = self._bridge_self_occlusions(grid, comp, links)
             comp = _components(pa[link], pb[link], h * w)
@@ -615,6 +618,63 @@ class TabletopSegmenter:
         for f in np.unique(frag):
             labels[small & (comp == f)] = np.bincount(label[frag == f]).argmax()
         return True
+
+    def _cut_step_contacts(self, grid: CoarseGrid, comp: np.ndarray, links: Links) -> bool:
+        """Unlink (in ``links.linked``) two parts of a cluster of the flat ``comp`` that meet along a depth step held
+        together by only a few links: two touching objects whose faces meet at a point (a can against a mug) while
+        the rest of their contact is a step. Contact samples are the ends of unlinked neighbour pairs of one cluster;
+        the links between two contact samples are cut for a trial, and two parts of at least ``min_object_points``
+        that fall apart stay apart when the pairs between them are at least ``min_step_contact_pairs`` steps and at
+        most ``max_step_contact_links`` of them links (a min-cut of that size). Every other trial cut is undone, so
+        noise on one surface (scattered unlinked pairs, always outnumbered by links) cuts nothing. True when a link
+        was cut."""
+        cfg = self.config
+        pa, pb, link, gap = links.a, links.b, links.linked, links.gap
+        fg = grid.fg.ravel()
+        inside = fg[pa] & fg[pb] & (comp[pa] == comp[pb])
+        step = inside & ~link & np.isfinite(gap)
+        if np.count_nonzero(step) < cfg.min_step_contact_pairs:
+            return False
+        contact = np.zeros(len(comp), dtype=bool)
+        contact[pa[step]] = contact[pb[step]] = True
+        trial = link & inside & (contact[pa] | contact[pb])
+        sub = self._join_slivers(grid, _components(pa[link & ~trial], pb[link & ~trial], len(comp)), pa, pb, trial)
+        between = inside & (sub[pa] != sub[pb]) & (link | step)
+        if not between.any():
+            return False
+        sa, sb = sub[pa[between]], sub[pb[between]]
+        key = np.minimum(sa, sb).astype(np.int64) * len(comp) + np.maximum(sa, sb)
+        keys, inv = np.unique(key, return_inverse=True)
+        n_all = np.bincount(inv)
+        n_link = np.bincount(inv, weights=link[between])
+        cut = (n_all - n_link >= cfg.min_step_contact_pairs) & (n_link <= cfg.max_step_contact_links * n_all)
+        if not cut.any():
+            return False
+        idx = np.flatnonzero(between)[cut[inv] & link[between]]
+        links.linked[idx] = False
+        return True
+
+    def _join_slivers(self, grid: CoarseGrid, sub: np.ndarray, pa: np.ndarray, pb: np.ndarray, trial: np.ndarray):
+        """``sub`` (flat labels) with each part smaller than ``min_object_points`` (a sliver of contact samples cut
+        off by the trial cuts of :meth:`_cut_step_contacts`) relabelled as the large part it has most trial links
+        to; slivers with none keep their label."""
+        fg = grid.fg.ravel()
+        size = np.bincount(sub[fg], minlength=len(sub))
+        big = size[sub] >= self.config.min_object_points
+        # Trial links from a sliver (s) to a large part (b), each pair once with the sliver first.
+        one = trial & (big[pa] != big[pb])
+        s = np.where(big[pa[one]], sub[pb[one]], sub[pa[one]])
+        b = np.where(big[pa[one]], sub[pa[one]], sub[pb[one]])
+        if len(s) == 0:
+            return sub
+        pairs, votes = np.unique(np.stack([s, b], axis=1), axis=0, return_counts=True)
+        # Largest vote per sliver: sort by (sliver, votes) and keep each sliver's last row.
+        order = np.lexsort((votes, pairs[:, 0]))
+        pairs = pairs[order]
+        last = np.r_[pairs[1:, 0] != pairs[:-1, 0], True]
+        lut = np.arange(len(sub), dtype=sub.dtype)
+        lut[pairs[last, 0]] = pairs[last, 1]
+        return lut[sub]
 
     def _bridge_self_occlusions(self, grid: CoarseGrid, comp: np.ndarray, links: Links) -> np.ndarray:
         """Link two clusters across a depth step when they are one object occluding itself (a spray bottle's head
