@@ -64,6 +64,13 @@ class SegmentationConfig:
     min_step_contact_pairs: int = 10
     """Neighbour pairs of depth step a contact needs before ``max_step_contact_links`` judges it (a shorter contact
     is not told apart from noise)."""
+    crease_contact_split: bool = True
+    """Cut two parts of a cluster apart where they meet along a concave crease that ends in depth steps, held by at
+    most ``max_crease_contact_links`` of other links, when both parts reach the table: two touching boxes of one
+    colour, a low one's top against a tall one's side (needs ``concave_split``)."""
+    max_crease_contact_links: float = 0.3
+    """``crease_contact_split`` cuts when at most this fraction of the pairs between the two parts are links other than
+    the crease's (at the crease's ends, where it turns into a depth step, a few pairs still link)."""
     max_contact_fraction: float = 0.5
     """A colour piece counts as an object of its own when at most this fraction of its boundary is contact with
     other colours of the same cluster (the rest: table, background, depth edges)."""

@@ -498,6 +498,9 @@ class TabletopSegmenter:
         if cfg.max_step_contact_links > 0 and self._cut_step_contacts(grid, comp, links):
             link = links.linked
             comp = _components(pa[link], pb[link], h * w)
+        if cfg.crease_contact_split and cfg.concave_split and self._cut_crease_contacts(grid, comp, links):
+            link = links.linked
+            comp = _components(pa[link], pb[link], h * w)
         if links.same_colour is not None and cfg.self_occlusion_gap_m > 0:
             link = self._bridge_self_occlusions(grid, comp, links)
             comp = _components(pa[link], pb[link], h * w)
@@ -653,6 +656,81 @@ class TabletopSegmenter:
         idx = np.flatnonzero(between)[cut[inv] & link[between]]
         links.linked[idx] = False
         return True
+
+    def _cut_crease_contacts(self, grid: CoarseGrid, comp: np.ndarray, links: Links) -> bool:
+        """Unlink (in ``links.linked``) two parts of a cluster of the flat ``comp`` that meet along a concave crease
+        ending in depth steps: a low box's top against a tall box's side. A sibling of :meth:`_cut_step_contacts`:
+        the links at the crease and step samples (and one cell around them, where a crease turns into a step a few
+        pairs still link) are cut for a trial; two parts of at least ``min_object_points`` that fall apart stay
+        apart when at least ``min_step_contact_pairs`` of the pairs between them are concave creases, at most
+        ``max_crease_contact_links`` of them are other links, the step pairs between them are more than
+        ``self_occlusion_gap_m`` apart at the median (a drill's handle meets its battery in a crease and hides part of
+        itself behind it within a few cm), the two parts make up their whole cluster and both reach the table
+        (:meth:`_reach_table`; a handle standing out of a mug's side does not). True when a link was cut."""
+        cfg = self.config
+        pa, pb, link, gap = links.a, links.b, links.linked, links.gap
+        fg = grid.fg.ravel()
+        inside = fg[pa] & fg[pb] & (comp[pa] == comp[pb])
+        crease = inside & link & links.concave
+        if np.count_nonzero(crease) < cfg.min_step_contact_pairs:
+            return False
+        step = inside & ~link & np.isfinite(gap)
+        if np.count_nonzero(step) < 3:
+            return False
+        h, w = grid.shape
+        contact = np.zeros(len(comp), dtype=bool)
+        sep = crease | step
+        contact[pa[sep]] = contact[pb[sep]] = True
+        # One cell wider: where the crease ends in a step, the last pairs before the step opens still link.
+        contact = (ndimage.binary_dilation(contact.reshape(h, w), structure=np.ones((3, 3), bool)) & grid.fg).ravel()
+        trial = link & inside & (contact[pa] | contact[pb])
+        sub = _components(pa[link & ~trial], pb[link & ~trial], len(comp))
+        for _ in range(8):  # the band is several cells wide: slivers join the parts ring by ring
+            joined = self._join_slivers(grid, sub, pa, pb, trial)
+            if np.array_equal(joined, sub):
+                break
+            sub = joined
+        between = inside & (sub[pa] != sub[pb]) & (link | step)
+        if not between.any():
+            return False
+        sa, sb = sub[pa[between]], sub[pb[between]]
+        key = np.minimum(sa, sb).astype(np.int64) * len(comp) + np.maximum(sa, sb)
+        keys, inv = np.unique(key, return_inverse=True)
+        n_all = np.bincount(inv)
+        n_crease = np.bincount(inv, weights=crease[between])
+        n_other = np.bincount(inv, weights=(link & ~crease)[between])
+        # Only two parts large enough to be objects (slivers the trial cuts left are neither).
+        size = np.bincount(sub[fg], minlength=len(comp))
+        big = np.minimum(size[keys // len(comp)], size[keys % len(comp)]) >= cfg.min_object_points
+        cand = big & (n_crease >= cfg.min_step_contact_pairs) & (n_other <= cfg.max_crease_contact_links * n_all)
+        idx_between = np.flatnonzero(between)
+        cut_any = False
+        for k in np.flatnonzero(cand):
+            sel = idx_between[inv == k]
+            parts = (keys[k] // len(comp), keys[k] % len(comp))
+            steps = gap[sel[step[sel]]]
+            # Stand apart along the step like two objects (the bridge's test): a part an object hides of itself is
+            # within self_occlusion_gap_m of it (a drill's handle behind its battery).
+            if len(steps) < 3 or np.median(steps) <= cfg.self_occlusion_gap_m:
+                continue
+            # The two parts are all of their cluster (a mug's inside bottom meets its inside wall in a crease, and
+            # both meet the rest of the mug elsewhere).
+            cluster = fg & (comp == comp[pa[sel[0]]])
+            if np.count_nonzero(cluster & ~np.isin(sub, parts)) >= cfg.min_object_points:
+                continue
+            if not all(self._reach_table(grid, sub, p) for p in parts):
+                continue
+            links.linked[sel] = False
+            # Judged a contact of two objects: no later bridge of self-occlusions (which joins same-coloured parts
+            # across a small step) may join it again.
+            links.gap[sel] = np.inf
+            cut_any = True
+        return cut_any
+
+    def _reach_table(self, grid: CoarseGrid, labels: np.ndarray, part: int) -> bool:
+        """Part ``part`` of the flat ``labels`` reaches within ``max_base_height_m`` of the table."""
+        height = grid.height.ravel()[grid.fg.ravel() & (labels == part)]
+        return bool(np.isfinite(height).any()) and float(np.nanmin(height)) <= self.config.max_base_height_m
 
     def _join_slivers(self, grid: CoarseGrid, sub: np.ndarray, pa: np.ndarray, pb: np.ndarray, trial: np.ndarray):
         """``sub`` (flat labels) with each part smaller than ``min_object_points`` (a sliver of contact samples cut
