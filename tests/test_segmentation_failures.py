@@ -79,11 +79,16 @@ def test_basket_with_a_liner_stays_one_object() -> None:
     assert len(result.objects) == 1 and score.ious[0] > 0.95, f"{len(result.objects)} objects, IoU {score.ious}"
 
 
-def test_two_touching_boxes_of_one_colour_split() -> None:
+@pytest.mark.parametrize(("low_height", "side"), [(0.05, 1.0), (0.03, 1.0), (0.05, -1.0)])
+def test_two_touching_boxes_of_one_colour_split(low_height: float, side: float) -> None:
     # A tall and a low box side by side: the low one's top meets the tall one's side in a concave crease that ends in
     # depth steps; links around the crease's ends bridged it until crease_contact_split judged the whole contact.
-    boxes = [((0.0, -0.04, 0.0), (0.08, 0.08, 0.14), GREEN), ((0.03, 0.04, 0.0), (0.08, 0.08, 0.05), GREEN)]
-    rgb, depth, ids, intr, _ = box_scene(boxes, eye=(0.35, 0.25, 0.3))
+    # Variants: a 3 cm low box, and the scene mirrored (the low box on the camera's other side).
+    boxes = [
+        ((0.0, -0.04 * side, 0.0), (0.08, 0.08, 0.14), GREEN),
+        ((0.03, 0.04 * side, 0.0), (0.08, 0.08, low_height), GREEN),
+    ]
+    rgb, depth, ids, intr, _ = box_scene(boxes, eye=(0.35, 0.25 * side, 0.3))
     before = _score(_segment(rgb, depth, intr, crease_contact_split=False), ids)
     assert before.merged == 1, "the case no longer shows the merge it guards"
     score = _score(_segment(rgb, depth, intr), ids)

@@ -663,10 +663,11 @@ class TabletopSegmenter:
         the links at the crease and step samples (and one cell around them, where a crease turns into a step a few
         pairs still link) are cut for a trial; two parts of at least ``min_object_points`` that fall apart stay
         apart when at least ``min_step_contact_pairs`` of the pairs between them are concave creases, at most
-        ``max_crease_contact_links`` of them are other links, the step pairs between them are more than
-        ``self_occlusion_gap_m`` apart at the median (a drill's handle meets its battery in a crease and hides part of
-        itself behind it within a few cm), the two parts make up their whole cluster and both reach the table
-        (:meth:`_reach_table`; a handle standing out of a mug's side does not). True when a link was cut."""
+        ``max_crease_contact_links`` of them are other links, at least three are depth steps (the crease ends in
+        steps), the two parts make up their whole cluster (a drill's handle meets its battery and its head in
+        concave junctions: cutting one leaves a third part joined to both; a mug's inside bottom meets its inside
+        wall, both joined to its outside) and both reach the table (:meth:`_reach_table`; a handle standing out of
+        a mug's side does not). True when a link was cut."""
         cfg = self.config
         pa, pb, link, gap = links.a, links.b, links.linked, links.gap
         fg = grid.fg.ravel()
@@ -708,10 +709,8 @@ class TabletopSegmenter:
         for k in np.flatnonzero(cand):
             sel = idx_between[inv == k]
             parts = (keys[k] // len(comp), keys[k] % len(comp))
-            steps = gap[sel[step[sel]]]
-            # Stand apart along the step like two objects (the bridge's test): a part an object hides of itself is
-            # within self_occlusion_gap_m of it (a drill's handle behind its battery).
-            if len(steps) < 3 or np.median(steps) <= cfg.self_occlusion_gap_m:
+            # The crease ends in depth steps (a crease alone, a fold of one surface, is not a contact).
+            if np.count_nonzero(step[sel]) < 3:
                 continue
             # The two parts are all of their cluster (a mug's inside bottom meets its inside wall in a crease, and
             # both meet the rest of the mug elsewhere).
