@@ -93,6 +93,16 @@ def _components(rows: np.ndarray, cols: np.ndarray, n: int) -> np.ndarray:
     return connected_components(graph, directed=False)[1]
 
 
+def _part_pairs(sub: np.ndarray, pa: np.ndarray, pb: np.ndarray, between: np.ndarray) -> tuple:
+    """The pairs of parts that the neighbour pairs ``between`` join, for counting per pair of parts with bincount:
+    ``(keys, inv, n_all)``, ``keys`` one code per pair of parts (lower id * len(sub) + higher id), ``inv`` the index
+    into ``keys`` of each selected neighbour pair, ``n_all`` how many neighbour pairs each pair of parts has."""
+    sa, sb = sub[pa[between]], sub[pb[between]]
+    key = np.minimum(sa, sb).astype(np.int64) * len(sub) + np.maximum(sa, sb)
+    keys, inv = np.unique(key, return_inverse=True)
+    return keys, inv, np.bincount(inv)
+
+
 @dataclass
 class CoarseGrid:
     """The coarse sampling grid of one frame (every ``stride``-th pixel) and what the stages learn about it."""
@@ -645,10 +655,7 @@ class TabletopSegmenter:
         between = inside & (sub[pa] != sub[pb]) & (link | step)
         if not between.any():
             return False
-        sa, sb = sub[pa[between]], sub[pb[between]]
-        key = np.minimum(sa, sb).astype(np.int64) * len(comp) + np.maximum(sa, sb)
-        keys, inv = np.unique(key, return_inverse=True)
-        n_all = np.bincount(inv)
+        keys, inv, n_all = _part_pairs(sub, pa, pb, between)
         n_link = np.bincount(inv, weights=link[between])
         cut = (n_all - n_link >= cfg.min_step_contact_pairs) & (n_link <= cfg.max_step_contact_links * n_all)
         if not cut.any():
@@ -694,10 +701,7 @@ class TabletopSegmenter:
         between = inside & (sub[pa] != sub[pb]) & (link | step)
         if not between.any():
             return False
-        sa, sb = sub[pa[between]], sub[pb[between]]
-        key = np.minimum(sa, sb).astype(np.int64) * len(comp) + np.maximum(sa, sb)
-        keys, inv = np.unique(key, return_inverse=True)
-        n_all = np.bincount(inv)
+        keys, inv, n_all = _part_pairs(sub, pa, pb, between)
         n_crease = np.bincount(inv, weights=crease[between])
         n_other = np.bincount(inv, weights=(link & ~crease)[between])
         # Only two parts large enough to be objects (slivers the trial cuts left are neither).
