@@ -332,6 +332,13 @@ class _Grid:
         T[:3, 3] = self.lo + 0.5 * self.voxel
         return self.T_cam_from_plane @ T
 
+    @classmethod
+    def spanning(cls, lo: np.ndarray, hi: np.ndarray, voxel: float, T_cam_from_plane: np.ndarray) -> _Grid:
+        """Voxels of side ``voxel`` from ``lo`` over ``hi`` (plane frame; at least one along each axis)."""
+        dims = tuple(int(n) for n in np.maximum(np.ceil((hi - lo) / voxel).astype(int), 1))
+        idx = np.stack(np.meshgrid(*[np.arange(n) for n in dims], indexing="ij"), axis=-1).reshape(-1, 3)
+        return cls(dims, voxel, lo, T_cam_from_plane, idx * voxel + lo + 0.5 * voxel)
+
 
 def _make_grid(
     p_plane: np.ndarray, T_cam_from_plane: np.ndarray, has_plane: bool, open_fraction: float, cfg: DepthBackendConfig
@@ -347,9 +354,7 @@ def _make_grid(
     lo = np.array([lo[0] - side, lo[1] - side, 0.0 if has_plane else lo[2] - hidden])
     hi = np.array([hi[0] + hidden, hi[1] + side, hi[2] + cfg.margin_m])
     voxel = float(np.max(hi - lo)) / cfg.resolution
-    dims = tuple(int(n) for n in np.maximum(np.ceil((hi - lo) / voxel).astype(int), 1))
-    idx = np.stack(np.meshgrid(*[np.arange(n) for n in dims], indexing="ij"), axis=-1).reshape(-1, 3)
-    return _Grid(dims, voxel, lo, T_cam_from_plane, idx * voxel + lo + 0.5 * voxel), width, hidden
+    return _Grid.spanning(lo, hi, voxel, T_cam_from_plane), width, hidden
 
 
 def _complete_with_prior(
@@ -646,9 +651,7 @@ def _container_grid(grid: _Grid, support: np.ndarray, cfg: DepthBackendConfig, v
     table when there is one)."""
     lo = np.maximum(support.min(axis=0) - cfg.margin_m, grid.lo)
     hi = support.max(axis=0) + cfg.margin_m
-    dims = tuple(int(n) for n in np.maximum(np.ceil((hi - lo) / voxel).astype(int), 1))
-    idx = np.stack(np.meshgrid(*[np.arange(n) for n in dims], indexing="ij"), axis=-1).reshape(-1, 3)
-    return _Grid(dims, voxel, lo, grid.T_cam_from_plane, idx * voxel + lo + 0.5 * voxel)
+    return _Grid.spanning(lo, hi, voxel, grid.T_cam_from_plane)
 
 
 def _resample(grid: _Grid, volume: np.ndarray, centres: np.ndarray) -> np.ndarray:

@@ -737,8 +737,8 @@ class TabletopSegmenter:
 
     def _join_slivers(self, grid: CoarseGrid, sub: np.ndarray, pa: np.ndarray, pb: np.ndarray, trial: np.ndarray):
         """``sub`` (flat labels) with each part smaller than ``min_object_points`` (a sliver of contact samples cut
-        off by the trial cuts of :meth:`_cut_step_contacts`) relabelled as the large part it has most trial links
-        to; slivers with none keep their label."""
+        off by the trial cuts of :meth:`_cut_step_contacts` or :meth:`_cut_crease_contacts`) relabelled as the large
+        part it has most trial links to; slivers with none keep their label."""
         fg = grid.fg.ravel()
         size = np.bincount(sub[fg], minlength=len(sub))
         big = size[sub] >= self.config.min_object_points
@@ -834,12 +834,10 @@ class TabletopSegmenter:
         of :meth:`_rests_on`). Two objects standing one behind the other, or side by side at different depths; a
         part an object hides of itself (a bottle's body under its head, a lying drill's head behind its body) has its
         lower edge at least partly on the part in front, or does not reach the table."""
-        fg = grid.fg.ravel()
-        height = grid.height.ravel()
-        if np.nanmin(height[fg & (comp == front)]) > self.config.max_base_height_m:
+        if not self._reach_table(grid, comp, front):
             return False
         below = self._below(grid, comp, back)
-        return len(below) > 0 and int(np.count_nonzero(~fg[below])) >= 0.9 * len(below)
+        return len(below) > 0 and int(np.count_nonzero(~grid.fg.ravel()[below])) >= 0.9 * len(below)
 
     def _rests_on(self, grid: CoarseGrid, labels: np.ndarray, top: int, base: np.ndarray) -> bool:
         """Cluster (or piece) ``top`` of the flat ``labels`` is not seen on the table but rests on one of ``base``:
