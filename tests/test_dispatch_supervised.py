@@ -23,7 +23,7 @@ from _dispatch_helpers import Results, record_reliability, wait_for
 
 from z123_ros.dispatch import DispatchConfig, DispatcherState, JobRejectedError, SupervisedDispatcher, WorkerPoolConfig
 from z123_ros.dispatch.diagnostics import CpuBurnJob, EchoJob, cpu_burn
-from z123_ros.dispatch.supervisor import kill_session
+from z123_ros.dispatch.supervisor import DispatchProcess, kill_session
 from z123_ros.dispatch.wire import Channel
 
 pytestmark = pytest.mark.ray
@@ -125,6 +125,21 @@ def test_a_prepared_process_ends_with_shutdown_without_start(tmp_path: Path) -> 
     d.shutdown()
     assert not Path(f"/proc/{pid}").exists(), "the prepared process was neither ended nor reaped"
     assert d.state is DispatcherState.STOPPED
+
+
+def test_prepare_replaces_a_dispatch_process_that_died_and_closes_it(tmp_path: Path) -> None:
+    """A process started early (the node's) that died before prepare() is closed (its socket released) and a fresh
+    one is prepared in its place."""
+    early = DispatchProcess()
+    dead_pid = early.pid
+    os.kill(dead_pid, signal.SIGKILL)
+    wait_for(lambda: not early.alive(), RECOVERY_WAIT_S, "the early dispatch process, dead")
+    d = SupervisedDispatcher(_config(tmp_path))
+    d.prepare(early)
+    assert early.pid is None, "the dead process was left open"
+    wait_for(lambda: d.standby_pid is not None, RECOVERY_WAIT_S, "the prepared dispatch process, ready")
+    assert d.standby_pid != dead_pid
+    d.shutdown()
 
 
 def test_the_embedded_head_runs_only_what_the_dispatcher_uses(supervised: SupervisedDispatcher) -> None:

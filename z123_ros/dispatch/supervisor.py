@@ -156,9 +156,11 @@ class SupervisedDispatcher:
                 if process is not None:
                     process.close()
                 return
-            if process is not None and process.alive():
-                self._standby = process.take()
-                return
+            if process is not None:
+                if process.alive():
+                    self._standby = process.take()
+                    return
+                process.close()  # it died before its config came: its socket goes, a fresh process replaces it
             try:
                 # Not the job inputs' modules: the child imports them once Ray is up, while the actors warm up.
                 # Imported here, they would delay ray.init by 0.4 s when start() follows at once (the node).
