@@ -19,12 +19,19 @@ from z123_ros.evaluation.conditions import (
     CaseObject,
     ConditionsConfig,
     ConditionsResult,
+    ReconstructionRecord,
     bucket_names,
     reconstruct_case,
     resolve_spec,
     segment_case,
 )
-from z123_ros.evaluation.conditions_report import bucket_summaries, plot_names, write_conditions_report
+from z123_ros.evaluation.conditions_report import (
+    bucket_summaries,
+    confidence_tracking,
+    plot_names,
+    pooled_summaries,
+    write_conditions_report,
+)
 from z123_ros.evaluation.real import DEFAULT_REAL_ROOT
 
 FAST = dict(iou_resolution=16, num_points=500, max_objects=2)
@@ -96,6 +103,7 @@ def test_a_case_is_segmented_and_reconstructed_by_both_methods_and_summarised(tm
     paths = write_conditions_report(result, tmp_path, command="z123 eval --conditions clean", name="demo")
     text = paths["markdown"].read_text()
     assert "| boxes | 2 |" in text and "open3d IoU mean" in text and "beats hull" in text
+    assert "## Pooled over objects" in text and "rank corr." in text
     data = json.loads(paths["json"].read_text())
     assert data["buckets"]["boxes"]["reconstruction"]["hull"]["objects"] == 2
     for name in plot_names("demo"):
@@ -152,3 +160,38 @@ def test_mesh_metrics_follow_evaluate_mesh_also_on_the_convex_shortcut():
         reference = evaluate_mesh(pred, gt, 500, config.f_threshold_m, False, 16)
         assert ours == pytest.approx(reference, abs=1e-9)
         assert 0.0 < ours["iou"] < 1.0
+
+
+def _record(bucket: str, name: str, iou: float, confidence: float, ok: bool = True) -> ReconstructionRecord:
+    return ReconstructionRecord(
+        bucket, f"{bucket}/0", name, "depth", "ideal", 0.5, 45.0, 1.0, ok=ok, iou=iou, chamfer_mm=2.0,
+        f_score=0.9, seconds=0.1, components=1, confidence=confidence,
+    )  # fmt: skip
+
+
+def test_confidence_tracking_ranks_and_splits_at_the_trust_line():
+    records = [_record("clean", "a", 0.9, 0.9), _record("clean", "b", 0.7, 0.6), _record("clean", "c", 0.2, 0.3)]
+    tracked = confidence_tracking(records)
+    assert tracked["spearman"] == pytest.approx(1.0)
+    assert (tracked["trusted"], tracked["untrusted"]) == (2, 1)
+    assert tracked["trusted_iou_mean"] == pytest.approx(0.8) and tracked["untrusted_iou_mean"] == pytest.approx(0.2)
+    # A confident failure counts as IoU 0 at confidence 0, and a confidence that ranks the worst first is negative.
+    flipped = [_record("clean", "a", 0.9, 0.3), _record("clean", "b", 0.2, 0.9), _record("clean", "c", 0.5, 0.6)]
+    assert confidence_tracking(flipped)["spearman"] == pytest.approx(-1.0)
+    failed = confidence_tracking([*records, _record("clean", "d", float("nan"), 0.95, ok=False)])
+    assert failed["untrusted"] == 2 and failed["untrusted_iou_mean"] == pytest.approx(0.1)
+
+
+def test_pooled_summaries_weigh_objects_and_set_the_thin_shells_apart():
+    records = [
+        _record("clean", "004_sugar_box", 0.9, 0.9),
+        _record("clean", "024_bowl", 0.2, 0.5),
+        _record("hollow", "065-a_cups", 0.3, 0.5),
+        _record("real:ycbv-dev", "025_mug", 0.4, 0.5),
+    ]
+    result = ConditionsResult(ConditionsConfig(baseline="none", segmentation=False), reconstruction=records)
+    pooled = pooled_summaries(result)["depth"]
+    assert pooled["sim"]["objects"] == 3 and pooled["sim"]["iou_mean"] == pytest.approx(1.4 / 3)
+    assert pooled["sim_solid"]["objects"] == 1 and pooled["sim_solid"]["iou_mean"] == pytest.approx(0.9)
+    assert pooled["thin_sim"]["iou_median"] == pytest.approx(0.25) and pooled["thin_all"]["objects"] == 3
+    assert pooled["real"]["objects"] == 1

@@ -10,6 +10,8 @@ import time
 from typing import TYPE_CHECKING
 
 import numpy as np
+import trimesh
+from scipy import ndimage
 
 from z123_ros.errors import ConfigError, ReconstructionError
 from z123_ros.reconstruction.base import (
@@ -34,15 +36,40 @@ def depth_confidence(completion: DepthCompletion) -> float:
     """How much of the ``depth`` backend's shape rests on evidence: a consistent symmetry is strong support, a
     thickness guess or a fallback is weak; less when the completion leaves part of the mask uncovered, when
     fragments were dropped, when part of the outline is hidden (occluder, border: the prior guesses more), and when
-    the object is a sliver cut by the image border (most of it may lie beyond: the completion is mostly prior)."""
-    if completion.prior.startswith("symmetry"):
-        base = 0.3 + 0.6 * completion.consistency
+    the object is a sliver cut by the image border (most of it may lie beyond: the completion is mostly prior).
+
+    The symmetry's consistency counts for less where the shape is only partly its symmetric hull: a lying object
+    (the flip) is its visible top extruded to the table, its unseen underside a guess the flip only bounds; pieces
+    joined by the column hull are that hull between them. An open container's wall is thinner than the view
+    resolves (the rim reads 3-4 mm on 1-2 mm walls), so its volume is uncertain by about its own size. Dev seeds
+    100-101 (88 objects), mean IoU / mean confidence before this weighting: flips 0.72 / 0.86, joined 0.68 / 0.85,
+    containers 0.25 / 0.61, other symmetric completions 0.77 / 0.82; confidence/IoU rank correlation 0.53 -> 0.64.
+    """
+    prior = completion.prior
+    if prior.startswith("symmetry"):
+        weight = 0.45 if prior.startswith("symmetry:flip") or "joined" in prior else 0.6
+        base = 0.3 + weight * completion.consistency
     else:
-        base = 0.25 if completion.prior.startswith("fallback") else 0.3
-    if "hollow" in completion.prior:
-        base *= 0.8  # the wall thickness is a prior, not measured
+        base = 0.25 if prior.startswith("fallback") else 0.3
+    if "hollow" in prior:
+        base *= 0.5
     penalty = (1.0 - completion.coverage) + completion.dropped + 0.5 * (completion.open_fraction + completion.sliver)
     return float(np.clip(base - penalty, 0.05, 1.0))
+
+
+def _smoothed_mesh(completion: DepthCompletion, sigma: float) -> trimesh.Trimesh:
+    """The occupancy's mesh, smoothed. Smoothing can pinch a neck one or two voxels thin (a spray bottle's under
+    its head) into two surfaces, and keeping the largest piece then drops a seen part (dev seeds 100-101: windex
+    bottles lost their 8 cm heads, Chamfer 11 mm vs the hull's 9.5). When a piece of more than a tenth of the faces
+    comes off, the mesh is made again with every occupied voxel kept inside (smoothing only rounds the outside)."""
+    occ = completion.occupancy.astype(np.float32)
+    mesh = extract_mesh(occ, 0.5, completion.T_cam_from_index, smooth_sigma=sigma)
+    pieces = mesh.split(only_watertight=False)
+    if len(pieces) <= 1 or max(len(p.faces) for p in pieces) >= 0.9 * len(mesh.faces):
+        return mesh
+    logger.debug("smoothing pinched the mesh into %d pieces: meshing with the occupied voxels kept", len(pieces))
+    field = np.maximum(ndimage.gaussian_filter(occ, sigma), 0.55 * occ) if sigma > 0 else occ
+    return extract_mesh(field, 0.5, completion.T_cam_from_index)
 
 
 def _reconstruct_depth(inp: ReconstructionInput, config: ReconstructionConfig, pipeline=None) -> ReconstructionResult:
@@ -51,12 +78,7 @@ def _reconstruct_depth(inp: ReconstructionInput, config: ReconstructionConfig, p
     if completion.surface_field is not None:  # an open container's wall, already placed to a fraction of a voxel
         mesh = extract_mesh(completion.surface_field, 0.5, completion.T_cam_from_index, smooth_sigma=0.0)
     else:
-        mesh = extract_mesh(
-            completion.occupancy.astype(np.float32),
-            0.5,
-            completion.T_cam_from_index,
-            smooth_sigma=config.depth.smooth_sigma,
-        )
+        mesh = _smoothed_mesh(completion, config.depth.smooth_sigma)
     mesh = largest_mesh_piece(mesh)
     timings = {**completion.timings, "mesh": time.perf_counter() - t0}
     return result_from_mesh(
