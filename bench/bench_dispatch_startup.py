@@ -17,8 +17,9 @@ side in the same run. ``--head N`` times the embedded Ray's start options instea
 fresh process (the dispatch child's work: ray.init, then the node's two reconstruction actors warm), one per variant
 in turn (HEAD_VARIANTS: Ray's standard head, then without its API server, without the autoscaler monitor too, without
 the log monitor too (``dispatch.lean_head``); with Ray's 1 s or a 100 ms retry of local socket connections
-(``dispatch.connect_retry_ms``); workers prestarted with the raylet (``dispatch.prestart_workers``)), with the
-median and range of every stage. Report the load average beside every figure (the script prints it).
+(``dispatch.connect_retry_ms``); workers prestarted with the raylet (``dispatch.prestart_workers``); the raylet's
+registration polled by the lean head or left to ray.init's 1 s retry), with the median and range of every stage.
+Report the load average beside every figure (the script prints it).
 
     python bench/bench_dispatch_startup.py [--quick] [--compare] [--node [--join] [--repo CHECKOUT]] [--json FILE]
     python bench/bench_dispatch_startup.py --head 3
@@ -27,6 +28,7 @@ median and range of every stage. Report the load average beside every figure (th
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -55,6 +57,7 @@ from z123_ros.dispatch import (
     WorkerPoolConfig,
 )
 from z123_ros.dispatch import dispatcher as dispatcher_module
+from z123_ros.dispatch import head as head_module
 from z123_ros.dispatch.child import ray_info
 from z123_ros.dispatch.head import SKIPPABLE
 from z123_ros.reconstruction import ReconstructionInput
@@ -264,7 +267,11 @@ HEAD_VARIANTS: dict[str, tuple[tuple[str, ...], dict]] = {
     "no API server, no autoscaler monitor, 1 s retry": (("start_api_server", "start_monitor"), _OLD),
     "lean head (none of the three), 1 s retry": (SKIPPABLE, _OLD),
     "lean head, 100 ms retry": (SKIPPABLE, {"prestart_workers": False}),
-    "lean head, 100 ms retry, workers prestarted (the defaults)": (SKIPPABLE, {}),
+    "lean head, 100 ms retry, workers prestarted, Ray's 1 s registration retry": (
+        SKIPPABLE,
+        {"poll_registration": False},
+    ),
+    "lean head, 100 ms retry, workers prestarted, registration polled (the defaults)": (SKIPPABLE, {}),
 }
 
 
@@ -273,6 +280,9 @@ def one_head_start(skip: tuple[str, ...], fields: dict) -> dict:
     settings and ``fields``), with the head leaving out ``skip``; returns the stage durations and the head's
     processes."""
     dispatcher_module.head_services_to_skip = lambda *_: skip  # this variant's services, whatever the config says
+    fields = dict(fields)
+    poll = fields.pop("poll_registration", True)
+    dispatcher_module.lean_head = functools.partial(head_module.lean_head, poll_registration=poll)
     with tempfile.TemporaryDirectory(prefix="z123h", dir="/tmp") as tmp:
         config = node_dispatch_config(tmp)
         for name, value in fields.items():

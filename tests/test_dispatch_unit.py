@@ -6,6 +6,7 @@ import gc
 import hashlib
 import math
 import os
+import threading
 import time
 import weakref
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from z123_ros.dispatch import (
 from z123_ros.dispatch import kinds as kinds_module
 from z123_ros.dispatch.diagnostics import CpuBurnJob, EchoJob, EchoWorker, cpu_burn
 from z123_ros.dispatch.dispatcher import _apply_ray_environment
-from z123_ros.dispatch.head import SKIPPABLE, _lean_node_class, head_services_to_skip, lean_head
+from z123_ros.dispatch.head import SKIPPABLE, _lean_node_class, head_services_to_skip, lean_head, wait_for_registration
 from z123_ros.dispatch.host import WorkerHost
 from z123_ros.dispatch.timeline import breakdown, process_started_at
 from z123_ros.errors import ConfigError, DispatchError
@@ -316,7 +317,7 @@ class _FakeNode:
 
 
 def test_lean_node_skips_the_named_services_on_a_head_only() -> None:
-    lean = _lean_node_class(_FakeNode, ("start_api_server", "start_monitor"))
+    lean = _lean_node_class(_FakeNode, ("start_api_server", "start_monitor"), poll_registration=False)
     head, worker_node = lean(head=True), lean(head=False)
     for node in (head, worker_node):
         node.start_api_server(include_dashboard=False, raise_on_failure=False)
@@ -326,6 +327,66 @@ def test_lean_node_skips_the_named_services_on_a_head_only() -> None:
     assert worker_node.started == ["start_api_server", "start_monitor", "start_log_monitor"]
 
 
+class _FakeNodeId:
+    def __init__(self, hex_id: str) -> None:
+        self._hex = hex_id
+
+    def hex(self) -> str:
+        return self._hex
+
+
+class _FakeNodeInfo:
+    ALIVE, DEAD = 0, 1
+
+    def __init__(self, state: int) -> None:
+        self.state = state
+
+
+class _FakeGcs:
+    """Test double of Ray's GcsClient: the first request fails (the GCS still starting), the next ones list no node
+    or another one, then this node alive from request ``registered_at`` on (proves the wait polls until then)."""
+
+    def __init__(self, node_id: str, registered_at: int) -> None:
+        self.node_id, self.registered_at, self.requests = node_id, registered_at, 0
+
+    def get_all_node_info(self, timeout: float) -> dict:
+        self.requests += 1
+        if self.requests == 1:
+            raise ConnectionError("GCS not ready")
+        other = {_FakeNodeId("other"): _FakeNodeInfo(_FakeNodeInfo.ALIVE)}
+        if self.requests < self.registered_at:
+            return other if self.requests % 2 else {}
+        return {**other, _FakeNodeId(self.node_id): _FakeNodeInfo(_FakeNodeInfo.ALIVE)}
+
+
+class _FakeRayletNode(_FakeNode):
+    """Test double of a Node that starts a raylet which registers at the GCS's ``registered_at``-th request."""
+
+    def __init__(self, head: bool, registered_at: int = 5) -> None:
+        super().__init__(head)
+        self.node_id = "abc123"
+        self.gcs = _FakeGcs(self.node_id, registered_at)
+
+    def start_ray_processes(self) -> None:
+        self.started.append("start_ray_processes")
+
+    def get_gcs_client(self) -> _FakeGcs:
+        return self.gcs
+
+
+def test_lean_head_waits_for_its_raylets_registration_before_ray_init_asks() -> None:
+    """ray.init's own wait for the raylet's registration sleeps a whole second between attempts: the lean head polls
+    the GCS until the raylet is listed alive right after starting it (on a head only; a failed request is retried)."""
+    lean = _lean_node_class(_FakeRayletNode, (), poll_registration=True)
+    head, worker_node = lean(head=True), lean(head=False)
+    head.start_ray_processes()
+    worker_node.start_ray_processes()
+    assert head.started == worker_node.started == ["start_ray_processes"]
+    assert head.gcs.requests == 5, "polled until the raylet was listed, not longer"
+    assert worker_node.gcs.requests == 0
+    assert wait_for_registration(_FakeRayletNode(True, registered_at=10**9), period_s=0.001, limit_s=0.05) is False
+
+
 def test_lean_head_swaps_rays_node_class_only_inside() -> None:
     import ray._private.node as ray_node
 
@@ -333,6 +394,7 @@ def test_lean_head_swaps_rays_node_class_only_inside() -> None:
     with lean_head(("start_api_server",)) as skipped:
         assert skipped == ("start_api_server",)
         assert ray_node.Node is not original and issubclass(ray_node.Node, original)
+        assert ray_node.Node.start_ray_processes is not original.start_ray_processes, "the registration wait"
     assert ray_node.Node is original
     with lean_head(()) as skipped:
         assert skipped == () and ray_node.Node is original
@@ -362,3 +424,79 @@ def test_retry_and_prestart_reach_rays_environment_unless_the_user_set_them(monk
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+class _RecordingChannel:
+    """Test double of the child's socket channel: records what the child sends; recv() blocks forever (the
+    supervisor sends nothing in this test)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple] = []
+        self.lock = threading.Condition()
+
+    def send(self, message: tuple) -> None:
+        with self.lock:
+            self.sent.append(message)
+            self.lock.notify_all()
+
+    def recv(self) -> tuple:
+        threading.Event().wait()
+        raise EOFError
+
+
+class _WarmingChildDispatcher:
+    """Test double of the child's Dispatcher: READY at once, its actors warm when the test says so, then Ray "lost"
+    when the test says so (proves when the child reports the warm actors)."""
+
+    def __init__(self) -> None:
+        self.config = DispatchConfig()
+        self.warm, self.lost = threading.Event(), threading.Event()
+        self.timeline: dict[str, float] = {"configured": 1.0}
+        self.state_reason = "raylet gone"
+
+    def start(self, wait_s: float | None = None) -> DispatcherState:
+        return DispatcherState.CONNECTING
+
+    def wait_while(self, state: DispatcherState, timeout_s: float | None = None) -> DispatcherState:
+        if state is DispatcherState.READY:
+            self.lost.wait()
+            return DispatcherState.DEGRADED
+        return DispatcherState.READY
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        self.warm.wait()
+        self.timeline["warm"] = 2.0
+        return True
+
+    def stats(self) -> str:
+        return "warm" if "warm" in self.timeline else "warming"
+
+    def workers(self) -> list:
+        return []
+
+
+def test_the_dispatch_child_reports_warm_actors_at_once_not_at_the_next_heartbeat(monkeypatch) -> None:
+    """The node learns that the actors are warm from the child's messages: with the heartbeat slowed to an hour, the
+    "warm" stamp and then the stats saying so still arrive right after the actors are warm."""
+    from z123_ros.dispatch import child as child_module
+
+    monkeypatch.setattr(child_module, "HEARTBEAT_S", 3600.0)
+    monkeypatch.setattr(child_module, "ray_info", lambda: {})
+    monkeypatch.setattr(child_module.ChildServer, "_import_job_inputs", lambda self: None)
+    chan = _RecordingChannel()
+    server = child_module.ChildServer(chan, DispatchConfig())
+    double = server._dispatcher = _WarmingChildDispatcher()
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    with chan.lock:
+        assert chan.lock.wait_for(lambda: any(m[0] == "ray" for m in chan.sent), 60.0)
+        assert not any(m == ("stats", "warm", []) for m in chan.sent)
+    double.warm.set()
+    with chan.lock:
+        assert chan.lock.wait_for(lambda: ("stats", "warm", []) in chan.sent, 60.0), chan.sent
+        warm_at = chan.sent.index(("stats", "warm", []))
+        stamps = [m[1] for m in chan.sent[:warm_at] if m[0] == "timeline"]
+        assert stamps and stamps[-1]["warm"] == 2.0, "the stamps go before the stats that show the actors warm"
+    double.lost.set()
+    thread.join(60.0)
+    assert ("lost", "raylet gone") in chan.sent

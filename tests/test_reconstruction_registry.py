@@ -4,7 +4,10 @@ file runs through ``reconstruct()``, ``z123 reconstruct``, the dispatcher's acto
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,3 +104,42 @@ def test_toy_backend_runs_in_a_dispatcher_actor(toy, view):
         assert done.value.backend == toy
     finally:
         d.shutdown()
+
+
+#: The backends' stack: what the built-in backends' module (z123_ros.reconstruction.api) imports and the node's
+#: configuration and the dispatch process do not need.
+BACKEND_STACK = ("z123_ros.reconstruction.api", "trimesh", "skimage", "networkx")
+
+
+def _imported_after(code: str) -> list[str]:
+    """The BACKEND_STACK modules loaded after running ``code`` in a fresh interpreter."""
+    probe = f"import sys\n{code}\nprint(','.join(m for m in {BACKEND_STACK!r} if m in sys.modules))"
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120, cwd=root, env=env
+    )
+    return [m for m in out.stdout.rstrip("\n").split("\n")[-1].split(",") if m]
+
+
+def test_reading_the_registry_and_the_types_does_not_import_the_backends() -> None:
+    """The node's configuration (NodeConfig, validate_node_config: the registry's needs_model), the job types and
+    the dispatch process's modules load without trimesh and scikit-image: 0.5 s of the node's import before
+    (docs/node/latency.md). Running a backend imports them."""
+    light = (
+        "from z123_ros.ros.config import NodeConfig, validate_node_config\n"
+        "from z123_ros.reconstruction import ReconstructionConfig, ReconstructionInput, ReconstructionResult\n"
+        "import z123_ros.dispatch.child, z123_ros.reconstruction.base\n"
+        "validate_node_config(NodeConfig())\n"
+        "from z123_ros.reconstruction import get_backend\n"
+        "assert get_backend('depth').needs_depth and get_backend('zero123').needs_model"
+    )
+    assert _imported_after(light) == []
+    run = (
+        "from tests._reconstruction_helpers import render_object_view\n"
+        "from z123_ros.reconstruction import get_backend, reconstruct\n"
+        "view = render_object_view('005_tomato_soup_can', width=80, height=60)\n"
+        "assert reconstruct(view.inp, 'depth').backend == 'depth'"
+    )
+    loaded = _imported_after(run)
+    assert "z123_ros.reconstruction.api" in loaded and "trimesh" in loaded

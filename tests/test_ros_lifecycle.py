@@ -3,6 +3,10 @@ the transition instead of crashing."""
 
 from __future__ import annotations
 
+import threading
+import time
+from types import SimpleNamespace
+
 import psutil
 import pytest
 
@@ -89,4 +93,67 @@ def test_out_of_range_parameter_is_refused_at_startup() -> None:
         with pytest.raises(rclpy.exceptions.InvalidParameterValueException):
             Z123Node(context=context)
     finally:
+        rclpy.shutdown(context=context)
+
+
+class _WarmingDispatcher:
+    """Test double of the node's dispatcher: "starts" at once and becomes warm when the test says so (proves that
+    /diagnostics goes out when the actors are warm, not at the next period)."""
+
+    def __init__(self, config) -> None:
+        self.config = config
+        self.warm = threading.Event()
+        self.stopped = False
+
+    def start(self, wait_s: float | None = None) -> str:
+        return "connecting"
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        return self.warm.wait(timeout_s) and not self.stopped
+
+    def stats(self) -> SimpleNamespace:
+        return SimpleNamespace(flat=lambda: {"state": "ready" if self.warm.is_set() else "connecting"})
+
+    def startup_stamps(self) -> dict[str, float]:
+        return {}
+
+    def shutdown(self) -> None:
+        self.stopped = True
+        self.warm.set()
+
+
+def test_diagnostics_go_out_when_the_actors_are_warm_not_at_the_next_period() -> None:
+    """With a 60 s period the timer publishes nothing for a minute: the one message that arrives is the one sent when
+    the dispatcher reported its actors warm, and it says so."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
+
+    node, context = _node("diagnostics_period_s:=60.0")
+    executor = SingleThreadedExecutor(context=context)
+    received: list[dict[str, str]] = []
+    probe = rclpy.create_node("z123_lifecycle_probe", context=context)
+    probe.create_subscription(
+        DiagnosticArray, "/diagnostics", lambda m: received.append({v.key: v.value for v in m.status[0].values}), 10
+    )
+    executor.add_node(node)
+    executor.add_node(probe)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        node._dispatcher.shutdown()  # the prepared dispatcher (its process): replaced by the double
+        double = node._dispatcher = _WarmingDispatcher(node.config.dispatch)
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        spinner.start()
+        assert not received
+        double.warm.set()
+        deadline = time.monotonic() + 30.0
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert received, "no /diagnostics message after the actors were warm"
+        assert received[0]["dispatch.state"] == "ready" and received[0]["state"] == "running"
+    finally:
+        executor.shutdown()
+        node.release()
+        probe.destroy_node()
+        node.destroy_node()
         rclpy.shutdown(context=context)

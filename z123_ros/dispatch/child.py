@@ -88,6 +88,9 @@ class ChildServer:
         self._ids_lock = threading.Lock()
         self._early: set[int] = set()
         """Supervisor job ids whose result was sent before submit() returned (nothing left to cancel)."""
+        self._state_lock = threading.Lock()
+        self._stamps_sent: dict[str, float] = {}
+        """The start-up stamps as last sent (they are sent again only when they changed)."""
 
     def serve(self) -> int:
         """Start the dispatcher, relay until Ray is lost or the supervisor leaves; returns the exit status."""
@@ -107,6 +110,8 @@ class ChildServer:
         # The actors import the same stack while they warm up: on a 2-core machine this process's import would take
         # a third of the CPU they need. No job can run before an actor is warm anyway.
         dispatcher.wait_ready(dispatcher.config.connect_timeout_s)
+        # At once, not at the next heartbeat (up to HEARTBEAT_S later): the node reports "actors warm" from these.
+        self._send_state()
         self._import_job_inputs()
         dispatcher.wait_while(DispatcherState.READY)
         # Ray went away under a ready dispatcher: report and leave; a fresh child restarts Ray.
@@ -115,22 +120,28 @@ class ChildServer:
 
     def _import_job_inputs(self) -> None:
         """Import the modules whose classes reconstruction jobs carry (ReconstructionInput) once the actors are warm,
-        not when the first job is unpickled: that import (scipy, scikit-image, trimesh; 0.46 s here) delayed the
-        first meshes. A standby child imported them already (instant then)."""
+        not when the first job is unpickled (it delayed the first meshes when it was the whole reconstruction stack,
+        0.46 s; now the types' module alone). A standby child imported them already (instant then)."""
         for module in self._dispatcher.config.job_input_modules():
             importlib.import_module(module)  # the dispatch layer imports the core lazily
 
     def _heartbeat(self) -> None:
         """Stats 4 times a second, from the start: the supervisor takes a long silence for a hung process. The
         start-up stamps too, when they changed."""
-        sent: dict[str, float] = {}
         while True:
-            self._send(("stats", self._dispatcher.stats(), self._dispatcher.workers()))
-            stamps = {**self._stamps, **self._dispatcher.timeline}
-            if stamps != sent:
-                self._send(("timeline", stamps))
-                sent = stamps
+            self._send_state()
             time.sleep(HEARTBEAT_S)
+
+    def _send_state(self) -> None:
+        """The dispatcher's start-up stamps when they changed since they were last sent, then its stats and workers
+        (the heartbeat thread and serve() both call this). Stamps first: whoever sees the workers warm in the stats
+        finds the "warm" stamp already there."""
+        with self._state_lock:
+            stamps = {**self._stamps, **self._dispatcher.timeline}
+            if stamps != self._stamps_sent:
+                self._send(("timeline", stamps))
+                self._stamps_sent = stamps
+            self._send(("stats", self._dispatcher.stats(), self._dispatcher.workers()))
 
     def _send(self, message: tuple) -> None:
         try:

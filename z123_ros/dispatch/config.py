@@ -115,8 +115,8 @@ class DispatchConfig:
     is ``connect_timeout_s``: Python and Ray start slowly on a busy machine)."""
     standby_process: bool = True
     """Isolated only: once the actors are warm, start the next dispatch process ahead of need (Python up, Ray
-    imported, the job inputs' modules too, waiting; 83 MB resident, 161 MB with the reconstruction stack), so a
-    restart after Ray was lost skips Python's start and the imports."""
+    imported, the job inputs' modules too, waiting), so a restart after Ray was lost skips Python's start and the
+    imports."""
     resubmit_lost_jobs: bool = True
     """Isolated only: jobs in flight when Ray was lost are submitted again once it is back (until their deadline);
     False = they end at once with ``cluster_lost``."""
@@ -126,9 +126,10 @@ class DispatchConfig:
     """Finished jobs kept for the latency percentiles in stats()."""
 
     def job_input_modules(self) -> list[str]:
-        """Modules whose classes this config's jobs carry (unpickled in the dispatch process for every job): it
-        imports them once ready, a standby dispatch process ahead of need."""
-        return ["z123_ros.reconstruction"] if self.pool("reconstruction").num_actors else []
+        """Modules whose classes this config's jobs and results carry (unpickled in the dispatch process for every
+        job): it imports them once ready, a standby dispatch process ahead of need. Only the types' module, not the
+        backends' stack (trimesh, scipy, scikit-image), which only the actors run."""
+        return ["z123_ros.reconstruction.base"] if self.pool("reconstruction").num_actors else []
 
     def pool(self, kind: str) -> WorkerPoolConfig:
         """The pool of ``kind`` (no actors when ``pools`` leaves it out); ConfigError for an unknown kind."""

@@ -15,6 +15,12 @@ waits for, start too: on two cores they compete. Ray offers no ray.init argument
 :func:`lean_head` swaps ``ray._private.node.Node`` (the class ray.init instantiates for the head) for a subclass that
 skips them, for the duration of one ray.init in this process. Ray's private names are checked first: a Ray without
 them gets the standard head and a warning, never a failure.
+
+The same subclass also waits for the raylet's registration in the GCS with short polls
+(:data:`REGISTRATION_POLL_S`) before ray.init asks for it: ray.init's own wait (``GlobalStateAccessor::GetNode``)
+asks once, then sleeps a whole second between attempts, and the raylet registers only once its agents have started
+(0.5-0.8 s on two cores), so the driver slept 0.2-0.5 s after the raylet was there in every start (seen in the
+raylet's and the driver's logs). With the raylet registered, Ray's own wait returns at its first attempt.
 """
 
 from __future__ import annotations
@@ -22,12 +28,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Iterator
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
 #: Head services :func:`lean_head` can leave out, each the name of the ``Node`` method that starts it.
 SKIPPABLE = ("start_api_server", "start_monitor", "start_log_monitor")
+
+#: Period of the lean head's polls for its raylet's registration in the GCS (each poll is one small GCS request).
+REGISTRATION_POLL_S = 0.02
+#: After this long the lean head stops polling and leaves the wait (and its error, if any) to ray.init.
+REGISTRATION_WAIT_S = 30.0
 
 _LOCK = threading.Lock()
 
@@ -41,7 +54,7 @@ def head_services_to_skip(lean: bool, dashboard: bool, log_to_driver: bool) -> t
     return ("start_api_server", "start_monitor") + (() if log_to_driver else ("start_log_monitor",))
 
 
-def _lean_node_class(base: type, skip: tuple[str, ...]) -> type:
+def _lean_node_class(base: type, skip: tuple[str, ...], poll_registration: bool) -> type:
     def skipped(name: str):
         original = getattr(base, name)
 
@@ -54,14 +67,45 @@ def _lean_node_class(base: type, skip: tuple[str, ...]) -> type:
         method.__name__ = name
         return method
 
-    return type("LeanHeadNode", (base,), {name: skipped(name) for name in skip})
+    methods: dict[str, Any] = {name: skipped(name) for name in skip}
+    if poll_registration:
+        start_ray_processes = base.start_ray_processes
+
+        def start_and_wait(self, *args, **kwargs):
+            result = start_ray_processes(self, *args, **kwargs)
+            if getattr(self, "head", False):
+                wait_for_registration(self)
+            return result
+
+        methods["start_ray_processes"] = start_and_wait
+    return type("LeanHeadNode", (base,), methods)
+
+
+def wait_for_registration(
+    node: Any, period_s: float = REGISTRATION_POLL_S, limit_s: float = REGISTRATION_WAIT_S
+) -> bool:
+    """Poll the GCS every ``period_s`` until ``node`` (a Ray ``Node`` whose raylet was just started) is listed alive;
+    True once it is, False after ``limit_s`` (ray.init then waits and fails as it would have). A failed request
+    (the GCS still starting) counts as not yet."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        try:
+            nodes = node.get_gcs_client().get_all_node_info(timeout=max(period_s, 1.0))
+            if any(key.hex() == node.node_id and info.state == info.ALIVE for key, info in nodes.items()):
+                return True
+        except Exception as exc:  # noqa: BLE001 - Ray raises several kinds while its GCS starts; retried.
+            logger.debug("raylet registration poll: %s", exc)
+        time.sleep(period_s)
+    logger.warning("the embedded Ray's raylet did not register in %.0f s; ray.init's own wait decides", limit_s)
+    return False
 
 
 @contextlib.contextmanager
-def lean_head(skip: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+def lean_head(skip: tuple[str, ...], poll_registration: bool = True) -> Iterator[tuple[str, ...]]:
     """While inside, a head that ray.init starts in this process leaves out the services ``skip`` names (a subset of
-    :data:`SKIPPABLE`). Yields what is actually skipped: () when ``skip`` is empty or this Ray lacks the private
-    names (then logged)."""
+    :data:`SKIPPABLE`) and, with ``poll_registration``, waits for its raylet's registration with short polls
+    (:func:`wait_for_registration`). Yields what is actually skipped: () when ``skip`` is empty (Ray's standard
+    head, unchanged) or this Ray lacks the private names (then logged)."""
     unknown = set(skip) - set(SKIPPABLE)
     if unknown:
         raise ValueError(f"unknown head services {sorted(unknown)}; known: {SKIPPABLE}")
@@ -71,13 +115,14 @@ def lean_head(skip: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
     import ray._private.node as ray_node
 
     base = getattr(ray_node, "Node", None)
-    missing = [name for name in skip if not callable(getattr(base, name, None))]
+    needed = skip + (("start_ray_processes", "get_gcs_client") if poll_registration else ())
+    missing = [name for name in needed if not callable(getattr(base, name, None))]
     if base is None or missing:
         logger.warning("this Ray has no %s: the embedded Ray starts its standard head", missing or "Node class")
         yield ()
         return
     with _LOCK:
-        ray_node.Node = _lean_node_class(base, skip)
+        ray_node.Node = _lean_node_class(base, skip, poll_registration)
         try:
             yield skip
         finally:

@@ -1,6 +1,7 @@
 """``reconstruct()``: one segmented view -> a watertight mesh and a point cloud, with any registered backend.
 
-The built-in backends are registered here, in :mod:`z123_ros.reconstruction.registry`, which every caller reads.
+The built-in backends' run functions live here; :mod:`z123_ros.reconstruction.registry`, which every caller reads,
+registers them by name and imports this module on their first run.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from z123_ros.reconstruction.base import (
 from z123_ros.reconstruction.depth_backend import DepthCompletion, complete_from_depth
 from z123_ros.reconstruction.hull import convex_hull_mesh
 from z123_ros.reconstruction.mesh import extract_mesh, largest_mesh_piece
-from z123_ros.reconstruction.registry import Backend, get_backend, register_backend
+from z123_ros.reconstruction.registry import get_backend
 from z123_ros.reconstruction.result import result_from_mesh
 
 if TYPE_CHECKING:
@@ -168,13 +169,5 @@ def reconstruct(
     logger.debug("reconstruct(%s): %d faces, %.2f s", backend, len(result.faces), sum(result.timings.values()))
     return result
 
-
-for _backend in (
-    Backend("depth", _reconstruct_depth, True, False, "geometric completion of the visible surface, no weights"),
-    Backend("multiview", _reconstruct_multiview, False, True, "Zero-1-to-3 novel views + a short field fit"),
-    Backend("zero123", _reconstruct_zero123, False, True, "Score Jacobian Chaining guided by Zero-1-to-3"),
-    Backend("hull", _reconstruct_hull, True, False, "convex hull of the visible depth points (the baseline)"),
-):
-    register_backend(_backend, replace=True)
 
 __all__ = ["depth_confidence", "reconstruct", "result_from_mesh"]

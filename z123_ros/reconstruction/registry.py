@@ -8,10 +8,15 @@ share).
 Every caller (``reconstruct()``, ``z123 reconstruct``, the dispatcher's reconstruction worker, the ROS node, the demo
 and the evaluation runner) reads this registry instead of keeping its own list of names. Adding a backend is one
 module with a run function plus one :func:`register_backend` call.
+
+The built-in backends are registered here by name, with run functions that import their module on the first call
+(:func:`deferred_run`): reading the registry (the node's configuration checks ``needs_model``) does not import the
+backends' stack (trimesh, scikit-image, scipy.optimize).
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +49,17 @@ class Backend:
 PLUGINS_ENV = "Z123_BACKEND_MODULES"
 
 _BACKENDS: dict[str, Backend] = {}
+
+
+def deferred_run(module: str, function: str) -> RunFunction:
+    """A run function that imports ``module`` on its first call and calls its ``function`` (the built-in backends'
+    registrations: the registry names them without importing their modules)."""
+
+    def run(inp: Any, config: Any, pipeline: Any = None) -> Any:
+        return getattr(importlib.import_module(module), function)(inp, config, pipeline)
+
+    run.__qualname__ = f"{module}.{function}"
+    return run
 
 
 def _load_plugins() -> None:
@@ -79,3 +95,14 @@ def get_backend(name: str) -> Backend:
         return _BACKENDS[name]
     except KeyError:
         raise ConfigError(f"unknown backend {name!r}; choose one of {', '.join(_BACKENDS)}") from None
+
+
+#: The built-in backends: name, function in z123_ros.reconstruction.api, needs depth, needs a model, summary.
+_BUILTIN = (
+    ("depth", "_reconstruct_depth", True, False, "geometric completion of the visible surface, no weights"),
+    ("multiview", "_reconstruct_multiview", False, True, "Zero-1-to-3 novel views + a short field fit"),
+    ("zero123", "_reconstruct_zero123", False, True, "Score Jacobian Chaining guided by Zero-1-to-3"),
+    ("hull", "_reconstruct_hull", True, False, "convex hull of the visible depth points (the baseline)"),
+)
+for _name, _function, _depth, _model, _summary in _BUILTIN:
+    register_backend(Backend(_name, deferred_run("z123_ros.reconstruction.api", _function), _depth, _model, _summary))

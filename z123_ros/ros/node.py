@@ -35,6 +35,7 @@ ROS), ``jobs`` (job tickets, job building, the worker's inbox), ``diagnostics`` 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 import traceback
 from typing import Any
@@ -105,6 +106,9 @@ class Z123Node(LifecycleNode):
         self._tf: TfListener | None = None
         self._service = None
         self._service_group = MutuallyExclusiveCallbackGroup()
+        #: Triggered (from any thread) to publish /diagnostics now, on the executor thread: when the actors are warm,
+        #: instead of up to diagnostics_period_s later (a lifecycle manager or user waiting for them learns it at once).
+        self._report_now = self.create_guard_condition(self._publish_diagnostics)
 
     # ------------------------------------------------------------------------------------------- lifecycle
 
@@ -330,7 +334,19 @@ class Z123Node(LifecycleNode):
             dispatcher = make_dispatcher(config.dispatch)
         dispatcher.start(wait_s=0)
         self.get_logger().info("dispatcher starting in the background")
+        threading.Thread(
+            target=self._report_when_warm, args=(dispatcher,), name="z123-report-warm", daemon=True
+        ).start()
         return dispatcher
+
+    def _report_when_warm(self, dispatcher: Any) -> None:
+        """Thread: wait until ``dispatcher`` is ready with every actor warm, then have /diagnostics published at once
+        (it ends without publishing when the dispatcher stops or degrades first, or after connect_timeout_s)."""
+        if dispatcher.wait_ready(dispatcher.config.connect_timeout_s) and self.context.ok():
+            try:
+                self._report_now.trigger()
+            except Exception:  # noqa: BLE001 - the node was destroyed meanwhile (a shutdown race): no one to tell
+                self.get_logger().debug("actors warm, but the node is gone")
 
     def _prepare_dispatcher(self, config: NodeConfig) -> None:
         """Make the dispatcher and give it the dispatch process started with the node (SupervisedDispatcher.prepare:
@@ -394,6 +410,8 @@ class Z123Node(LifecycleNode):
         return out
 
     def _publish_diagnostics(self) -> None:
+        if "diagnostics" not in self._pubs:
+            return  # not configured, or cleaned up (a late trigger of _report_now)
         try:
             values = self.diagnostics()
         except Exception as exc:  # noqa: BLE001 - reporting must never take the node down; the error is reported.
