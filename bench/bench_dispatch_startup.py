@@ -21,14 +21,24 @@ the log monitor too (``dispatch.lean_head``); with Ray's 1 s or a 100 ms retry o
 registration polled by the lean head or left to ray.init's 1 s retry), with the median and range of every stage.
 Report the load average beside every figure (the script prints it).
 
+``--node --rounds N --repo BEFORE AFTER`` starts the node N times per checkout, interleaved, and gives per checkout
+the median (range) of process start -> active and -> actors warm as a subscriber of /diagnostics sees them (with
+``--period``, the node's diagnostics_period_s: 0.1 here, 0.5 in bench_node.py), the node's own stamp of the actors
+warm, and the CPU seconds each kind of process (node, dispatch process, GCS + raylet, the raylet's agents, actors)
+had used by then.
+
     python bench/bench_dispatch_startup.py [--quick] [--compare] [--node [--join] [--repo CHECKOUT]] [--json FILE]
+    python bench/bench_dispatch_startup.py --no-dispatcher --node --rounds 5 --repo BEFORE AFTER [--period 0.5]
     python bench/bench_dispatch_startup.py --head 3
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -41,6 +51,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from _table import markdown_table  # bench/ is sys.path[0] when a bench script runs
@@ -206,28 +217,76 @@ def _warm(values: dict[str, str]) -> bool:
     return ready and total > 0 and int(values.get("dispatch.actors_ready", 0) or 0) == total
 
 
-def run_node(repo: Path = REPO, ray_address: str = "") -> list[dict]:
-    """The node's start-up: process start -> active, and -> Ray up with every actor warm (from /diagnostics), of
-    the node in checkout ``repo`` (its tests/_ros_helpers starts that checkout's code); with ``ray_address`` the
-    node joins that running Ray instead of starting its own."""
-    sys.path[:0] = [str(repo / "tests")]
-    from _ros_helpers import NodeProcess, Probe, wait_for, write_params
+def _ros_helpers(repo: Path) -> Any:
+    """``tests/_ros_helpers.py`` of checkout ``repo``, as a module of its own per checkout (several checkouts' nodes
+    start side by side in one run; each helper starts its own checkout's code)."""
+    name = f"_ros_helpers_{hashlib.sha1(str(repo).encode()).hexdigest()[:12]}"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, repo / "tests" / "_ros_helpers.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
+
+def _process_kind(pid: int, root: int) -> str:
+    """Which part of the node's start-up a process is: the node itself, its dispatch process (the Ray driver and
+    the standby one), Ray's GCS and raylet, the raylet's two agents, or a worker (the actors)."""
+    if pid == root:
+        return "node"
+    name = Path(f"/proc/{pid}/comm").read_text().strip()
+    if name in ("gcs_server", "raylet"):
+        return "gcs+raylet"
+    if name.startswith(("ray::DashboardA", "ray::RuntimeEnv")):
+        return "agents"
+    if name.startswith("ray::"):
+        return "actors"
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    return "dispatch" if b"z123_ros.dispatch.child" in cmdline else "other"
+
+
+def process_cpu_s(root: int) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by process ``root`` and every descendant, summed by
+    :func:`_process_kind` (Linux /proc; {} elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    out: dict[str, float] = {}
+    stack = [root]
+    while stack:
+        pid = stack.pop()
+        stack.extend(children.get(pid, []))
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            kind = _process_kind(pid, root)
+            out[kind] = out.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def run_node(repo: Path = REPO, ray_address: str = "", period_s: float = 0.1) -> list[dict]:
+    """The node's start-up: process start -> active, and -> Ray up with every actor warm (from /diagnostics, published
+    every ``period_s``), of the node in checkout ``repo`` (its tests/_ros_helpers starts that checkout's code); with
+    ``ray_address`` the node joins that running Ray instead of starting its own. Also the CPU seconds each kind of
+    process had used when the actors were warm."""
+    helpers = _ros_helpers(repo)
     tmp = Path(tempfile.mkdtemp(prefix="z123n", dir="/tmp"))
-    overrides = {"diagnostics_period_s": 0.1, "dispatch.temp_dir": str(tmp / "r"), "dispatch.address": ray_address}
-    params = write_params(tmp / "params.yaml", overrides)
+    overrides = {"diagnostics_period_s": period_s, "dispatch.temp_dir": str(tmp / "r"), "dispatch.address": ray_address}
+    params = helpers.write_params(tmp / "params.yaml", overrides)
     t0 = time.monotonic()
-    proc = NodeProcess(params, tmp / "node.log")
-    probe = Probe(node_name="z123_startup_probe")
+    proc = helpers.NodeProcess(params, tmp / "node.log")
+    probe = helpers.Probe(node_name="z123_startup_probe")
     try:
         diag = probe.diagnostics
-        if not wait_for(lambda: diag().get("state") == "running" or not proc.alive(), WAIT_S, period=0.02):
+        if not helpers.wait_for(lambda: diag().get("state") == "running" or not proc.alive(), WAIT_S, period=0.02):
             raise RuntimeError(f"node not active:\n{proc.log()[-2000:]}")
         t_active = time.monotonic()
 
-        if not wait_for(lambda: _warm(diag()), WAIT_S, period=0.02):
+        if not helpers.wait_for(lambda: _warm(diag()), WAIT_S, period=0.02):
             raise RuntimeError(f"node's actors not warm:\n{proc.log()[-2000:]}")
         t_warm = time.monotonic()
+        cpu = process_cpu_s(proc.proc.pid)
         values = diag()
     finally:
         probe.close()
@@ -238,7 +297,52 @@ def run_node(repo: Path = REPO, ray_address: str = "") -> list[dict]:
     case = "node start-up, joining a running Ray" if ray_address else "node start-up"
     row = _row(case, repo.name, t0, {"active": t_active, "warm": t_warm}, stages)
     row["node_stamps"] = ", ".join(f"{k}={v:.2f}" for k, v in node_stamps.items())
+    row["node_actors_warm_s"] = node_stamps.get("actors_warm_s", float("nan"))
+    row["cpu_s"] = ", ".join(f"{k}={v:.2f}" for k, v in sorted(cpu.items()))
+    row["cpu"] = cpu
     return [row]
+
+
+def run_node_rounds(repos: list[Path], rounds: int, period_s: float) -> list[dict]:
+    """``rounds`` interleaved rounds of one node start-up per checkout in ``repos``; per checkout the median (range)
+    of process start -> active and -> actors warm as the subscriber saw them, the node's own stamp of the actors
+    warm, and the CPU seconds by kind of process at that moment."""
+    samples: dict[Path, list[dict]] = {repo: [] for repo in repos}
+    loads = []
+    for _ in range(rounds):
+        for repo in repos:
+            loads.append(os.getloadavg()[0])
+            samples[repo].append(run_node(repo, period_s=period_s)[0])
+    loads.append(os.getloadavg()[0])
+
+    def spread(values: list[float]) -> str:
+        return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+    rows = []
+    for repo, runs in samples.items():
+        kinds = sorted({k for r in runs for k in r["cpu"]})
+        rows.append(
+            {
+                "checkout": f"{repo.name} ({_head(repo)})",
+                "starts": len(runs),
+                "active_s (subscriber)": spread([r["active_s"] for r in runs]),
+                "warm_s (subscriber)": spread([r["warm_s"] for r in runs]),
+                "actors_warm_s (node's stamp)": spread([r["node_actors_warm_s"] for r in runs]),
+                "cpu_s at warm, median": ", ".join(
+                    f"{k}={statistics.median([r['cpu'].get(k, 0.0) for r in runs]):.2f}" for k in kinds
+                ),
+                "diagnostics_period_s": period_s,
+                "load": f"{min(loads):.1f}-{max(loads):.1f}",
+            }
+        )
+    return rows
+
+
+def _head(repo: Path) -> str:
+    """The checkout's commit (or "?" for an exported tree without git)."""
+    out = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    marker = repo / "COMMIT"
+    return out.stdout.strip() if out.returncode == 0 else (marker.read_text().strip() if marker.is_file() else "?")
 
 
 def run_node_joining(repo: Path = REPO) -> list[dict]:
@@ -331,7 +435,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="cold start and the raylet kill only")
     parser.add_argument("--compare", action="store_true", help="also without the standby dispatch process")
     parser.add_argument("--node", action="store_true", help="also the ROS node's start-up (needs rclpy)")
-    parser.add_argument("--repo", type=Path, default=REPO, help="--node: the checkout whose node is started")
+    parser.add_argument(
+        "--repo", type=Path, nargs="+", default=[REPO], help="--node: the checkout(s) whose node is started"
+    )
+    parser.add_argument("--rounds", type=int, metavar="N", help="--node: N interleaved start-ups per checkout")
+    parser.add_argument("--period", type=float, default=0.1, help="--node: the node's diagnostics_period_s")
     parser.add_argument("--join", action="store_true", help="--node: also joining a running `ray start --head`")
     parser.add_argument("--no-dispatcher", action="store_true", help="skip parts 1 and 2")
     parser.add_argument("--json", type=Path, help="also write the rows here, one JSON object per line")
@@ -349,10 +457,14 @@ def main() -> None:
         rows = run_head_variants(args.head)
     else:
         rows = [] if args.no_dispatcher else run_dispatcher(args.quick, args.compare)
-    if args.node and not args.head:
-        rows += run_node(args.repo.resolve())
-        if args.join:
-            rows += run_node_joining(args.repo.resolve())
+    repos = [repo.resolve() for repo in args.repo]
+    if args.node and args.rounds:
+        rows += run_node_rounds(repos, args.rounds, args.period)
+    elif args.node and not args.head:
+        for repo in repos:
+            rows += [{k: v for k, v in r.items() if k != "cpu"} for r in run_node(repo, period_s=args.period)]
+    if args.node and args.join:
+        rows += [{k: v for k, v in r.items() if k != "cpu"} for r in run_node_joining(repos[-1])]
     print(f"load average at end: {os.getloadavg()}")
     print(markdown_table(rows))
     if args.json:
