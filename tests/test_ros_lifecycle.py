@@ -3,8 +3,12 @@ the transition instead of crashing."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import psutil
@@ -157,3 +161,18 @@ def test_diagnostics_go_out_when_the_actors_are_warm_not_at_the_next_period() ->
         probe.destroy_node()
         node.destroy_node()
         rclpy.shutdown(context=context)
+
+
+def test_the_node_module_loads_without_the_segmentation_stack() -> None:
+    """Importing the node's module (what ``python -m z123_ros.ros.node`` does before it can start the dispatch
+    process) leaves the segmentation stack and scipy to the node's constructor, which starts the dispatch process
+    first: that process's Python start and Ray import (0.5 s) then overlap the node's remaining imports."""
+    probe = (
+        "import sys, z123_ros.ros.node\n"
+        "print(','.join(m for m in ('scipy', 'z123_ros.segmentation', 'z123_ros.ros.pipeline') if m in sys.modules))"
+    )
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=root, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""

@@ -310,7 +310,7 @@ def test_yaml_keys_are_declared_parameters() -> None:
     """A misspelt key in a params file is silently ignored by ROS: check every key of the shipped YAML files."""
     import yaml
 
-    from z123_ros.ros.node import NodeConfig
+    from z123_ros.ros.config import NodeConfig
     from z123_ros.ros.params import build_config, parameter_specs
     from z123_ros.ros.sim_camera_node import SimCameraConfig
 

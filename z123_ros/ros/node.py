@@ -38,7 +38,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
@@ -52,19 +52,20 @@ from visualization_msgs.msg import MarkerArray
 from z123_interfaces.msg import ObjectReconstruction, ObjectSegmentation
 from z123_interfaces.srv import ReconstructObject
 
+from z123_ros import ros  # NodeConfig, Pipeline, frames: loaded once the dispatch process runs (see __init__)
 from z123_ros.dispatch import DispatchProcess, make_dispatcher
 from z123_ros.errors import Z123Error
 from z123_ros.resources import ensure_ament_prefix_path
 from z123_ros.ros import conversions as conv
-from z123_ros.ros.config import NodeConfig, validate_node_config
 from z123_ros.ros.diagnostics import NodeStats, diagnostic_array, pipeline_status, process_age_s
-from z123_ros.ros.frames import RawFrame, check_message
 from z123_ros.ros.params import declare_parameters, make_set_parameters_callback, read_parameters
-from z123_ros.ros.pipeline import Pipeline
 from z123_ros.ros.sync import ApproximateTimeSync, SyncedSet
 from z123_ros.ros.tf_listener import TfListener
 
-__all__ = ["NODE_NAME", "NodeConfig", "Z123Node", "main"]
+if TYPE_CHECKING:
+    from z123_ros.ros.config import NodeConfig
+
+__all__ = ["NODE_NAME", "Z123Node", "main"]
 
 NODE_NAME = "z123_node"
 #: A colour image stamped longer ago than this at its arrival was stamped on another clock.
@@ -85,7 +86,8 @@ class Z123Node(LifecycleNode):
             self._early_dispatch = DispatchProcess()
         except OSError as exc:
             self.get_logger().warning(f"could not start the dispatch process early: {exc}")
-        self._template = NodeConfig()
+        # First use of the lazy names: the segmentation stack loads now, while the dispatch process starts.
+        self._template = ros.NodeConfig()
         self._specs = declare_parameters(self, self._template)
         self.config: NodeConfig | None = None
         self.add_on_set_parameters_callback(
@@ -96,7 +98,7 @@ class Z123Node(LifecycleNode):
             self.get_logger().warning, lambda: self.config.log_throttle_s if self.config is not None else 5.0
         )
         self._drops_reported = 0
-        self._pipeline = Pipeline(self._publish, self._stats, self.get_logger())
+        self._pipeline = ros.Pipeline(self._publish, self._stats, self.get_logger())
         self._sync: ApproximateTimeSync | None = None
         self._dispatcher: Any = None
         self._backend_state = "unconfigured"
@@ -115,7 +117,7 @@ class Z123Node(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             config = read_parameters(self, self._template, self._specs)
-            validate_node_config(config)
+            ros.validate_node_config(config)
             self._pipeline.configure(config)
         except Z123Error as exc:
             self.get_logger().error(f"configure failed: {exc}")
@@ -285,7 +287,7 @@ class Z123Node(LifecycleNode):
     def _feed(self, stream: str, msg: Any) -> None:
         """Executor thread: check one message, hand a completed frame to the worker; never waits for it."""
         self._stats.count(f"received_{stream}")
-        check_message(stream, msg)
+        ros.check_message(stream, msg)
         sync = self._sync
         if sync is None or not self._active:
             return
@@ -306,7 +308,7 @@ class Z123Node(LifecycleNode):
         age = self.get_clock().now().nanoseconds * 1e-9 - (synced - received) - conv.header_stamp_s(colour.header)
         if not 0.0 <= age <= _MAX_STAMP_AGE_S:
             age = 0.0  # another clock (a bag, a simulator, an unsynchronised camera): not a transport time
-        frame = RawFrame(colour.header, colour, depth, info, received=received, synced=synced, stamp_age=age)
+        frame = ros.RawFrame(colour.header, colour, depth, info, received=received, synced=synced, stamp_age=age)
         if self._pipeline.inbox.put_frame(frame):
             self._stats.count("frames_replaced_while_busy")
         self._stats.count("frames_synchronised")
