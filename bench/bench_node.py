@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import dataclasses
 import multiprocessing
 import os
@@ -45,6 +46,9 @@ os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="z123_bench_log_"))
 RATE_HZ = 15.0
 SCENE_PERIOD_S = 10.0
 STATIC_SETTLE_S = 5.0
+#: Memory (smaps_rollup of the node and of every Ray process) is sampled this often, queues every second: reading
+#: the smaps of ~10 processes once a second took 0.05 of a core in this process, on the cores the actors work on.
+MEMORY_SAMPLE_S = 5.0
 
 
 def _rss_mb(pid: int) -> float:
@@ -77,10 +81,10 @@ def _smaps_mb(pid: int) -> dict[str, float]:
     return out
 
 
-def _smaps_sum(pids: list[int]) -> dict[str, float]:
+def _sum_smaps(smaps: dict[int, dict[str, float]]) -> dict[str, float]:
     total: dict[str, float] = {}
-    for pid in pids:
-        for name, value in _smaps_mb(pid).items():
+    for fields in smaps.values():
+        for name, value in fields.items():
             total[name] = total.get(name, 0.0) + value
     return total
 
@@ -99,12 +103,12 @@ def _process_name(pid: int) -> str:
     return scripts[0] if scripts else comm
 
 
-def _private_by_name(pids: list[int]) -> dict[str, float]:
-    """Private memory (USS, MB) summed by process name."""
+def _private_by_name(smaps: dict[int, dict[str, float]]) -> dict[str, float]:
+    """Private memory (USS, MB) summed by process name, from each process's :func:`_smaps_mb`."""
     out: dict[str, float] = {}
-    for pid in pids:
+    for pid, fields in smaps.items():
         name = _process_name(pid)
-        out[name] = out.get(name, 0.0) + _smaps_mb(pid)["Private"]
+        out[name] = out.get(name, 0.0) + fields["Private"]
     return out
 
 
@@ -131,13 +135,51 @@ def _slope_per_min(t: np.ndarray, y: np.ndarray) -> float:
     return float(np.polyfit(t / 60.0, y, 1)[0]) if len(t) > 2 else float("nan")
 
 
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of one process so far."""
+def _threads(pid: int) -> list[tuple[int, str]]:
+    """(thread id, name) of every thread of a process."""
+    out = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                out.append((int(task.name), (task / "comm").read_text().strip()))
+    return out
+
+
+def _cpu_s(pid: int, tid: int | None = None) -> float:
+    """User + system CPU seconds of one process (or one of its threads) so far."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        path = f"/proc/{pid}/task/{tid}/stat" if tid is not None else f"/proc/{pid}/stat"
+        fields = Path(path).read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return float("nan")
+
+
+def _cpu_by_process(node_pid: int) -> dict[str, float]:
+    """CPU seconds so far (and the monotonic time) of this bench process (the simulated camera and the probe), the
+    node, and the node's descendants by name (Ray's processes, the dispatch process, the actors)."""
+    out = {"_t": time.monotonic(), "bench (camera + probe)": time.process_time(), "node": _cpu_s(node_pid)}
+    for tid, name in _threads(node_pid):
+        out[f"node thread {name}#{tid}"] = _cpu_s(node_pid, tid)
+    for pid in _descendants(node_pid):
+        name = _process_name(pid)
+        name = "dispatch process" if name.startswith("python") else name
+        out[f"{name}#{pid}"] = _cpu_s(pid)
+    return out
+
+
+def _cpu_cores(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Cores each kind of process used between two :func:`_cpu_by_process` readings (a process that started or
+    ended in between counts from 0 / to its last reading)."""
+    wall = after["_t"] - before["_t"]
+    out: dict[str, float] = {}
+    for key, value in after.items():
+        if key == "_t" or value != value:
+            continue
+        name = key.split("#")[0]
+        start = before.get(key, 0.0)
+        out[name] = out.get(name, 0.0) + (value - (start if start == start else 0.0)) / wall
+    return out
 
 
 def _scenes(quick: bool) -> list:
@@ -204,15 +246,24 @@ def _soak(frames, duration: float, static_s: float, static_frames=None) -> dict:
         out["startup"] = {k: v for k, v in probe.diagnostics().items() if k.startswith("startup.")}
         pid = proc.proc.pid
 
+        out["sample_cpu_s"], out["queues"] = 0.0, []
+
         def sample(t: float) -> None:
-            ray = _descendants(pid)
-            ray_rss = sum(_rss_mb(p) for p in ray)
-            out["samples"].append(
-                (t, _rss_mb(pid), ray_rss, probe.diagnostics(), _smaps_mb(pid), _smaps_sum(ray), _private_by_name(ray))
-            )
+            t0 = time.thread_time()
+            out["queues"].append((t, probe.diagnostics()))
+            if not out["samples"] or t - out["samples"][-1][0] >= MEMORY_SAMPLE_S - 0.5:
+                ray = _descendants(pid)
+                ray_rss = sum(_rss_mb(p) for p in ray)
+                ray_smaps = {p: _smaps_mb(p) for p in ray}
+                out["samples"].append(
+                    (t, _rss_mb(pid), ray_rss, None, _smaps_mb(pid), _sum_smaps(ray_smaps), _private_by_name(ray_smaps))
+                )
+            out["sample_cpu_s"] += time.thread_time() - t0
 
         t_first = time.monotonic()
+        cpu_before = _cpu_by_process(pid)
         out["published"], out["scene_starts"] = _publish_loop(probe, proc, frames, duration, sample)
+        out["cpu_cores"] = _cpu_cores(cpu_before, _cpu_by_process(pid))
         time.sleep(2.0)  # let the last meshes arrive
         recs = probe.records("reconstruction")
         with probe.lock:
@@ -373,7 +424,7 @@ def _memory_rows(soak: dict, label: str) -> list[dict]:
         }
     )
     for key in ("queue.pending_frame", "queue.results", "jobs_in_flight", "dispatch.queued"):
-        series = np.array([float(s[3].get(key, 0)) for s in samples])
+        series = np.array([float(diag.get(key, 0)) for _, diag in soak["queues"]])
         rows.append(
             {
                 "metric": f"{label}{key} max / mean / last",
@@ -486,6 +537,15 @@ def _result_rows(runs, floor: np.ndarray, duration: float, load_before: float) -
         rows.append(
             {"metric": f"stage {stage} p50 / p90", "value": f"{p50 * 1000:.1f} / {p90 * 1000:.1f}", "unit": "ms"}
         )
+    cpu = dict(quiet.get("cpu_cores", {}))
+    cpu["of which the bench's sampling"] = quiet["sample_cpu_s"] / duration
+    rows.append(
+        {
+            "metric": "CPU while the scenes change, by process (node threads: Python's all share one name)",
+            "value": ", ".join(f"{k}={v:.3f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]) if v >= 0.001),
+            "unit": "cores",
+        }
+    )
     rows += [
         {
             "metric": f"static scene (active stereo sensor noise): reconstructions in {quiet['static_s']:.0f} s",

@@ -266,3 +266,18 @@ def test_novel_views_actor_equals_in_process_and_a_second_dispatcher_stops_only_
         second.shutdown()
     assert ray.is_initialized(), "the second dispatcher stopped a Ray it did not start"
     assert results.wait(dispatcher.submit(EchoJob(data="still here"), on_done=results)).value == "still here"
+
+
+def test_one_frames_arrays_are_put_once_for_its_three_jobs(dispatcher: Dispatcher, results: Results) -> None:
+    """Three jobs carrying the same large array (a frame's image) and one of their own each: the shared array goes
+    into Ray's object store once, not three times, every job gets it intact, and nothing is kept once they are done."""
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    own = [rng.random((256, 256), dtype=np.float32) for _ in range(3)]
+    before = dispatcher._shared.puts
+    ids = [dispatcher.submit(EchoJob(data=(frame, mask)), on_done=results) for mask in own]
+    for job_id, mask in zip(ids, own, strict=True):
+        value = results.wait(job_id).unwrap()
+        assert np.array_equal(value[0], frame) and np.array_equal(value[1], mask)
+    assert dispatcher._shared.puts - before == 1 + 3  # the frame once, each job's own array once
+    assert len(dispatcher._shared) == 0

@@ -156,10 +156,11 @@ def _drill(d: SupervisedDispatcher, victim: str) -> None:
     before = d.stats()
     info = d.ray_info()
     data = np.arange(64 * 64, dtype=np.float32).reshape(64, 64)
-    job_id = d.submit(EchoJob(data=data, sleep_s=5.0), on_done=results)
-    wait_for(lambda: d.stats().running == 1, 60.0, "the echo job to start")
+    # The standby starts once the warm dispatcher is idle (not beside the first jobs): ready before the job runs.
     wait_for(lambda: d.standby_pid is not None, 60.0, "the standby dispatch process, ready")
     standby = d.standby_pid
+    job_id = d.submit(EchoJob(data=data, sleep_s=5.0), on_done=results)
+    wait_for(lambda: d.stats().running == 1, 60.0, "the echo job to start")
     pid = info["driver_pid"] if victim == "driver" else info[f"{victim}_pids"][0]
     t_kill = time.monotonic()
     os.kill(pid, signal.SIGKILL)

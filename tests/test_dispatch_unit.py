@@ -500,3 +500,130 @@ def test_the_dispatch_child_reports_warm_actors_at_once_not_at_the_next_heartbea
     double.lost.set()
     thread.join(60.0)
     assert ("lost", "raylet gone") in chan.sent
+
+
+def test_the_standby_dispatch_process_waits_until_the_warm_dispatcher_is_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The standby's start (Python, Ray, the job inputs' imports) must not run beside the first jobs after the
+    warm-up: it starts only once no job has been in flight for a while. ``_popen_child`` is replaced by a recording
+    test double (no process is started); the dispatcher's state is set as the child's messages would set it."""
+    from z123_ros.dispatch import supervisor
+
+    started: list[list[str]] = []
+    monkeypatch.setattr(supervisor, "_popen_child", lambda preload=None: started.append(preload) or ("p", "c"))
+    clock = [100.0]
+    monkeypatch.setattr(supervisor.time, "monotonic", lambda: clock[0])
+    d = supervisor.SupervisedDispatcher(DispatchConfig())
+    d._state = DispatcherState.READY
+    d._child_workers = [supervisor.WorkerInfo("reconstruction", 0, "idle", 1, 0, 0)]
+    d._records[1] = supervisor._Pending(1, EchoJob(data=np.zeros(2)), None, 100.0, 200.0)
+    for _ in range(3):
+        clock[0] += 1.0
+        d._maybe_start_standby()
+    assert started == []  # a job is in flight: not beside it
+    del d._records[1]
+    d._maybe_start_standby()
+    clock[0] += 0.5
+    d._maybe_start_standby()
+    assert started == []  # idle, but not for long yet
+    clock[0] += supervisor._STANDBY_IDLE_S
+    d._maybe_start_standby()
+    assert started == [d.config.job_input_modules()]
+    d._standby = None  # the recorded "process" is not one: nothing to end
+
+
+def _frame_jobs(count: int = 3) -> tuple[np.ndarray, np.ndarray, list[ReconstructionJob]]:
+    """``count`` jobs of one VGA frame as the node builds them: the same colour and depth arrays, a mask each."""
+    from z123_ros.camera import CameraIntrinsics
+    from z123_ros.reconstruction import ReconstructionInput
+
+    rng = np.random.default_rng(5)
+    rgb = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    depth = rng.random((480, 640), dtype=np.float32)
+    intrinsics = CameraIntrinsics.from_fov(60.0, 640, 480)
+    jobs = []
+    for k in range(count):
+        mask = np.zeros((480, 640), bool)
+        mask[100 + 50 * k : 140 + 50 * k, 200:260] = True
+        inp = ReconstructionInput(rgb=rgb, mask=mask, intrinsics=intrinsics, depth_m=depth, occluder_mask=~mask)
+        jobs.append(ReconstructionJob(inp=inp, key=str(k)))
+    return rgb, depth, jobs
+
+
+def test_a_packed_job_unpacks_to_an_equal_job_with_each_large_array_once() -> None:
+    from z123_ros.dispatch.payload import SHARED_MIN_BYTES, pack, unpack
+
+    rgb, depth, jobs = _frame_jobs(1)
+    job = jobs[0]
+    job.inp.occluder_mask = job.inp.mask  # the same array twice in one job: named twice, carried once
+    head, arrays = pack(job)
+    assert [a is b for a, b in zip(arrays, [rgb, job.inp.mask, depth], strict=True)] == [True] * 3
+    assert len(head) < SHARED_MIN_BYTES  # the pickle names the large arrays, it does not hold them
+    # As Ray hands them to the actor: read-only views.
+    views = [np.frombuffer(a.tobytes(), a.dtype).reshape(a.shape) for a in arrays]
+    back = unpack(head, views)
+    assert back.key == job.key and back.backend == job.backend
+    for name in ("rgb", "mask", "depth_m", "occluder_mask"):
+        assert np.array_equal(getattr(back.inp, name), getattr(job.inp, name)), name
+    assert back.inp.mask is back.inp.occluder_mask
+    assert back.inp.intrinsics == job.inp.intrinsics
+
+
+def test_a_frames_colour_and_depth_are_put_once_for_its_three_jobs() -> None:
+    """SharedArrays with a recording test double for ray.put: 3 jobs of one frame put the frame's 2 images once and
+    their own 2 masks each (8 puts, not 12); nothing stays once the jobs are done; a later job puts again."""
+    from z123_ros.dispatch.payload import SharedArrays, pack
+
+    rgb, depth, jobs = _frame_jobs(3)
+    shared, put = SharedArrays(), []
+    packed = [pack(job)[1] for job in jobs]
+    for arrays in packed:
+        shared.acquire(arrays)
+    for arrays in packed:  # one at a time, as the actors get free
+        refs = shared.refs(shared.entries(arrays), lambda a: put.append(a) or len(put))
+        assert len(refs) == 4
+    assert shared.puts == len(put) == 2 + 3 * 2
+    assert sum(a is rgb for a in put) == 1 and sum(a is depth for a in put) == 1
+    assert shared.bytes_put == rgb.nbytes + depth.nbytes + 6 * 480 * 640
+    for arrays in packed:
+        shared.release(arrays)
+    assert len(shared) == 0
+    again = pack(jobs[0])[1]
+    shared.acquire(again)
+    shared.refs(shared.entries(again), lambda a: put.append(a) or len(put))
+    assert shared.puts == 8 + 4
+
+
+def test_a_batch_of_jobs_goes_to_the_dispatch_process_as_one_message_with_shared_arrays_once() -> None:
+    """SupervisedDispatcher.batch: the jobs submitted inside it leave as one message (the channel is a stand-in
+    object here; the message goes through a real socket pair below), whose pickle carries the frame's colour and
+    depth once, and which arrives with the jobs sharing those arrays again."""
+    import pickle
+    import socket
+
+    from z123_ros.dispatch.supervisor import SupervisedDispatcher
+    from z123_ros.dispatch.wire import Channel
+
+    rgb, depth, jobs = _frame_jobs(3)
+    d = SupervisedDispatcher(DispatchConfig())
+    d._chan = chan = object()
+    with d.batch():
+        for k, job in enumerate(jobs):
+            d._post(("submit", k, job))
+        assert d._outq.empty()  # held until the end of the batch
+    target, message = d._outq.get_nowait()
+    assert target is chan and message[0] == "batch" and [m[1] for m in message[1]] == [0, 1, 2]
+    assert d._outq.empty()
+    buffers: list = []
+    pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
+    assert len(buffers) == 2 + 3 * 2  # colour and depth once, each job's mask and occluders
+    a, b = socket.socketpair()
+    sender, receiver = Channel(a), Channel(b)
+    threading.Thread(target=sender.send, args=(message,), daemon=True).start()
+    got = receiver.recv()
+    sender.close()
+    receiver.close()
+    received = [m[2] for m in got[1]]
+    assert all(j.inp.rgb is received[0].inp.rgb and j.inp.depth_m is received[0].inp.depth_m for j in received)
+    assert np.array_equal(received[2].inp.rgb, rgb) and np.array_equal(received[2].inp.mask, jobs[2].inp.mask)
+    d._post(("cancel", 1))  # outside a batch: at once
+    assert d._outq.get_nowait() == (chan, ("cancel", 1))

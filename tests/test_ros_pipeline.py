@@ -4,12 +4,14 @@ scene, segmented frame after frame, is never reconstructed again; results are pu
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import itertools
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -41,6 +43,8 @@ class RecordingDispatcher:
     def __init__(self) -> None:
         self.jobs: dict[int, tuple[Any, Any]] = {}
         self.cancelled: list[int] = []
+        self.batches: list[list[int]] = []
+        self._batch: list[int] | None = None
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -48,7 +52,19 @@ class RecordingDispatcher:
         with self._lock:
             job_id = next(self._ids)
             self.jobs[job_id] = (job, on_done)
+            if self._batch is not None:
+                self._batch.append(job_id)
         return job_id
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Records the ids of the jobs submitted inside each batch in ``batches``."""
+        self._batch = []
+        try:
+            yield
+        finally:
+            self.batches.append(self._batch)
+            self._batch = None
 
     def cancel(self, job_id: int) -> bool:
         self.cancelled.append(job_id)
@@ -138,6 +154,20 @@ def test_a_frame_with_new_objects_passes_the_rate_limit_and_all_its_objects_go_a
     harness.feed(_raw(scenes[1], noise_seed=3))  # new objects, well within the rate limit's period
     assert harness.count("frames_segmented") == 2 and harness.count("frames_changed") == 1
     assert len(harness.dispatcher.jobs) > 3, "the new objects were submitted from the frame that brought them"
+
+
+@pytest.mark.parametrize("harness", [0.01], indirect=True)
+def test_a_frames_jobs_go_as_one_batch_sharing_its_colour_and_depth(harness, scenes) -> None:
+    """The dispatcher gets one frame's jobs inside one batch (SupervisedDispatcher.batch sends them as one message,
+    so the arrays they share travel once), and every job carries the frame's own colour and depth arrays, not
+    copies (the dispatcher puts each array into Ray's object store once)."""
+    harness.feed(_raw(scenes[0], noise_seed=100))
+    jobs = [job for job, _ in harness.dispatcher.jobs.values()]
+    assert harness.dispatcher.batches == [sorted(harness.dispatcher.jobs)] and len(jobs) == 3
+    assert all(job.inp.rgb is jobs[0].inp.rgb and job.inp.depth_m is jobs[0].inp.depth_m for job in jobs)
+    assert len({id(job.inp.mask) for job in jobs}) == 3
+    harness.feed(_raw(scenes[0], noise_seed=1))  # nothing new: no job, no empty batch
+    assert len(harness.dispatcher.batches) == 1
 
 
 # Every frame segmented once the reconstructions are done: the object book decides alone.

@@ -155,15 +155,21 @@ class ChildServer:
                 message = self._chan.recv()
             except (EOFError, OSError):
                 self._leave(EXIT_SUPERVISOR_GONE)
-            if message[0] == "submit":
-                self._submit(message[1], message[2])
-            elif message[0] == "cancel":
-                with self._ids_lock:
-                    job_id = self._ids.get(message[1])
-                if job_id is not None:
-                    self._dispatcher.cancel(job_id)
-            elif message[0] == "shutdown":
-                self._leave(0)
+            # A batch: one frame's jobs, sent together so that the arrays they share came once (and are one object
+            # each here, put into Ray's object store once).
+            for one in message[1] if message[0] == "batch" else [message]:
+                self._handle(one)
+
+    def _handle(self, message: tuple) -> None:
+        if message[0] == "submit":
+            self._submit(message[1], message[2])
+        elif message[0] == "cancel":
+            with self._ids_lock:
+                job_id = self._ids.get(message[1])
+            if job_id is not None:
+                self._dispatcher.cancel(job_id)
+        elif message[0] == "shutdown":
+            self._leave(0)
 
     def _submit(self, proxy_id: int, job: Any) -> None:
         def on_done(job_id: int, result: JobResult) -> None:

@@ -114,7 +114,7 @@ class DispatchConfig:
     first message is taken as hung, killed with its embedded Ray and restarted (before its first message the limit
     is ``connect_timeout_s``: Python and Ray start slowly on a busy machine)."""
     standby_process: bool = True
-    """Isolated only: once the actors are warm, start the next dispatch process ahead of need (Python up, Ray
+    """Isolated only: once the actors are warm and idle, start the next dispatch process ahead of need (Python up, Ray
     imported, the job inputs' modules too, waiting), so a restart after Ray was lost skips Python's start and the
     imports."""
     resubmit_lost_jobs: bool = True

@@ -27,6 +27,7 @@ Policies (also in DispatchConfig's docstrings):
 from __future__ import annotations
 
 import collections
+import contextlib
 import enum
 import itertools
 import logging
@@ -34,7 +35,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from z123_ros.dispatch.config import DispatchConfig
 from z123_ros.dispatch.head import head_services_to_skip, lean_head
 from z123_ros.dispatch.host import WorkerHost
 from z123_ros.dispatch.kinds import get_kind, is_kind
+from z123_ros.dispatch.payload import SharedArray, SharedArrays, pack
 from z123_ros.dispatch.pool import WorkerPoolConfig
 from z123_ros.dispatch.timeline import breakdown
 from z123_ros.dispatch.workers import Job, WorkerReply
@@ -190,7 +192,10 @@ class _Record:
     submitted: float
     deadline: float
     attempts: int = 0
-    payload_ref: Any = None
+    head: bytes = b""
+    """The job pickled without its large arrays (:func:`z123_ros.dispatch.payload.pack`)."""
+    arrays: list[Any] = field(default_factory=list)
+    """Those arrays, each put into the object store once however many jobs carry it (:class:`SharedArrays`)."""
     first_started: float | None = None
     started: float | None = None
     slot: _Slot | None = None
@@ -371,6 +376,8 @@ class Dispatcher:
         self._lat_run: collections.deque[float] = collections.deque(maxlen=window)
         self.timeline: dict[str, float] = {}
         """monotonic stamps of the latest (re)connection's stages (see :mod:`z123_ros.dispatch.timeline`)."""
+        self._shared = SharedArrays()
+        """The large input arrays of the jobs in flight, each put into Ray's object store once."""
 
     # ------------------------------------------------------------------------------------------------ public API
 
@@ -442,6 +449,10 @@ class Dispatcher:
         kind = getattr(job, "kind", "")
         if not isinstance(job, Job) or not is_kind(kind):
             self._reject("bad_job", f"submit() takes a Job subclass (ReconstructionJob, ...), got {type(job).__name__}")
+        try:
+            head, arrays = pack(job)  # here, not in the collector: the caller's thread pickles its own job
+        except Exception as exc:  # noqa: BLE001  (whatever pickling raises, the job cannot travel)
+            self._reject("bad_job", f"the job cannot be pickled: {type(exc).__name__}: {exc}")
         now = time.monotonic()
         timeout = job.timeout_s if job.timeout_s is not None else self.config.job_timeout_s
         with self._lock:
@@ -454,7 +465,7 @@ class Dispatcher:
                 self._reject("no_workers", f"no {kind} actors are configured (dispatch.{kind}.num_actors = 0)")
             if kind in self._down_reason:
                 self._reject("no_workers", f"every {kind} actor failed to start: {self._down_reason[kind]}")
-            record = _Record(next(_JOB_IDS), job, on_done, now, now + timeout)
+            record = _Record(next(_JOB_IDS), job, on_done, now, now + timeout, head=head, arrays=arrays)
             replaced = self._queued_with_key(job.key) if job.key is not None else None
             if replaced is not None and (self.config.replace_same_key or self._full()):
                 self._queue[self._queue.index(replaced)] = record
@@ -464,9 +475,16 @@ class Dispatcher:
             else:
                 self._queue.append(record)
             self._records[record.job_id] = record
+            self._shared.acquire(record.arrays)
             self._counts["submitted"] += 1
         self._wake.set()
         return record.job_id
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """:meth:`SupervisedDispatcher.batch`'s counterpart: in this process the jobs of a block share their arrays
+        as they are (each is put into the object store once), so there is nothing to hold back."""
+        yield
 
     def cancel(self, job_id: int) -> bool:
         """End a queued or running job with ``cancelled``; False if it already finished (or never existed)."""
@@ -587,6 +605,7 @@ class Dispatcher:
         """Record the outcome (lock held) and queue the callback for the collector thread."""
         if self._records.pop(record.job_id, None) is None:
             return
+        self._shared.release(record.arrays)
         now = time.monotonic()
         ok = not reason
         timings = JobTimings(
@@ -869,14 +888,15 @@ class Dispatcher:
         return f"no result within {limit:.3g} s of submit (job was {where}, attempt {record.attempts})"
 
     def _assign(self) -> None:
-        """Hand queued jobs (FIFO per kind) to idle actors; inputs go into the object store once per job."""
+        """Hand queued jobs (FIFO per kind) to idle actors; each large input array goes into the object store once,
+        however many jobs carry it (:mod:`z123_ros.dispatch.payload`)."""
         import ray
 
         idle = [s for s in self._slots if s.state == "idle"]
         if not idle:
             return
         with self._lock:
-            starts: list[tuple[_Slot, _Record]] = []
+            starts: list[tuple[_Slot, _Record, list[SharedArray]]] = []
             for record in list(self._queue):
                 slot = next((s for s in idle if s.kind == record.job.kind), None)
                 if slot is None:
@@ -889,12 +909,12 @@ class Dispatcher:
                 record.first_started = record.first_started or now
                 record.slot = slot
                 slot.state, slot.phase, slot.record = "busy", "job", record
-                starts.append((slot, record))
-        for slot, record in starts:
+                starts.append((slot, record, self._shared.entries(record.arrays)))
+        for slot, record, entries in starts:
             try:
-                if record.payload_ref is None:
-                    record.payload_ref = ray.put(record.job)
-                slot.ref = slot.handle.run.remote(record.payload_ref)
+                # The job's large arrays as arguments of their own: Ray hands them to the actor from the object
+                # store without a copy, and the other jobs of the same frame reuse the colour and depth puts.
+                slot.ref = slot.handle.run_packed.remote(record.head, *self._shared.refs(entries, ray.put))
             except ray.exceptions.ObjectStoreFullError as exc:
                 with self._lock:
                     slot.state, slot.record, slot.ref = "idle", None, None

@@ -9,8 +9,10 @@ import gc
 import logging
 import os
 import time
+from typing import Any
 
 from z123_ros.dispatch.kinds import WorkerKind
+from z123_ros.dispatch.payload import unpack
 from z123_ros.dispatch.pool import WorkerPoolConfig
 from z123_ros.dispatch.timeline import process_started_at
 from z123_ros.dispatch.workers import Job, Worker, WorkerReply
@@ -57,6 +59,15 @@ class WorkerHost:
         gc.freeze()
         stamps = {"worker_started": process_started_at(), "worker_built": built}
         return WorkerReply(ok=True, value=stamps, run_s=time.perf_counter() - t0, pid=os.getpid())
+
+    def run_packed(self, head: bytes, *arrays: Any) -> WorkerReply:
+        """:meth:`run` of the job :func:`~z123_ros.dispatch.payload.pack` gave ``head`` and ``arrays`` for (the
+        dispatcher's call: the arrays come from the object store, shared with the other jobs of the same frame)."""
+        try:
+            job = unpack(head, arrays)
+        except Exception as exc:  # noqa: BLE001  (a job this actor cannot rebuild is a failed job, not a dead actor)
+            return _failure(exc, 0.0)
+        return self.run(job)
 
     def run(self, job: Job) -> WorkerReply:
         t0 = time.perf_counter()

@@ -18,8 +18,9 @@ Policies on top of Dispatcher's (see its module docstring):
   the lost child's session (its embedded raylet, GCS, workers) killed, and a fresh child started: at once after a
   child that had been ready for at least ``reconnect_backoff_s``, else after a backoff (``reconnect_backoff_s``
   doubling up to ``reconnect_backoff_max_s``) so a Ray that cannot start is not retried in a tight loop.
-- Standby (``standby_process``): once the current child's actors are warm, the next child is started ahead of need
-  (Python up, Ray imported, waiting for its config), so a restart skips Python's start and the imports.
+- Standby (``standby_process``): once the current child's actors are warm and no job has been in flight for a
+  second, the next child is started ahead of need (Python up, Ray imported, waiting for its config), so a restart
+  skips Python's start and the imports.
 - READY as soon as the child's Ray is up and its actors exist: jobs queue in the child until an actor is warm
   (``start`` and ``wait_ready`` still wait for the warm-up).
 - Jobs in flight when Ray was lost are submitted again to the next child (``resubmit_lost_jobs``) until their
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
 import logging
 import os
 import queue
@@ -40,7 +42,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,9 @@ from z123_ros.dispatch.workers import Job
 logger = logging.getLogger(__name__)
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+
+#: The standby dispatch process starts once the warm dispatcher has had no job in flight this long (seconds).
+_STANDBY_IDLE_S = 1.0
 
 
 @dataclass(eq=False)
@@ -116,6 +121,10 @@ class SupervisedDispatcher:
         self._stamps: dict[str, float] = {}
         """Start-up stamps of the current child (:mod:`z123_ros.dispatch.timeline`), from the loss of the last."""
         self._standby: tuple[subprocess.Popen, Channel] | None = None
+        self._batching = threading.local()
+        """``messages``: this thread's messages held until the end of its :meth:`batch` (None outside one)."""
+        self._idle_since: float | None = None
+        """monotonic time since which the warm dispatcher has had no job in flight (None: busy or not warm)."""
 
     # ------------------------------------------------------------------------------------------------ public API
 
@@ -331,9 +340,32 @@ class SupervisedDispatcher:
         if len(self._records) >= self.config.max_in_flight and not same_key:
             self._reject("queue_full", f"{self.config.max_in_flight} jobs in flight (dispatch.max_in_flight)")
 
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Jobs this thread submits inside the block go to the dispatch process in one message, at the block's end:
+        the arrays they share (one camera frame's colour and depth images, 2.15 MB at VGA) are pickled and sent once
+        (pickle's memo) instead of once per job, and arrive there as the same array objects, which the dispatcher
+        puts into Ray's object store once (:mod:`z123_ros.dispatch.payload`)."""
+        self._batching.messages = []
+        try:
+            yield
+        finally:
+            messages, self._batching.messages = self._batching.messages, None
+            with self._lock:
+                for chan, group in itertools.groupby(messages, key=lambda item: item[0]):
+                    group_messages = [message for _, message in group]
+                    one = group_messages[0] if len(group_messages) == 1 else ("batch", group_messages)
+                    self._outq.put((chan, one))
+
     def _post(self, message: tuple) -> None:
-        """Queue ``message`` for the current child (lock held); dropped if that child is gone before it is sent."""
-        if self._chan is not None:
+        """Queue ``message`` for the current child (lock held); dropped if that child is gone before it is sent.
+        Inside :meth:`batch` (this thread), held until the batch's end."""
+        if self._chan is None:
+            return
+        batching = getattr(self._batching, "messages", None)
+        if batching is not None:
+            batching.append((self._chan, message))
+        else:
             self._outq.put((self._chan, message))
 
     def _reject(self, reason: str, message: str) -> None:
@@ -468,13 +500,23 @@ class SupervisedDispatcher:
         logger.info("%s %d started", how, child.pid)
 
     def _maybe_start_standby(self) -> None:
-        """Start the next child ahead of need once the current one is warm (so the two never compete for CPU)."""
+        """Start the next child ahead of need once the current one is warm and no job has been in flight for
+        ``_STANDBY_IDLE_S``: its start (Python, Ray and the job inputs' imports, ~1.5 CPU-s) must not take the cores
+        from the first reconstructions, which come right after the warm-up (on 2 cores it made the first objects
+        0.3-0.5 s slower, docs/node/latency.md)."""
         if not self.config.standby_process or self._standby is not None or self._stopping.is_set():
             return
+        now = time.monotonic()
         with self._lock:
             workers = self._child_workers
             warm = self._state is DispatcherState.READY and workers and all(w.state != "starting" for w in workers)
-        if warm:
+            if not warm or self._records:
+                self._idle_since = None
+                return
+            if self._idle_since is None:
+                self._idle_since = now
+            idle = now - self._idle_since >= _STANDBY_IDLE_S
+        if idle:
             try:
                 self._standby = _popen_child(self.config.job_input_modules())
             except OSError as exc:

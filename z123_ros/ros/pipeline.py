@@ -201,12 +201,15 @@ class Pipeline:
         for job_id in self.book.take_abandoned_jobs():
             self._cancel(job_id, "jobs_abandoned")
         frame.marks["checked"] = time.monotonic()
-        # Submit before publishing the segmentation: the actors start while this thread serialises the message.
-        for object_id in due:
-            # The other objects' pixels go along: the reconstruction treats space behind them as unknown, not free.
-            others = [o.mask for o in seg.objects if o.id != object_id]
-            occluders = np.any(others, axis=0) if others else None
-            self._dispatch_object(object_id, frame, seg.object_by_id(object_id).mask, seg.plane_cam, occluders)
+        # Submit before publishing the segmentation: the actors start while this thread serialises the message. The
+        # frame's jobs go as one batch: its colour and depth images travel once, not once per object.
+        batch = getattr(self.dispatcher, "batch", None)
+        with batch() if due and batch is not None else contextlib.nullcontext():
+            for object_id in due:
+                # The other objects' pixels go along: the reconstruction treats space behind them as unknown, not free.
+                others = [o.mask for o in seg.objects if o.id != object_id]
+                occluders = np.any(others, axis=0) if others else None
+                self._dispatch_object(object_id, frame, seg.object_by_id(object_id).mask, seg.plane_cam, occluders)
         self._publish("segmentation", conv.segmentation_to_msg(seg, frame.header))
         if self.book.forget_stale(now):
             self._publish_aggregate(self._output_header(frame.header, frame.T_target_from_cam))
