@@ -48,7 +48,7 @@ SCENE_PERIOD_S = 10.0
 STATIC_SETTLE_S = 5.0
 #: Memory (smaps_rollup of the node and of every Ray process) is sampled this often, queues every second: reading
 #: the smaps of ~10 processes once a second took 0.05 of a core in this process, on the cores the actors work on.
-MEMORY_SAMPLE_S = 5.0
+MEMORY_SAMPLE_S = 5
 
 
 def _rss_mb(pid: int) -> float:
@@ -251,7 +251,8 @@ def _soak(frames, duration: float, static_s: float, static_frames=None) -> dict:
         def sample(t: float) -> None:
             t0 = time.thread_time()
             out["queues"].append((t, probe.diagnostics()))
-            if not out["samples"] or t - out["samples"][-1][0] >= MEMORY_SAMPLE_S - 0.5:
+            # Between scene changes (every 10 s), not at one: the first frames of a scene meet no sampling here.
+            if round(t) % MEMORY_SAMPLE_S == MEMORY_SAMPLE_S // 2:
                 ray = _descendants(pid)
                 ray_rss = sum(_rss_mb(p) for p in ray)
                 ray_smaps = {p: _smaps_mb(p) for p in ray}
