@@ -176,3 +176,23 @@ def test_the_node_module_loads_without_the_segmentation_stack() -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=root, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+def test_the_segmenter_warms_up_at_activation_once_ray_is_starting() -> None:
+    """The segmenter's warm-up runs at activation after the dispatcher was told to start (Ray starts meanwhile in
+    the dispatch process), not at configure, where it delayed Ray's start by its 0.1 s."""
+    node, context = _node()
+    calls: list[str] = []
+    try:
+        node._pipeline._warm_up = lambda segmenter: calls.append("segmenter warm-up")
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert calls == []
+        node._dispatcher.shutdown()  # the prepared dispatcher (its process): replaced by the double
+        double = node._dispatcher = _WarmingDispatcher(node.config.dispatch)
+        double.start = lambda wait_s=None: calls.append("dispatcher started")
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        assert calls == ["dispatcher started", "segmenter warm-up"]
+    finally:
+        node.release()
+        node.destroy_node()
+        rclpy.shutdown(context=context)

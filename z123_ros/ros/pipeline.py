@@ -95,14 +95,21 @@ class Pipeline:
         #: Returns the C heap's free pages to the OS every config.heap_trim_period_s (worker thread only).
         self.heap = HeapTrimmer(0.0)
 
-    def configure(self, config: NodeConfig) -> None:
-        """Build the segmenter (raises ConfigError), warm it up, and build the tracker."""
+    def configure(self, config: NodeConfig, warm_up: bool = True) -> None:
+        """Build the segmenter (raises ConfigError), warm it up (unless ``warm_up`` is False: :meth:`warm_up`
+        later), and build the tracker."""
         segmenter = make_segmenter(config.segmentation)
-        self._warm_up(segmenter)
+        if warm_up:
+            self._warm_up(segmenter)
         self.config = config
         self._segmenter, self._tracker = segmenter, ObjectTracker(config.tracking)
         self.book.policy = _change_policy(config)
         self.heap.period_s = config.heap_trim_period_s
+
+    def warm_up(self) -> None:
+        """Warm the configured segmenter up (the node does it at activation, while Ray starts)."""
+        if self._segmenter is not None:
+            self._warm_up(self._segmenter)
 
     def _warm_up(self, segmenter: Segmenter) -> None:
         """Segment a small synthetic frame once: the first call of a segmenter pays one-off costs (0.09 s of the
