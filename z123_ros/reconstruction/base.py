@@ -52,7 +52,9 @@ class DepthBackendConfig:
     margin_m: float = 0.006
     """Free margin added around the visible points when sizing the grid."""
     depth_noise_m: float = 0.002
-    """Depth noise allowance: a voxel is free only if the camera sees at least this far (plus half a voxel) past it."""
+    """Depth noise allowance: a voxel is free when the camera sees at least this far past its centre (the symmetry
+    hypotheses and the safe shape allow half a voxel more: a voxel in front of the surface may still hold some of it).
+    The measured noise of the table around the object raises it."""
     mask_dilate_px: int = 2
     """Silhouette tolerance: voxels projecting this close to the mask still count as inside it."""
     mask_erode_px: int = 1

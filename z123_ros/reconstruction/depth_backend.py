@@ -508,9 +508,13 @@ def complete_from_depth(inp: ReconstructionInput, cfg: DepthBackendConfig) -> tu
     open_fraction = _open_boundary(mask, unknown)
     grid, width, hidden = _make_grid(p_plane, T_cam_from_plane, plane is not None, open_fraction, cfg)
     mask_dilated = ndimage.binary_dilation(mask, iterations=cfg.mask_dilate_px) if cfg.mask_dilate_px else mask
-    tolerance = _noise_image(inp.intrinsics, depth, mask, plane, cfg) + 0.5 * grid.voxel
-    space = _FreeSpace(inp.intrinsics, depth, mask_dilated, tolerance, unknown=unknown, own=mask)
-    candidate, _, _, behind = space.classify(grid.to_cam(grid.centres))
+    noise = _noise_image(inp.intrinsics, depth, mask, plane, cfg)
+    space = _FreeSpace(inp.intrinsics, depth, mask_dilated, noise + 0.5 * grid.voxel, unknown=unknown, own=mask)
+    # A voxel is object where its centre may be: the noise alone is the allowance. The half voxel more, kept for
+    # the hypotheses (a voxel in front of the surface may still hold some of it), put the surface that much in
+    # front of the seen one: every object came out ~2 mm too high and 11% too large (dev seeds 100-101, median).
+    tight = _FreeSpace(inp.intrinsics, depth, mask_dilated, noise, unknown=unknown, own=mask)
+    candidate, _, _, behind = tight.classify(grid.to_cam(grid.centres))
     timings["carve"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -583,7 +587,9 @@ def _finish(
     if _consistent(checks, cfg):
         return solid, prior, checks, None, grid
     logger.debug("completion inconsistent with the view (%s): falling back to the column hull", checks)
-    column = _column_hull(grid, candidate, p_plane)
+    # The safe shape is carved with the hypotheses' allowance (noise and half a voxel): carved with the noise alone
+    # a neck a voxel thin (a spray bottle's) parts it too, and it keeps only the body.
+    column = _column_hull(grid, space.classify(grid.to_cam(grid.centres))[0], p_plane)
     column_shell = _visible_shell(grid, candidate, behind, space, max(cfg.min_thickness_m, 2 * grid.voxel))
     column[column_shell] = True
     if checks["dropped"] > 0.25 and cavity is None:
