@@ -10,10 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import trimesh
+from scipy.spatial import cKDTree
 
 from tests._reconstruction_helpers import evaluate_in_world, mesh_pieces, render_condition_view
 from z123_ros.reconstruction import reconstruct
-from z123_ros.reconstruction.hollow import register_mirror, rim_thickness, wall_field, within_rim
+from z123_ros.reconstruction.hollow import may_be_within, register_mirror, rim_thickness, wall_field, within_rim
 
 
 def _ring(radius: float, width: float, height: float, step: float) -> np.ndarray:
@@ -94,3 +95,38 @@ def test_mug_from_45_deg_is_a_thin_wall_with_its_handle() -> None:
     _, mesh, view = _thin_shell_case("025_mug", 0.6, 45.0)
     assert 2.0 * mesh.volume / mesh.area < 0.005
     assert mesh.extents.max() > 0.95 * view.gt_mesh_world.extents.max()  # the handle is kept
+
+
+def test_the_wall_fields_lookups_skip_only_centres_out_of_reach() -> None:
+    """wall_field looks up only the centres may_be_within keeps: every centre within reach of a point is kept (so
+    the field is the one of looking up every centre), including ones exactly ``reach`` away along an axis or a
+    diagonal, and most far ones are skipped."""
+    rng = np.random.default_rng(11)
+    points = rng.normal(0.0, 0.03, (2000, 3))
+    reach = 0.0056
+    queries = np.concatenate(
+        [
+            rng.uniform(-0.15, 0.15, (200_000, 3)),
+            points[:300] + reach * np.array([1.0, 0.0, 0.0]),
+            points[300:600] - reach * np.array([0.0, 0.0, 1.0]),
+            points[600:900] + reach * np.ones(3) / np.sqrt(3.0),
+        ]
+    )
+    kept = may_be_within(points, queries, reach)
+    dist, _ = cKDTree(points).query(queries, distance_upper_bound=reach * (1 + 1e-9))
+    within = np.isfinite(dist)
+    assert within[-900:].all() and kept[within].all()
+    assert kept.mean() < 0.5  # far centres are skipped (else it would save nothing)
+
+
+def test_the_rim_test_per_column_equals_the_test_per_voxel() -> None:
+    """_thin_wall asks within_rim once per column of the container grid and repeats the answer up the column: the
+    same as asking for every voxel centre (C order over the grid: the column index varies slowest)."""
+    rim = _ring(0.04, 0.003, 0.1, 0.002)
+    nx, ny, nz = 40, 30, 12
+    idx = np.stack(np.meshgrid(np.arange(nx), np.arange(ny), np.arange(nz), indexing="ij"), axis=-1).reshape(-1, 3)
+    centres = idx * 0.0031 + np.array([-0.06, -0.05, 0.0])
+    columns = centres.reshape(nx, ny, nz, 3)[:, :, 0, :2].reshape(-1, 2)
+    per_voxel = within_rim(rim, 0.004, centres[:, :2], 0.005)
+    assert np.array_equal(np.repeat(within_rim(rim, 0.004, columns, 0.005), nz), per_voxel)
+    assert 0 < per_voxel.mean() < 1

@@ -638,7 +638,9 @@ def _thin_wall(
     possible = ndimage.binary_dilation(possible.reshape(grid.dims)).ravel()
     field = np.where(possible, wall, np.minimum(wall, 0.45))
     # Beside the opening (a handle) the completion stays solid, smoothed as the occupancy's mesh would be.
-    beside = ~within_rim(p_plane, band, grid.centres[:, :2], thickness + grid.voxel)
+    # Asked once per column of the grid (its xy are those of every voxel above): the same answer nz times faster.
+    columns = grid.centres.reshape(*grid.dims, 3)[:, :, 0, :2].reshape(-1, 2)
+    beside = np.repeat(~within_rim(p_plane, band, columns, thickness + grid.voxel), grid.dims[2])
     solid_part = _resample(working, hull.reshape(working.dims), grid.centres) & candidate & beside
     smoothed = ndimage.gaussian_filter(solid_part.reshape(grid.dims).astype(np.float32), cfg.smooth_sigma)
     field = np.maximum(field, smoothed.ravel())
