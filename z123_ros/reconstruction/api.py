@@ -53,7 +53,9 @@ def depth_confidence(completion: DepthCompletion) -> float:
     else:
         base = 0.25 if prior.startswith("fallback") else 0.3
     if "hollow" in prior:
-        base *= 0.5
+        # A revolved wall was measured between its two faces; without it (no circular rim, or the revolution
+        # contradicted the free space) the wall is the rim's reading around mirror images, which fit worse.
+        base *= 0.5 if "revolved" in prior else 0.4
     penalty = (1.0 - completion.coverage) + completion.dropped + 0.5 * (completion.open_fraction + completion.sliver)
     return float(np.clip(base - penalty, 0.05, 1.0))
 

@@ -29,7 +29,15 @@ from z123_ros.camera import CameraIntrinsics
 from z123_ros.errors import ReconstructionError
 from z123_ros.geometry import fit_plane_ransac, orient_plane, plane_from_pose
 from z123_ros.reconstruction.base import DepthBackendConfig, ReconstructionInput
-from z123_ros.reconstruction.hollow import build_wall, wall_thickness, within_rim
+from z123_ros.reconstruction.hollow import (
+    Revolution,
+    build_wall,
+    fit_container,
+    revolution_agrees,
+    revolution_field,
+    wall_thickness,
+    within_rim,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -573,7 +581,8 @@ def _finish(
         # table (below the inner bottom) nor behind the far wall (its outside, hidden by the wall itself).
         thin = _thin_wall(grid, occ, p_plane, support, space, mask, cfg)
         if thin is not None:
-            return thin[0], prior + "+hollow", *thin[1:]
+            solid, checks, field, container, revolved = thin
+            return solid, prior + ("+hollow+revolved" if revolved else "+hollow"), checks, field, container
         # The thin wall contradicts the view (a mug's handle lost with a fragment): a wall of the prior thickness
         # within the symmetric hull. At least two voxels: a thinner wall breaks into pieces when smoothed.
         shell_m = max(cfg.hollow_wall_m, 2 * grid.voxel)
@@ -616,44 +625,98 @@ def _thin_wall(
     space: _FreeSpace,
     mask: np.ndarray,
     cfg: DepthBackendConfig,
-) -> tuple[np.ndarray, dict[str, float], np.ndarray, _Grid] | None:
-    """(solid, checks, field, grid) of an open container as a thin wall (reconstruction/hollow.py) on a grid over
-    the container alone (the working grid also spans the hidden depth: its voxels, 3 mm for a bowl, are coarser
-    than the walls), within a voxel of ``hull`` (the completion on the working grid: the symmetric visual hull);
-    None when it contradicts the view."""
+) -> tuple[np.ndarray, dict[str, float], np.ndarray, _Grid, bool] | None:
+    """(solid, checks, field, grid, revolved) of an open container as a thin wall (reconstruction/hollow.py) on a
+    grid over the container alone (the working grid also spans the hidden depth: its voxels, 3 mm for a bowl, are
+    coarser than the walls), within a voxel of ``hull`` (the completion on the working grid: the symmetric visual
+    hull); None when it contradicts the view. ``revolved``: the wall is the container's surface of revolution
+    (``fit_container``); else the seen surfaces and their mirror images carry a wall of the rim's thickness."""
     # The depth noise the walls' faces are placed with: the free-space tolerance less its half working voxel.
     band = float(np.median(space.tol[space.own])) - 0.5 * working.voxel
     finest = _container_voxel(support, cfg)
-    # At least 1.5 of the finest voxels (a thinner field loses samples between grid points and breaks into holes);
-    # voxels a third of the wall: three across it keep it whole, finer ones only cost time (a cup: 4x the voxels).
+    # At least 1.5 of the finest voxels (a thinner field loses samples between grid points and breaks into holes).
     thickness, measured = wall_thickness(p_plane, band, 1.5 * finest, cfg.hollow_wall_m)
+    logger.debug("hollow wall: rim %.1f mm, wall %.1f mm", 1e3 * measured, 1e3 * thickness)
+    camera = np.linalg.inv(working.T_cam_from_plane)[:3, 3]
+    rev = fit_container(p_plane, camera, band, (1.5 * finest, cfg.hollow_wall_m), thickness)
+    if rev is not None:
+        out = _wall_solid(working, hull, p_plane, support, space, mask, cfg, band, finest, rev.wall, rev)
+        if out is not None:
+            return *out, True
+        logger.debug("revolved wall rejected: mirrored wall instead")
+    out = _wall_solid(working, hull, p_plane, support, space, mask, cfg, band, finest, thickness, None)
+    return None if out is None else (*out, False)
+
+
+def _wall_solid(
+    working: _Grid,
+    hull: np.ndarray,
+    p_plane: np.ndarray,
+    support: np.ndarray,
+    space: _FreeSpace,
+    mask: np.ndarray,
+    cfg: DepthBackendConfig,
+    band: float,
+    finest: float,
+    thickness: float,
+    rev: Revolution | None,
+) -> tuple[np.ndarray, dict[str, float], np.ndarray, _Grid] | None:
+    """(solid, checks, field, grid) of :func:`_thin_wall` for one wall: ``rev``'s surface of revolution, or (None)
+    the seen surfaces and their mirror images with a wall of ``thickness``; None when it contradicts the view."""
+    # Voxels a third of the wall: three across it keep it whole, finer ones only cost time (a cup: 4x the voxels).
     grid = _container_grid(working, support, cfg, max(finest, thickness / 3.0))
-    logger.debug(
-        "hollow wall: rim %.1f mm, wall %.1f mm, voxel %.1f mm", 1e3 * measured, 1e3 * thickness, 1e3 * grid.voxel
-    )
     candidate, _, _, behind = space.classify(grid.to_cam(grid.centres))
-    camera = np.linalg.inv(grid.T_cam_from_plane)[:3, 3]
-    wall = build_wall(grid.centres, grid.voxel, p_plane, support, camera, thickness)
+    if rev is not None:
+        wall = revolution_field(grid.centres, grid.voxel, rev)
+        if not revolution_agrees(wall, candidate):
+            return None
+    else:
+        camera = np.linalg.inv(grid.T_cam_from_plane)[:3, 3]
+        wall = build_wall(grid.centres, grid.voxel, p_plane, support, camera, thickness)
     possible = candidate & _resample(working, ndimage.binary_dilation(hull.reshape(working.dims)), grid.centres)
     possible = ndimage.binary_dilation(possible.reshape(grid.dims)).ravel()
     field = np.where(possible, wall, np.minimum(wall, 0.45))
     # Beside the opening (a handle) the completion stays solid, smoothed as the occupancy's mesh would be.
+    margin = thickness + grid.voxel
     # Asked once per column of the grid (its xy are those of every voxel above): the same answer nz times faster.
     columns = grid.centres.reshape(*grid.dims, 3)[:, :, 0, :2].reshape(-1, 2)
-    beside = np.repeat(~within_rim(p_plane, band, columns, thickness + grid.voxel), grid.dims[2])
-    solid_part = _resample(working, hull.reshape(working.dims), grid.centres) & candidate & beside
+    beside = np.repeat(~within_rim(p_plane, band, columns, margin), grid.dims[2])
+    in_hull = _resample(working, hull.reshape(working.dims), grid.centres) & candidate
+    solid_part = in_hull & beside
+    if rev is not None:
+        solid_part = _handle(grid, solid_part, in_hull, p_plane, band, margin)
     smoothed = ndimage.gaussian_filter(solid_part.reshape(grid.dims).astype(np.float32), cfg.smooth_sigma)
     field = np.maximum(field, smoothed.ravel())
     shell = _visible_shell(grid, candidate, behind, space, thickness)
     occ = field > 0.5
-    occ[shell] = True
+    if rev is None:
+        occ[shell] = True
+    else:  # fragments are judged on the seen voxels the revolved wall holds (it is thinner than the noise band)
+        shell = shell[occ[shell]]
     solid, checks = _single_solid(occ.reshape(grid.dims), grid, space, mask, shell)
+    logger.debug("%s wall: %s", "revolved" if rev is not None else "mirrored", checks)
     if not _consistent(checks, cfg):
-        logger.debug("thin wall inconsistent with the view (%s)", checks)
         return None
-    # The field decides where it agrees with the solid (sub-voxel wall faces); elsewhere the solid does.
-    field = np.where(solid.ravel(), np.maximum(field, 0.55), np.minimum(field, 0.45)).reshape(grid.dims)
+    # The field decides where it agrees with the solid (sub-voxel wall faces); elsewhere the solid does. A revolved
+    # wall already passes through the seen faces: forcing the voxels behind them (within the depth noise) would
+    # thicken it outwards by up to a voxel.
+    inside = field if rev is not None else np.maximum(field, 0.55)
+    field = np.where(solid.ravel(), inside, np.minimum(field, 0.45)).reshape(grid.dims)
     return solid, checks, field, grid
+
+
+def _handle(
+    grid: _Grid, solid_part: np.ndarray, in_hull: np.ndarray, p_plane: np.ndarray, band: float, margin: float
+) -> np.ndarray:
+    """The solid part beside a revolved container (``solid_part``: the hull beyond ``margin`` of the rim) when the
+    camera saw something there (a handle), grown back through the hull (``in_hull``) to the wall it holds on to:
+    the revolved wall lies within the rim, a margin away. Nothing when nothing was seen beside the rim: a bowl's
+    hull pokes out of its rim wherever its mirror image was off."""
+    seen = np.count_nonzero(~within_rim(p_plane, band, p_plane[:, :2], margin))
+    if seen < 30:
+        return np.zeros_like(solid_part)
+    steps = int(np.ceil(margin / grid.voxel)) + 2
+    return solid_part | (in_hull & ndimage.binary_dilation(solid_part.reshape(grid.dims), iterations=steps).ravel())
 
 
 def _container_voxel(support: np.ndarray, cfg: DepthBackendConfig) -> float:

@@ -18,6 +18,7 @@ the right side of the seen surface:
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -147,7 +148,7 @@ def wall_field(
     seen_normals: np.ndarray,
     mirrored: np.ndarray | None,
     mirrored_normals: np.ndarray | None,
-    thickness: float,
+    thickness: float | np.ndarray,
 ) -> np.ndarray:
     """(N,) field of the wall at the voxel ``centres`` (plane frame): 0.5 + (t / 2 - distance to the wall's
     mid-surface) / voxel, clipped to [0, 1]. The mid-surface is every seen point moved half a thickness behind
@@ -159,10 +160,11 @@ def wall_field(
         points.append(mirrored)
         normals.append(mirrored_normals)
     normal = np.concatenate(normals)
-    mid = np.concatenate(points) + 0.5 * thickness * normal
+    thickness = np.broadcast_to(np.asarray(thickness, dtype=np.float64), (len(normal),))
+    mid = np.concatenate(points) + 0.5 * thickness[:, None] * normal
     tree = cKDTree(mid)
     spacing = tree.query(mid, k=min(5, len(mid)))[0][:, -1]  # the 4th neighbour: how far apart points lie here
-    reach = 0.5 * thickness + voxel + float(np.percentile(spacing, 95))
+    reach = 0.5 * float(thickness.max()) + voxel + float(np.percentile(spacing, 95))
     # Only the centres that can be within reach are looked up (a fifth to a half of the container's grid): the
     # others are farther and get 0 all the same.
     candidates = np.flatnonzero(may_be_within(mid, centres, reach))
@@ -174,7 +176,7 @@ def wall_field(
     offset = centres[near] - mid[idx[near]]
     across = np.abs(np.einsum("ni,ni->n", offset, normal[idx[near]]))
     sideways = np.sqrt(np.maximum(np.einsum("ni,ni->n", offset, offset) - across**2, 0.0))
-    inside = np.where(sideways <= spacing[idx[near]] + 0.5 * voxel, 0.5 * thickness - across, -voxel)
+    inside = np.where(sideways <= spacing[idx[near]] + 0.5 * voxel, 0.5 * thickness[idx[near]] - across, -voxel)
     field[near] = np.clip(0.5 + inside / voxel, 0.0, 1.0)
     return field
 
@@ -212,3 +214,244 @@ def build_wall(
         keep = ~near_seen
         mirrored, normals_m = mirrored[keep], (normals @ linear.T)[keep]
     return wall_field(centres, voxel, p_plane, normals, mirrored, normals_m, thickness)
+
+
+@dataclass
+class Revolution:
+    """An open container fitted as a surface of revolution about a vertical axis (plane frame): its wall's profile
+    in the (radius, height) half-plane, seen from outside on the near side and from inside on the far side."""
+
+    centre: np.ndarray
+    """(2,) the axis' position on the table (plane frame x, y)."""
+    points: np.ndarray
+    """(M, 2) the seen faces of the wall as (radius, height)."""
+    normals: np.ndarray
+    """(M, 2) unit (radius, height) directions from each seen face into the material."""
+    thickness: np.ndarray
+    """(M,) wall thickness behind each face, along its normal: measured where both faces of the wall were seen at
+    that height, else ``wall``."""
+    wall: float
+    """Median measured wall thickness along the normal (m)."""
+    residual: float
+    """Median distance (m) of the wall's faces from their profile (the median radius of their face at their
+    height): how well a surface of revolution explains the view."""
+
+
+def fit_revolution(
+    p_plane: np.ndarray,
+    normals: np.ndarray,
+    body: np.ndarray,
+    band_m: float,
+    bounds_m: tuple[float, float],
+    default_m: float,
+) -> Revolution | None:
+    """The container as a surface of revolution (see :class:`Revolution`), or None when the view does not show
+    one: too few rim points or a rim that is not a circle. The wall is kept within ``bounds_m`` (min, max) and is
+    ``default_m`` where no height shows both of its faces (a bowl from above hides its outside).
+
+    ``normals``: the points' normals into the material (:func:`inward_normals`); ``body``: the points of the body
+    (not a handle beside it). The axis is the table normal through the rim's circle. Seen from above, the near
+    wall shows its outside and the far wall its inside (through the opening); revolved about the axis they are the
+    two faces of one wall, so their radii at one height differ by the wall's thickness, measured over hundreds of
+    points (the rim's band, the only cross-section the camera sees, reads a pixel wide whatever the wall)."""
+    centre = _rim_circle(p_plane[body], band_m)
+    if centre is None:
+        return None
+    p, n = p_plane[body], normals[body]
+    centre = _refine_axis(p, n, centre)
+    offset = p[:, :2] - centre
+    r = np.maximum(np.linalg.norm(offset, axis=1), 1e-9)
+    radial = np.einsum("ni,ni->n", n[:, :2], offset / r[:, None])
+    n2 = np.stack([radial, n[:, 2]], axis=1)
+    n2 /= np.maximum(np.linalg.norm(n2, axis=1, keepdims=True), 1e-9)
+    outer, inner = n2[:, 0] < -0.5, n2[:, 0] > 0.5  # material towards / away from the axis
+    prof = _radial_profiles(r, p[:, 2], outer, inner)
+    if prof is None:
+        return None
+    bins, r_out, r_in, residual = prof
+    k = np.clip(np.floor(p[:, 2] / _PROFILE_BIN_M).astype(int) - bins[0], 0, len(r_out) - 1)
+    across = r_out[k] - r_in[k]  # horizontal thickness at each point's height (NaN where not measured)
+    cos = np.abs(n2[:, 0])
+    measured = np.isfinite(across) & (outer | inner)
+    min_m, max_m = bounds_m
+    if np.count_nonzero(measured) < _MIN_PROFILE_POINTS:
+        measured[:] = False
+        wall = default_m
+    else:
+        wall = float(np.clip(np.median(across[measured] * cos[measured]), min_m, max_m))
+    thickness = np.full(len(p), wall)
+    # Where both faces were seen the wall is as thick as they are apart (a scanned mug's inside narrows towards its
+    # foot: 20 mm walls there), up to the radius itself.
+    thickness[measured] = np.clip(across[measured] * cos[measured], min_m, np.maximum(0.6 * r[measured], min_m))
+    points = _denoised(np.stack([r, p[:, 2]], axis=1), n2, np.where(outer, 0, np.where(inner, 1, 2)))
+    points, n2, thickness = _with_bottom(points, n2, thickness, outer, wall)
+    return Revolution(centre, points, n2, thickness, wall, residual)
+
+
+#: Height bins of the radial profiles (m) and the fewest points a face needs in a bin to have a radius there.
+_PROFILE_BIN_M = 0.002
+_MIN_BIN_POINTS = 6
+#: Fewest wall points on heights where both faces were seen.
+_MIN_PROFILE_POINTS = 30
+#: Largest gap (m) along the height in the revolved profile that is closed.
+_PROFILE_GAP_M = 0.004
+#: Neighbours whose median places a profile point (they come from every azimuth the camera saw).
+_DENOISE_NEIGHBOURS = 24
+
+
+def _denoised(points: np.ndarray, normals: np.ndarray, face: np.ndarray) -> np.ndarray:
+    """(M, 2) profile points moved along their normal to the median of their neighbours' (same ``face``): the
+    revolved view lays every azimuth's points on one profile, and a wall behind each noisy point of it was as
+    thick as the depth noise's spread (a 1 mm bowl from a structured-light camera: 5 mm)."""
+    out = points.copy()
+    for k in np.unique(face):
+        sel = np.flatnonzero(face == k)
+        if len(sel) < _MIN_PROFILE_POINTS:
+            continue
+        _, idx = cKDTree(points[sel]).query(points[sel], k=_DENOISE_NEIGHBOURS)
+        offset = np.einsum("nki,ni->nk", points[sel][idx] - points[sel][:, None, :], normals[sel])
+        out[sel] += np.median(offset, axis=1)[:, None] * normals[sel]
+    return out
+
+
+def _rim_circle(p: np.ndarray, band_m: float) -> np.ndarray | None:
+    """(2,) centre of the circle through the rim (the points within the top tenth of the height, at least
+    ``band_m``), or None when the rim is not seen around at least half of the circle or is not a circle."""
+    top = float(np.percentile(p[:, 2], 99.5))
+    rim = p[p[:, 2] >= top - max(band_m, 0.1 * top), :2]
+    if len(rim) < _MIN_PROFILE_POINTS:
+        return None
+    for _ in range(2):  # the second pass without the points far off the first circle (a handle's top, noise)
+        a = np.column_stack([rim, np.ones(len(rim))])
+        (bx, by, c), *_ = np.linalg.lstsq(a, np.einsum("ni,ni->n", rim, rim), rcond=None)
+        centre = np.array([bx, by]) / 2.0
+        radius = np.sqrt(max(c + centre @ centre, 0.0))
+        dist = np.abs(np.linalg.norm(rim - centre, axis=1) - radius)
+        keep = dist <= max(3.0 * float(np.median(dist)), 0.002)
+        if np.count_nonzero(keep) < _MIN_PROFILE_POINTS:
+            return None
+        rim = rim[keep]
+    angles = np.arctan2(rim[:, 1] - centre[1], rim[:, 0] - centre[0])
+    sectors = np.unique(np.floor((angles + np.pi) / (np.pi / 6)).astype(int))
+    if len(sectors) < 6 or np.median(dist[keep]) > 0.1 * radius:
+        return None
+    return centre
+
+
+def _refine_axis(p: np.ndarray, n: np.ndarray, centre: np.ndarray, iterations: int = 4) -> np.ndarray:
+    """(2,) axis position that makes each face of the wall (outside, inside) a circle at every height: Gauss-Newton
+    on the spread of the points' radii within each (face, height bin). The rim's circle alone sits a few
+    millimetres towards the camera: its near side is the wall's outside, its far side the inside, and a lip
+    flares."""
+    bin_of = np.floor(p[:, 2] / _PROFILE_BIN_M).astype(int)
+    for _ in range(iterations):
+        offset = p[:, :2] - centre
+        r = np.maximum(np.linalg.norm(offset, axis=1), 1e-9)
+        radial = np.einsum("ni,ni->n", n[:, :2], offset / r[:, None])
+        face = np.where(radial < -0.5, 0, np.where(radial > 0.5, 1, -1))
+        use = face >= 0
+        if np.count_nonzero(use) < _MIN_PROFILE_POINTS:
+            return centre
+        _, group = np.unique(np.stack([face[use], bin_of[use]], axis=1), axis=0, return_inverse=True)
+        group = group.ravel()
+        counts = np.bincount(group)
+        jac = -offset[use] / r[use, None]  # d r / d centre
+        res = r[use] - (np.bincount(group, r[use]) / counts)[group]
+        jac = jac - np.stack([np.bincount(group, jac[:, k]) / counts for k in range(2)], axis=1)[group]
+        mad = float(np.median(np.abs(res))) + 1e-6
+        w = (np.abs(res) < 3.0 * 1.4826 * mad) & (counts[group] >= _MIN_BIN_POINTS)
+        if np.count_nonzero(w) < _MIN_PROFILE_POINTS:
+            return centre
+        step, *_ = np.linalg.lstsq(jac[w], -res[w], rcond=None)
+        centre = centre + np.clip(step, -0.005, 0.005)
+    return centre
+
+
+def _radial_profiles(
+    r: np.ndarray, z: np.ndarray, outer: np.ndarray, inner: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
+    """(bins, r_out, r_in, residual): the median radius of the outer and of the inner face per height bin (NaN
+    where a face has too few points), and the median distance of the faces' points from them."""
+    bin_of = np.floor(z / _PROFILE_BIN_M).astype(int)
+    lo, hi = int(bin_of.min()), int(bin_of.max())
+    r_out, r_in = np.full(hi - lo + 1, np.nan), np.full(hi - lo + 1, np.nan)
+    dev = []
+    for face, out in ((outer, r_out), (inner, r_in)):
+        order = np.argsort(bin_of[face], kind="stable")
+        b, rr = bin_of[face][order] - lo, r[face][order]
+        starts = np.flatnonzero(np.r_[True, np.diff(b) > 0])
+        for s, e in zip(starts, np.r_[starts[1:], len(b)], strict=True):
+            if e - s >= _MIN_BIN_POINTS:
+                out[b[s]] = np.median(rr[s:e])
+                dev.append(np.abs(rr[s:e] - out[b[s]]))
+    if not dev:
+        return None
+    return np.arange(lo, hi + 1), r_out, r_in, float(np.median(np.concatenate(dev)))
+
+
+def _with_bottom(
+    points: np.ndarray, normals: np.ndarray, thickness: np.ndarray, outer: np.ndarray, wall: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The profile with a bottom of ``wall`` on the table when the camera saw none (a container seen from low: the
+    wall alone would revolve into a tube): faces up, across the foot's radius (its outer face's lowest points)."""
+    low = points[:, 1] < 0.3 * points[:, 1].max()
+    foot = points[outer & low, 0] if np.any(outer & low) else points[outer, 0]
+    if not len(foot):
+        return points, normals, thickness
+    radius = float(np.percentile(foot, 90))  # out to the wall's outside, so that the bottom holds on to it
+    floor = low & (normals[:, 1] < -0.7) & ~outer & (points[:, 0] < 0.5 * radius)
+    if np.count_nonzero(floor) >= _MIN_PROFILE_POINTS:  # the inner bottom was seen
+        return points, normals, thickness
+    r = np.arange(0.0, radius, 0.0005)
+    plate = np.stack([r, np.full(len(r), wall)], axis=1)
+    down = np.tile([0.0, -1.0], (len(r), 1))
+    return np.concatenate([points, plate]), np.concatenate([normals, down]), np.r_[thickness, np.full(len(r), wall)]
+
+
+def revolution_field(centres: np.ndarray, voxel: float, rev: Revolution) -> np.ndarray:
+    """(N,) field of the revolved wall at the voxel ``centres`` (plane frame), as :func:`wall_field` places a wall
+    behind seen faces, computed once on a (radius, height) raster of half a voxel and read at each centre's radius
+    and height."""
+    step = 0.5 * voxel
+    radius = np.linalg.norm(centres[:, :2] - rev.centre, axis=1)
+    r_axis = np.arange(0.0, radius.max() + 2 * step, step)
+    z_axis = np.arange(centres[:, 2].min() - step, centres[:, 2].max() + 2 * step, step)
+    rr, zz = np.meshgrid(r_axis, z_axis, indexing="ij")
+    cells = np.stack([rr.ravel(), zz.ravel(), np.zeros(rr.size)], axis=1)
+    flat = np.zeros((len(rev.points), 1))
+    pts3, nrm3 = np.hstack([rev.points, flat]), np.hstack([rev.normals, flat])
+    raster = wall_field(cells, voxel, pts3, nrm3, None, None, rev.thickness).reshape(rr.shape)
+    # Heights the camera saw no face at (a sparse view, a foot curving out of sight) left gaps that came apart into
+    # rings: closed along the height.
+    inside = raster > 0.5
+    span = np.ones((1, 2 * int(np.ceil(_PROFILE_GAP_M / step)) + 1), dtype=bool)
+    bridged = ndimage.binary_closing(np.pad(inside, ((0, 0), (span.shape[1],) * 2)), structure=span)
+    raster[bridged[:, span.shape[1] : -span.shape[1]] & ~inside] = 0.75
+    coords = np.stack([radius / step, (centres[:, 2] - z_axis[0]) / step])
+    return ndimage.map_coordinates(raster, coords, order=1, mode="nearest")
+
+
+#: Largest fraction of a revolved wall that may lie where the camera saw free space before it is rejected.
+_MAX_FREE_FRACTION = 0.35
+
+
+def fit_container(
+    p_plane: np.ndarray, camera_plane: np.ndarray, band_m: float, bounds_m: tuple[float, float], default_m: float
+) -> Revolution | None:
+    """:func:`fit_revolution` of the visible points ``p_plane`` of an open container seen from ``camera_plane``
+    (plane frame), without the parts beside its rim (a handle); None when it is not one."""
+    normals = inward_normals(p_plane, camera_plane)
+    body = within_rim(p_plane, band_m, p_plane[:, :2], bounds_m[1])
+    rev = fit_revolution(p_plane, normals, body, band_m, bounds_m, default_m)
+    if rev is not None:
+        logger.debug("revolved container: wall %.1f mm, profile residual %.1f mm", 1e3 * rev.wall, 1e3 * rev.residual)
+    return rev
+
+
+def revolution_agrees(field: np.ndarray, candidate: np.ndarray) -> bool:
+    """The revolved wall (``field`` > 0.5) lies mostly where the camera did not see free space (``candidate``):
+    a container whose far side is not what its near side's revolution says (dented, oval, a jug's spout) fails."""
+    wall = field > 0.5
+    free = np.count_nonzero(wall & ~candidate) / max(1, np.count_nonzero(wall))
+    logger.debug("revolved wall: %.0f%% in free space", 100 * free)
+    return free <= _MAX_FREE_FRACTION
