@@ -157,20 +157,28 @@ class Pipeline:
         self._marker_points = {}
 
     def _work(self) -> None:
-        while (work := self.inbox.take()) is not None:
-            results, frame = work
-            # Every result first, then the aggregate once: the objects of one frame tend to finish together.
-            headers = [self.guarded(self._handle_result, *result) for result in results]
-            headers = [h for h in headers if h is not None]
-            if headers:
-                self.guarded(self._publish_aggregate, headers[-1])
-            if frame is not None:
-                self.guarded(self._process_frame, frame)
-            # Between two frames: what this one freed goes back to the OS, not only to the allocator's free lists.
-            trim_start = time.monotonic()
-            if self.heap.maybe_trim():
-                self._stats.count("heap_trims")
-                self._stats.latency("heap_trim", time.monotonic() - trim_start)
+        while True:
+            work = self.inbox.take()
+            if work is None:
+                return
+            self._handle_work(*work)
+            # Not kept while waiting for the next: the last results hold their meshes and the frame its images.
+            del work
+
+    def _handle_work(self, results: list[tuple[JobTicket, Any, Any]], frame: RawFrame | None) -> None:
+        """One work item: its finished jobs (published, then the aggregate once), then its frame, then a heap trim."""
+        # Every result first, then the aggregate once: the objects of one frame tend to finish together.
+        headers = [self.guarded(self._handle_result, *result) for result in results]
+        headers = [h for h in headers if h is not None]
+        if headers:
+            self.guarded(self._publish_aggregate, headers[-1])
+        if frame is not None:
+            self.guarded(self._process_frame, frame)
+        # Between two frames: what this one freed goes back to the OS, not only to the allocator's free lists.
+        trim_start = time.monotonic()
+        if self.heap.maybe_trim():
+            self._stats.count("heap_trims")
+            self._stats.latency("heap_trim", time.monotonic() - trim_start)
 
     def guarded(self, fn: Any, *args: Any) -> Any:
         """Callbacks and the worker must survive anything a message, a frame or a job does: count, log, continue
