@@ -272,14 +272,14 @@ def test_spray_bottle_whose_neck_breaks_keeps_its_head():
 
 
 def test_flat_object_is_not_inflated_by_the_voxel_allowance():
-    # A sponge (2 cm high) on the table: voxels within half a voxel in front of the seen surface counted as object,
-    # so the surface came out ~2 mm in front of the seen one on every side: volume 1.21 of the truth, IoU 0.76
-    # (the hull's 0.61). A voxel is now object by its centre, the noise alone the allowance.
+    # A sponge (2 cm high) on the table: voxels within half a voxel and 2 mm in front of the seen surface counted as
+    # object, so the surface came out ~2 mm in front of the seen one on every side: volume 1.21 of the truth, IoU
+    # 0.76 (the hull's 0.61). A voxel is now object by its centre, a 1 mm floor the allowance: 1.08, IoU 0.84.
     view = render_object_view("026_sponge")
     depth, m_depth, m_hull = _against_hull(view)
     volume = trimesh.Trimesh(depth.vertices, depth.faces).volume / view.gt_mesh_world.volume
-    assert 1.0 < volume < 1.17
-    assert m_depth["iou"] > m_hull["iou"] + 0.15
+    assert 1.0 < volume < 1.12
+    assert m_depth["iou"] > m_hull["iou"] + 0.2
     assert m_depth["chamfer"] < m_hull["chamfer"]
 
 

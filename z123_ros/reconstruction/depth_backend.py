@@ -125,12 +125,11 @@ def _measured_noise(
 def _noise_image(
     intrinsics: CameraIntrinsics, depth: np.ndarray, mask: np.ndarray, plane: np.ndarray | None, cfg: DepthBackendConfig
 ) -> np.ndarray:
-    """Per-pixel depth noise allowance (m): the noise measured on the table, grown with the square of the range like
-    the error of a triangulating sensor (structured light, stereo), never below the configured floor."""
+    """Per-pixel depth noise (m): the noise measured on the table, grown with the square of the range like the error
+    of a triangulating sensor (structured light, stereo). The callers put their floor under it."""
     measured, at_range = _measured_noise(intrinsics, depth, mask, plane, cfg)
     with np.errstate(invalid="ignore"):
-        grown = measured * np.square(np.nan_to_num(depth, nan=at_range) / at_range)
-    return np.maximum(cfg.depth_noise_m, grown)
+        return measured * np.square(np.nan_to_num(depth, nan=at_range) / at_range)
 
 
 def _unknown_pixels(
@@ -517,12 +516,16 @@ def complete_from_depth(inp: ReconstructionInput, cfg: DepthBackendConfig) -> tu
     grid, width, hidden = _make_grid(p_plane, T_cam_from_plane, plane is not None, open_fraction, cfg)
     mask_dilated = ndimage.binary_dilation(mask, iterations=cfg.mask_dilate_px) if cfg.mask_dilate_px else mask
     noise = _noise_image(inp.intrinsics, depth, mask, plane, cfg)
-    space = _FreeSpace(inp.intrinsics, depth, mask_dilated, noise + 0.5 * grid.voxel, unknown=unknown, own=mask)
+    loose = np.maximum(cfg.depth_noise_m, noise) + 0.5 * grid.voxel
+    space = _FreeSpace(inp.intrinsics, depth, mask_dilated, loose, unknown=unknown, own=mask)
     # A voxel is object where its centre may be: the noise alone is the allowance. The half voxel more, kept for
-    # the hypotheses (a voxel in front of the surface may still hold some of it), put the surface that much in
-    # front of the seen one: every object came out ~2 mm too high and 11% too large (dev seeds 100-101, median).
-    tight = _FreeSpace(inp.intrinsics, depth, mask_dilated, noise, unknown=unknown, own=mask)
-    candidate, _, _, behind = tight.classify(grid.to_cam(grid.centres))
+    # the hypotheses (a voxel in front of the surface may still hold some of it), and the 2 mm floor put the
+    # surface that much in front of the seen one: objects came out ~2 mm too high and 11% too large (dev seeds
+    # 100-101, median), see DepthBackendConfig.carve_noise_m.
+    tight = np.maximum(cfg.carve_noise_m, noise)
+    candidate, _, _, behind = _FreeSpace(
+        inp.intrinsics, depth, mask_dilated, tight, unknown=unknown, own=mask
+    ).classify(grid.to_cam(grid.centres))
     timings["carve"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
