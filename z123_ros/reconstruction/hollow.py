@@ -13,6 +13,16 @@ the right side of the seen surface:
   to the thickest common container (``DepthBackendConfig.hollow_wall_m``);
 - the wall is a continuous field (half-thickness minus the distance to the wall's mid-surface), so marching cubes
   places it to a fraction of a voxel; a binary wall on a 2 mm grid is at least two voxels thick once smoothed.
+
+Bowls, cups and mugs are surfaces of revolution, and that is tried first (:func:`fit_container`): the axis is the
+table normal through the rim's circle, refined until each face of the wall is a circle at every height; revolved
+about it, the near wall's outside and the far wall's inside are the two faces of one wall at each height, so the
+wall is as thick as they are apart (hundreds of points, not the rim's band a pixel wide), and its unseen parts are
+the seen ones at other azimuths rather than a mirror image placed a few millimetres off. Where the rim is no circle,
+or the revolved wall lies in space the camera saw through, the mirrored wall above is used. Measured on seeded dev
+views (the decomposition behind it: with the true axis the seen points lie 0.02 mm from the scan's profile, with
+the rim's circle 0.05-0.44 mm, the circle sitting 1-4 mm towards the camera; a rim-band wall of the true thickness
+barely moved IoU: the placement, not the thickness, was the loss).
 """
 
 from __future__ import annotations
