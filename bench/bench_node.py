@@ -437,8 +437,13 @@ def _memory_rows(soak: dict, label: str) -> list[dict]:
 
 
 def run(
-    quick: bool = False, minutes: float | None = None, loaded: bool = True, static_s: float | None = None
+    quick: bool = False,
+    minutes: float | None = None,
+    loaded: bool = True,
+    static_s: float | None = None,
+    dds: str = "profile",
 ) -> list[dict]:
+    _choose_dds(dds)
     from std_msgs.msg import Header
 
     from z123_ros.ros.sim_camera_node import scene_messages
@@ -474,6 +479,13 @@ def _result_rows(runs, floor: np.ndarray, duration: float, load_before: float) -
             "metric": "machine load average (1 min) before / after",
             "value": f"{load_before:.2f} / {os.getloadavg()[0]:.2f}",
             "unit": f"{os.cpu_count()} cores",
+        },
+        {
+            "metric": "DDS transports (--dds)",
+            "value": Path(os.environ["FASTDDS_DEFAULT_PROFILES_FILE"]).name
+            if os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")
+            else "Fast DDS built-in",
+            "unit": "",
         },
         {
             "metric": "duration (changing scenes)",
@@ -578,14 +590,34 @@ def _result_rows(runs, floor: np.ndarray, duration: float, load_before: float) -
     return rows
 
 
+def _choose_dds(mode: str) -> None:
+    """Set before any DDS participant exists (this process's and the node's, which inherits the environment)."""
+    if mode == "builtin":
+        os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+        return
+    from z123_ros.resources import default_config
+
+    os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(default_config("fastdds_loopback.xml"))
+    # As the demo: with the profile the range SUBNET stays on loopback; LOCALHOST adds sockets on every interface.
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "SUBNET"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="45 s (and 20 s static) instead of --minutes")
     parser.add_argument("--minutes", type=float, default=5.0, help="soak duration (default 5)")
     parser.add_argument("--static-s", type=float, default=None, help="static-scene phase, s (default 180; quick 20)")
     parser.add_argument("--no-loaded", action="store_true", help="skip the run with a CPU hog on core 0")
+    parser.add_argument(
+        "--dds",
+        choices=("profile", "builtin"),
+        default="profile",
+        help="profile: every process with config/fastdds_loopback.xml, as the demo and the README's single-machine "
+        "setup (default); builtin: Fast DDS's built-in transports (a 512 KiB shared-memory segment: images go as UDP "
+        "fragments)",
+    )
     args = parser.parse_args()
-    rows = run(quick=args.quick, minutes=args.minutes, loaded=not args.no_loaded, static_s=args.static_s)
+    rows = run(quick=args.quick, minutes=args.minutes, loaded=not args.no_loaded, static_s=args.static_s, dds=args.dds)
     print("| metric | value | unit |\n|---|---|---|")
     for row in rows:
         print(f"| {row['metric']} | {row['value']} | {row['unit']} |")
