@@ -293,3 +293,24 @@ def test_the_frame_path_keeps_nothing_per_frame_or_per_job(harness, scenes) -> N
     # job would add 24 over these 4 cycles, a kept mesh or message thousands.
     assert max(counts) - warm < 20, f"objects after each cycle: {warm} then {counts}"
     assert harness.count("jobs_completed") == 6 * 2 * 3
+
+
+def test_the_segmenter_is_warmed_up_once_per_configure() -> None:
+    """Activation warms the configured segmenter up; a second activation (after a deactivation) finds it warm and
+    does not pay the warm-up again; a new configure builds a new segmenter, warmed once more."""
+    pipeline = Pipeline(lambda topic, msg: None, NodeStats(lambda line: None, lambda: 60.0), logging.getLogger())
+    segments: list[Any] = []
+
+    def configure() -> None:
+        pipeline.configure(NodeConfig(), warm_up=False)
+        segment = pipeline._segmenter.segment
+        pipeline._segmenter.segment = lambda *a, **k: segments.append(1) or segment(*a, **k)
+
+    configure()
+    pipeline.warm_up()
+    pipeline.warm_up()
+    assert len(segments) == 1
+    pipeline.cleanup()
+    configure()
+    pipeline.warm_up()
+    assert len(segments) == 2

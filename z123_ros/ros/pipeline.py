@@ -81,6 +81,8 @@ class Pipeline:
         self._segment_lock = threading.Lock()
         self._segmenter: Segmenter | None = None
         self._tracker: ObjectTracker | None = None
+        #: The segmenter the last warm-up ran on (warm_up skips it).
+        self._warmed: Segmenter | None = None
         # The last processed frame and its segmentation, for the service: replaced together under the lock.
         self._last_lock = threading.Lock()
         self._last: tuple[DecodedFrame, Any] | None = None
@@ -107,8 +109,9 @@ class Pipeline:
         self.heap.period_s = config.heap_trim_period_s
 
     def warm_up(self) -> None:
-        """Warm the configured segmenter up (the node does it at activation, while Ray starts)."""
-        if self._segmenter is not None:
+        """Warm the configured segmenter up (the node does it at activation, while Ray starts), once: activating
+        again after a deactivation finds it warm."""
+        if self._segmenter is not None and self._segmenter is not self._warmed:
             self._warm_up(self._segmenter)
 
     def _warm_up(self, segmenter: Segmenter) -> None:
@@ -121,6 +124,7 @@ class Pipeline:
             segmenter.segment(rgb, CameraIntrinsics.from_fov(60.0, 160, 120), depth_m=depth)
         except Z123Error as exc:  # a warm-up, not a test: the caches are warm either way
             self._logger.info(f"segmenter warm-up ended with {type(exc).__name__}: {exc}")
+        self._warmed = segmenter
 
     def apply(self, config: NodeConfig, changed: list[str]) -> None:
         """A run-time parameter change (validated)."""
@@ -152,7 +156,7 @@ class Pipeline:
         self.book.clear_jobs()
 
     def cleanup(self) -> None:
-        self._segmenter = self._tracker = None
+        self._segmenter = self._tracker = self._warmed = None
         self.book.clear()
         self._marker_points = {}
 
@@ -218,8 +222,7 @@ class Pipeline:
         frame.marks["checked"] = time.monotonic()
         # Submit before publishing the segmentation: the actors start while this thread serialises the message. The
         # frame's jobs go as one batch: its colour and depth images travel once, not once per object.
-        batch = getattr(self.dispatcher, "batch", None)
-        with batch() if due and batch is not None else contextlib.nullcontext():
+        with self.dispatcher.batch() if due else contextlib.nullcontext():
             for object_id in due:
                 # The other objects' pixels go along: the reconstruction treats space behind them as unknown, not free.
                 others = [o.mask for o in seg.objects if o.id != object_id]
