@@ -16,6 +16,7 @@ from tests._reconstruction_helpers import evaluate_in_world, mesh_pieces, render
 from z123_ros.reconstruction import hollow, reconstruct
 from z123_ros.reconstruction.hollow import (
     fit_container,
+    inward_normals,
     may_be_within,
     register_mirror,
     revolution_agrees,
@@ -166,7 +167,7 @@ def test_fit_container_measures_the_wall_between_its_two_faces() -> None:
     # far side: inside); the axis is refined on both faces.
     centre, camera = np.array([0.012, -0.004]), np.array([-0.45, 0.0, 0.45])
     points = _seen_cup(centre, 0.035, 0.0015, 0.08, camera)
-    rev = fit_container(points, camera, 0.002, (0.0005, 0.005), 0.005)
+    rev = fit_container(points, inward_normals(points, camera), 0.002, (0.0005, 0.005), 0.005)
     assert rev is not None
     assert np.linalg.norm(rev.centre - centre) < 3e-4
     assert rev.wall == pytest.approx(0.0015, abs=4e-4)
@@ -177,7 +178,7 @@ def test_fit_container_rejects_an_oval_rim() -> None:
     # An oval dish is no surface of revolution: no fit, the caller keeps the mirrored wall.
     camera = np.array([-0.45, 0.0, 0.45])
     points = _seen_cup(np.zeros(2), 0.035, 0.0015, 0.05, camera, oval=1.6)
-    assert fit_container(points, camera, 0.002, (0.0005, 0.005), 0.005) is None
+    assert fit_container(points, inward_normals(points, camera), 0.002, (0.0005, 0.005), 0.005) is None
 
 
 def test_revolution_agrees_with_the_free_space_or_not() -> None:

@@ -303,7 +303,9 @@ def _machine() -> dict[str, Any]:
     }
 
 
-def _markdown(result: ConditionsResult, summaries: dict, command: str | None, machine: dict, name: str) -> str:
+def _markdown(
+    result: ConditionsResult, summaries: dict, pooled: dict, command: str | None, machine: dict, name: str
+) -> str:
     cfg = result.config
     methods, backends = cfg.segmenters(), cfg.backends()
     lines = [
@@ -344,7 +346,7 @@ def _markdown(result: ConditionsResult, summaries: dict, command: str | None, ma
         ]
         lines += _table(summaries, _rec_columns(backends), lambda e: e["reconstruction"][backends[0]]["objects"])
         lines.append("")
-        lines += _pooled_section(pooled_summaries(result))
+        lines += _pooled_section(pooled)
     lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plot_names(name)] + [""]
     if result.unlabelled:
         lines += _unlabelled_section(result, name)
@@ -486,7 +488,7 @@ def write_conditions_report(
 
     matplotlib.use("Agg")
     out = Path(out)
-    summaries = bucket_summaries(result)
+    summaries, pooled = bucket_summaries(result), pooled_summaries(result)
     machine = _machine()
     plots = [out / p for p in plot_names(name)]
     _scatter_plot(result, "range", "range: camera to object centre (m)", plots[0])
@@ -500,12 +502,12 @@ def write_conditions_report(
         "config": _jsonable(result.config),
         "seconds_total": result.seconds_total,
         "buckets": _jsonable(summaries),
-        "pooled": _jsonable(pooled_summaries(result)),
+        "pooled": _jsonable(pooled),
         "segmentation": _jsonable(result.segmentation),
         "reconstruction": _jsonable(result.reconstruction),
         "unlabelled": [{"case": r.case, "objects": {m: r.objects(m) for m in r.labels}} for r in result.unlabelled],
     }
     paths = {"markdown": out / f"{name}.md", "json": out / f"{name}.json", **{p.name: p for p in plots}}
     paths["json"].write_text(json.dumps(data, indent=1) + "\n")
-    paths["markdown"].write_text(_markdown(result, summaries, command, machine, name))
+    paths["markdown"].write_text(_markdown(result, summaries, pooled, command, machine, name))
     return paths

@@ -61,28 +61,32 @@ def depth_confidence(completion: DepthCompletion) -> float:
 
 
 def _smoothed_mesh(completion: DepthCompletion, sigma: float) -> trimesh.Trimesh:
-    """The occupancy's mesh, smoothed. Smoothing can pinch a neck one or two voxels thin (a spray bottle's under
-    its head) into two surfaces, and keeping the largest piece then drops a seen part (dev seeds 100-101: windex
-    bottles lost their 8 cm heads, Chamfer 11 mm vs the hull's 9.5). When a piece of more than a tenth of the faces
-    comes off, the mesh is made again with every occupied voxel kept inside (smoothing only rounds the outside)."""
+    """The largest piece of the occupancy's mesh, smoothed. Smoothing can pinch a neck one or two voxels thin (a
+    spray bottle's under its head) into two surfaces, and keeping the largest piece then drops a seen part (dev seeds
+    100-101: windex bottles lost their 8 cm heads, Chamfer 11 mm vs the hull's 9.5). When a piece of more than a
+    tenth of the faces comes off, the mesh is made again with every occupied voxel kept inside (smoothing only
+    rounds the outside)."""
     occ = completion.occupancy.astype(np.float32)
     mesh = extract_mesh(occ, 0.5, completion.T_cam_from_index, smooth_sigma=sigma)
     pieces = mesh.split(only_watertight=False)
-    if len(pieces) <= 1 or max(len(p.faces) for p in pieces) >= 0.9 * len(mesh.faces):
+    if len(pieces) <= 1:
         return mesh
+    largest = max(pieces, key=lambda piece: len(piece.faces))  # largest_mesh_piece's choice, without a second split
+    if len(largest.faces) >= 0.9 * len(mesh.faces):
+        return largest
     logger.debug("smoothing pinched the mesh into %d pieces: meshing with the occupied voxels kept", len(pieces))
     field = np.maximum(ndimage.gaussian_filter(occ, sigma), 0.55 * occ) if sigma > 0 else occ
-    return extract_mesh(field, 0.5, completion.T_cam_from_index)
+    return largest_mesh_piece(extract_mesh(field, 0.5, completion.T_cam_from_index))
 
 
 def _reconstruct_depth(inp: ReconstructionInput, config: ReconstructionConfig, pipeline=None) -> ReconstructionResult:
     completion, _ = complete_from_depth(inp, config.depth)
     t0 = time.perf_counter()
     if completion.surface_field is not None:  # an open container's wall, already placed to a fraction of a voxel
-        mesh = extract_mesh(completion.surface_field, 0.5, completion.T_cam_from_index, smooth_sigma=0.0)
+        field = completion.surface_field
+        mesh = largest_mesh_piece(extract_mesh(field, 0.5, completion.T_cam_from_index, smooth_sigma=0.0))
     else:
         mesh = _smoothed_mesh(completion, config.depth.smooth_sigma)
-    mesh = largest_mesh_piece(mesh)
     timings = {**completion.timings, "mesh": time.perf_counter() - t0}
     return result_from_mesh(
         mesh,

@@ -33,6 +33,7 @@ from z123_ros.reconstruction.hollow import (
     Revolution,
     build_wall,
     fit_container,
+    inward_normals,
     revolution_agrees,
     revolution_field,
     wall_thickness,
@@ -602,7 +603,9 @@ def _finish(
     # The safe shape is carved with the hypotheses' allowance (noise and half a voxel): carved with the noise alone
     # a neck a voxel thin (a spray bottle's) parts it too, and it keeps only the body.
     column = _column_hull(grid, space.classify(grid.to_cam(grid.centres))[0], p_plane)
-    column_shell = _visible_shell(grid, candidate, behind, space, max(cfg.min_thickness_m, 2 * grid.voxel))
+    column_m = max(cfg.min_thickness_m, 2 * grid.voxel)
+    # Without a cavity the shell above already has this thickness (the column hull is never a container).
+    column_shell = shell if shell_m == column_m else _visible_shell(grid, candidate, behind, space, column_m)
     column[column_shell] = True
     if checks["dropped"] > 0.25 and cavity is None:
         # The seen surface came out in pieces (a mirror image carved the neck of a spray bottle under its head): the
@@ -640,14 +643,15 @@ def _thin_wall(
     # At least 1.5 of the finest voxels (a thinner field loses samples between grid points and breaks into holes).
     thickness, measured = wall_thickness(p_plane, band, 1.5 * finest, cfg.hollow_wall_m)
     logger.debug("hollow wall: rim %.1f mm, wall %.1f mm", 1e3 * measured, 1e3 * thickness)
-    camera = np.linalg.inv(working.T_cam_from_plane)[:3, 3]
-    rev = fit_container(p_plane, camera, band, (1.5 * finest, cfg.hollow_wall_m), thickness)
+    # The seen points' normals, estimated once for both walls (the container grid keeps the working grid's pose).
+    normals = inward_normals(p_plane, np.linalg.inv(working.T_cam_from_plane)[:3, 3])
+    rev = fit_container(p_plane, normals, band, (1.5 * finest, cfg.hollow_wall_m), thickness)
     if rev is not None:
-        out = _wall_solid(working, hull, p_plane, support, space, mask, cfg, band, finest, rev.wall, rev)
+        out = _wall_solid(working, hull, p_plane, support, space, mask, cfg, band, finest, rev.wall, rev, normals)
         if out is not None:
             return *out, True
         logger.debug("revolved wall rejected: mirrored wall instead")
-    out = _wall_solid(working, hull, p_plane, support, space, mask, cfg, band, finest, thickness, None)
+    out = _wall_solid(working, hull, p_plane, support, space, mask, cfg, band, finest, thickness, None, normals)
     return None if out is None else (*out, False)
 
 
@@ -663,9 +667,11 @@ def _wall_solid(
     finest: float,
     thickness: float,
     rev: Revolution | None,
+    normals: np.ndarray,
 ) -> tuple[np.ndarray, dict[str, float], np.ndarray, _Grid] | None:
     """(solid, checks, field, grid) of :func:`_thin_wall` for one wall: ``rev``'s surface of revolution, or (None)
-    the seen surfaces and their mirror images with a wall of ``thickness``; None when it contradicts the view."""
+    the seen surfaces (``normals``: their inward normals) and their mirror images with a wall of ``thickness``; None
+    when it contradicts the view."""
     # Voxels a third of the wall: three across it keep it whole, finer ones only cost time (a cup: 4x the voxels).
     grid = _container_grid(working, support, cfg, max(finest, thickness / 3.0))
     candidate, _, _, behind = space.classify(grid.to_cam(grid.centres))
@@ -674,8 +680,7 @@ def _wall_solid(
         if not revolution_agrees(wall, candidate):
             return None
     else:
-        camera = np.linalg.inv(grid.T_cam_from_plane)[:3, 3]
-        wall = build_wall(grid.centres, grid.voxel, p_plane, support, camera, thickness)
+        wall = build_wall(grid.centres, grid.voxel, p_plane, support, normals, thickness)
     possible = candidate & _resample(working, ndimage.binary_dilation(hull.reshape(working.dims)), grid.centres)
     possible = ndimage.binary_dilation(possible.reshape(grid.dims)).ravel()
     field = np.where(possible, wall, np.minimum(wall, 0.45))

@@ -205,14 +205,13 @@ def build_wall(
     voxel: float,
     p_plane: np.ndarray,
     support: np.ndarray,
-    camera_plane: np.ndarray,
+    normals: np.ndarray,
     thickness: float,
 ) -> np.ndarray:
     """(N,) field of the wall of an open container seen into (see :func:`wall_field`) at the voxel ``centres``:
     ``p_plane`` the visible points, ``support`` the points the completion rests on (the visible ones first, then
-    their mirror images when a symmetry was accepted), ``camera_plane`` the camera centre, all in the plane
-    frame."""
-    normals = inward_normals(p_plane, camera_plane)
+    their mirror images when a symmetry was accepted), all in the plane frame; ``normals`` the visible points'
+    :func:`inward_normals`."""
     mirrored, normals_m = None, None
     if len(support) == 2 * len(p_plane):
         mirrored = support[len(p_plane) :]
@@ -446,11 +445,11 @@ _MAX_FREE_FRACTION = 0.35
 
 
 def fit_container(
-    p_plane: np.ndarray, camera_plane: np.ndarray, band_m: float, bounds_m: tuple[float, float], default_m: float
+    p_plane: np.ndarray, normals: np.ndarray, band_m: float, bounds_m: tuple[float, float], default_m: float
 ) -> Revolution | None:
-    """:func:`fit_revolution` of the visible points ``p_plane`` of an open container seen from ``camera_plane``
-    (plane frame), without the parts beside its rim (a handle); None when it is not one."""
-    normals = inward_normals(p_plane, camera_plane)
+    """:func:`fit_revolution` of the visible points ``p_plane`` (plane frame; ``normals`` their
+    :func:`inward_normals`) of an open container, without the parts beside its rim (a handle); None when it is not
+    one."""
     body = within_rim(p_plane, band_m, p_plane[:, :2], bounds_m[1])
     rev = fit_revolution(p_plane, normals, body, band_m, bounds_m, default_m)
     if rev is not None:
