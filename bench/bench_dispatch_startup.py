@@ -54,7 +54,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _table import markdown_table  # bench/ is sys.path[0] when a bench script runs
+from _proc import cpu_s, descendants  # bench/ is sys.path[0] when a bench script runs
+from _table import markdown_table
 
 from z123_ros.camera import CameraIntrinsics
 from z123_ros.dispatch import (
@@ -248,20 +249,11 @@ def _process_kind(pid: int, root: int) -> str:
 def process_cpu_s(root: int) -> dict[str, float]:
     """CPU seconds (user + system) used so far by process ``root`` and every descendant, summed by
     :func:`_process_kind` (Linux /proc; {} elsewhere)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry.name))
     out: dict[str, float] = {}
-    stack = [root]
-    while stack:
-        pid = stack.pop()
-        stack.extend(children.get(pid, []))
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    for pid in [root, *descendants(root)]:
+        with contextlib.suppress(OSError):
             kind = _process_kind(pid, root)
-            out[kind] = out.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            out[kind] = out.get(kind, 0.0) + np.nan_to_num(cpu_s(pid))
     return out
 
 
@@ -462,9 +454,10 @@ def main() -> None:
         rows += run_node_rounds(repos, args.rounds, args.period)
     elif args.node and not args.head:
         for repo in repos:
-            rows += [{k: v for k, v in r.items() if k != "cpu"} for r in run_node(repo, period_s=args.period)]
+            rows += run_node(repo, period_s=args.period)
     if args.node and args.join:
-        rows += [{k: v for k, v in r.items() if k != "cpu"} for r in run_node_joining(repos[-1])]
+        rows += run_node_joining(repos[-1])
+    rows = [{k: v for k, v in r.items() if k != "cpu"} for r in rows]  # cpu: the raw dict behind the cpu_s column
     print(f"load average at end: {os.getloadavg()}")
     print(markdown_table(rows))
     if args.json:

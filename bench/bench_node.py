@@ -32,8 +32,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+from _proc import cpu_s, descendants  # bench/ is sys.path[0] when a bench script runs
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
@@ -49,6 +51,18 @@ STATIC_SETTLE_S = 5.0
 #: Memory (smaps_rollup of the node and of every Ray process) is sampled this often, queues every second: reading
 #: the smaps of ~10 processes once a second took 0.05 of a core in this process, on the cores the actors work on.
 MEMORY_SAMPLE_S = 5
+
+
+class MemorySample(NamedTuple):
+    """One memory sample of the soak: RSS in MB, smaps_rollup fields in MB (:func:`_smaps_mb`; the Ray processes'
+    summed), and the Ray processes' private memory by process name."""
+
+    t: float
+    node_rss: float
+    ray_rss: float
+    node_smaps: dict[str, float]
+    ray_smaps: dict[str, float]
+    ray_private_by_name: dict[str, float]
 
 
 def _rss_mb(pid: int) -> float:
@@ -112,25 +126,6 @@ def _private_by_name(smaps: dict[int, dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def _descendants(pid: int) -> list[int]:
-    """Every descendant process (Ray's raylet, GCS and workers run under the node process)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
 def _slope_per_min(t: np.ndarray, y: np.ndarray) -> float:
     return float(np.polyfit(t / 60.0, y, 1)[0]) if len(t) > 2 else float("nan")
 
@@ -145,26 +140,16 @@ def _threads(pid: int) -> list[tuple[int, str]]:
     return out
 
 
-def _cpu_s(pid: int, tid: int | None = None) -> float:
-    """User + system CPU seconds of one process (or one of its threads) so far."""
-    try:
-        path = f"/proc/{pid}/task/{tid}/stat" if tid is not None else f"/proc/{pid}/stat"
-        fields = Path(path).read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
-
-
 def _cpu_by_process(node_pid: int) -> dict[str, float]:
     """CPU seconds so far (and the monotonic time) of this bench process (the simulated camera and the probe), the
     node, and the node's descendants by name (Ray's processes, the dispatch process, the actors)."""
-    out = {"_t": time.monotonic(), "bench (camera + probe)": time.process_time(), "node": _cpu_s(node_pid)}
+    out = {"_t": time.monotonic(), "bench (camera + probe)": time.process_time(), "node": cpu_s(node_pid)}
     for tid, name in _threads(node_pid):
-        out[f"node thread {name}#{tid}"] = _cpu_s(node_pid, tid)
-    for pid in _descendants(node_pid):
+        out[f"node thread {name}#{tid}"] = cpu_s(node_pid, tid)
+    for pid in descendants(node_pid):
         name = _process_name(pid)
         name = "dispatch process" if name.startswith("python") else name
-        out[f"{name}#{pid}"] = _cpu_s(pid)
+        out[f"{name}#{pid}"] = cpu_s(pid)
     return out
 
 
@@ -253,11 +238,13 @@ def _soak(frames, duration: float, static_s: float, static_frames=None) -> dict:
             out["queues"].append((t, probe.diagnostics()))
             # Between scene changes (every 10 s), not at one: the first frames of a scene meet no sampling here.
             if round(t) % MEMORY_SAMPLE_S == MEMORY_SAMPLE_S // 2:
-                ray = _descendants(pid)
+                ray = descendants(pid)
                 ray_rss = sum(_rss_mb(p) for p in ray)
                 ray_smaps = {p: _smaps_mb(p) for p in ray}
                 out["samples"].append(
-                    (t, _rss_mb(pid), ray_rss, None, _smaps_mb(pid), _sum_smaps(ray_smaps), _private_by_name(ray_smaps))
+                    MemorySample(
+                        t, _rss_mb(pid), ray_rss, _smaps_mb(pid), _sum_smaps(ray_smaps), _private_by_name(ray_smaps)
+                    )
                 )
             out["sample_cpu_s"] += time.thread_time() - t0
 
@@ -276,9 +263,9 @@ def _soak(frames, duration: float, static_s: float, static_frames=None) -> dict:
         static_frames = static_frames or frames[:1]
         _publish_loop(probe, proc, static_frames, STATIC_SETTLE_S, lambda t: None, 1.0 / RATE_HZ)
         before = probe.diagnostics()
-        cpu0, t0 = _cpu_s(pid), time.monotonic()
+        cpu0, t0 = cpu_s(pid), time.monotonic()
         _publish_loop(probe, proc, static_frames, static_s, lambda t: None, 1.0 / RATE_HZ)
-        out["static_cpu_cores"] = (_cpu_s(pid) - cpu0) / (time.monotonic() - t0)
+        out["static_cpu_cores"] = (cpu_s(pid) - cpu0) / (time.monotonic() - t0)
         after = probe.diagnostics()
         # Every reconstruction submitted while the scene is static is a repeat (its objects were all done).
         key = "count.jobs_submitted"
@@ -378,11 +365,11 @@ def _pct(values: np.ndarray, q: float) -> float:
 
 def _memory_rows(soak: dict, label: str) -> list[dict]:
     samples = soak["samples"]
-    t = np.array([s[0] for s in samples])
+    t = np.array([s.t for s in samples])
     warm = t >= min(60.0, t[-1] / 3)  # the first minute (or third) is warm-up: caches, Ray's object store, numpy
     rows = []
-    for name, col in (("node", 1), ("Ray processes", 2)):
-        y = np.array([s[col] for s in samples])
+    for name, col in (("node", "node_rss"), ("Ray processes", "ray_rss")):
+        y = np.array([getattr(s, col) for s in samples])
         rows += [
             {"metric": f"{label}{name} RSS start / end", "value": f"{y[0]:.0f} / {y[-1]:.0f}", "unit": "MB"},
             {
@@ -393,9 +380,9 @@ def _memory_rows(soak: dict, label: str) -> list[dict]:
         ]
     # Where the growth is: private (this process's own pages: heap, a leak would be here) vs PSS by kind (anonymous
     # memory, and shared memory: Ray's object store) vs RSS (which counts each shared page once per process).
-    for name, col in (("node", 4), ("Ray processes", 5)):
+    for name, col in (("node", "node_smaps"), ("Ray processes", "ray_smaps")):
         for field, what in (("Private", "private (USS)"), ("Pss_Anon", "PSS anonymous"), ("Pss_Shmem", "PSS shmem")):
-            y = np.array([s[col].get(field, 0.0) for s in samples])
+            y = np.array([getattr(s, col).get(field, 0.0) for s in samples])
             rows.append(
                 {
                     "metric": f"{label}{name} {what}: start / end; growth warm-up / after",
@@ -407,7 +394,10 @@ def _memory_rows(soak: dict, label: str) -> list[dict]:
     # The same slope over the second half only: a high-water mark still being reached after the first minute (the C
     # heap's arenas) shows here as a smaller slope, a leak as the same one.
     late = t >= t[-1] / 2
-    halves = [_slope_per_min(t[late], np.array([s[col]["Private"] for s in samples])[late]) for col in (4, 5)]
+    halves = [
+        _slope_per_min(t[late], np.array([getattr(s, col)["Private"] for s in samples])[late])
+        for col in ("node_smaps", "ray_smaps")
+    ]
     rows.append(
         {
             "metric": f"{label}node / Ray processes private (USS) growth over the second half of the run",
@@ -415,8 +405,10 @@ def _memory_rows(soak: dict, label: str) -> list[dict]:
             "unit": "MB/min",
         }
     )
-    names = sorted({name for s in samples for name in s[6]})
-    growth = {n: _slope_per_min(t[warm], np.array([s[6].get(n, 0.0) for s in samples])[warm]) for n in names}
+    names = sorted({name for s in samples for name in s.ray_private_by_name})
+    growth = {
+        n: _slope_per_min(t[warm], np.array([s.ray_private_by_name.get(n, 0.0) for s in samples])[warm]) for n in names
+    }
     rows.append(
         {
             "metric": f"{label}Ray processes private (USS) growth after warm-up, by process",
