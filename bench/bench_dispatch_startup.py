@@ -253,7 +253,7 @@ def process_cpu_s(root: int) -> dict[str, float]:
     for pid in [root, *descendants(root)]:
         with contextlib.suppress(OSError):
             kind = _process_kind(pid, root)
-            out[kind] = out.get(kind, 0.0) + np.nan_to_num(cpu_s(pid))
+            out[kind] = out.get(kind, 0.0) + float(np.nan_to_num(cpu_s(pid)))
     return out
 
 
