@@ -76,11 +76,6 @@ class SharedArray:
     ref: Any = None
     """Its ObjectRef once put; dropped (and so freed by Ray) with the last job that carries it."""
 
-    def put(self, put: Callable[[Any], Any]) -> Any:
-        if self.ref is None:
-            self.ref = put(self.array)
-        return self.ref
-
 
 class SharedArrays:
     """The large arrays of the jobs in flight, by object identity; each is put into Ray's object store once. Each
@@ -124,7 +119,8 @@ class SharedArrays:
         refs = []
         for entry in entries:
             if entry.ref is None:
+                entry.ref = put(entry.array)
                 self.puts += 1
                 self.bytes_put += int(entry.array.nbytes)
-            refs.append(entry.put(put))
+            refs.append(entry.ref)
         return refs
