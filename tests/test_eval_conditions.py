@@ -30,6 +30,7 @@ from z123_ros.evaluation.conditions_report import (
     confidence_tracking,
     plot_names,
     pooled_summaries,
+    shell_ceiling,
     write_conditions_report,
 )
 from z123_ros.evaluation.real import DEFAULT_REAL_ROOT
@@ -195,3 +196,20 @@ def test_pooled_summaries_weigh_objects_and_set_the_thin_shells_apart():
     assert pooled["sim_solid"]["objects"] == 1 and pooled["sim_solid"]["iou_mean"] == pytest.approx(0.9)
     assert pooled["thin_sim"]["iou_median"] == pytest.approx(0.25) and pooled["thin_all"]["objects"] == 3
     assert pooled["real"]["objects"] == 1
+
+
+def _open_cylinder(wall_m: float) -> trimesh.Trimesh:
+    """A cup of radius 4 cm and height 6 cm, wall and floor ``wall_m`` thick: its cross-section revolved."""
+    r, h = 0.04, 0.06
+    profile = [(0.0, 0.0), (r, 0.0), (r, h), (r - wall_m, h), (r - wall_m, wall_m), (0.0, wall_m)]
+    return trimesh.creation.revolve(np.array(profile), sections=32)
+
+
+def test_shell_ceiling_shows_how_far_a_thin_walls_iou_falls_with_a_millimetre_of_error():
+    """What the report's ceiling table claims: the same 1 mm shift costs a 1 mm wall most of its IoU on the
+    benchmark's grid and a 6 mm wall little, and the wall thickness is measured from the mesh."""
+    config = ConditionsConfig(iou_resolution=32, num_points=500)
+    thin, thick = shell_ceiling(_open_cylinder(0.001), config), shell_ceiling(_open_cylinder(0.006), config)
+    assert thin["wall_mm"] == pytest.approx(1.0, abs=0.2) and thick["wall_mm"] == pytest.approx(6.0, abs=0.8)
+    assert thin["iou_shift_1mm"] < 0.6 < 0.8 < thick["iou_shift_1mm"]
+    assert thin["iou_shift_2mm"] < thin["iou_shift_0.5mm"] and thin["iou_scale_1pct"] < thick["iou_scale_1pct"]
