@@ -1,10 +1,12 @@
 """The depth backend's faster paths compute the same numbers as the code they replaced (seeded cases, exact
 equality): hole filling by labelling, free-space lookups by flat pixel index, a family of reflections at once, the
-column hull's half-space test on the surviving voxels only."""
+column hull's half-space test on the surviving voxels only, the symmetry scores' lookups from one projection, grid
+centres and grid-to-grid lookups axis by axis, the mesh's largest piece without building every piece."""
 
 from __future__ import annotations
 
 import numpy as np
+import trimesh
 from scipy import ndimage
 from scipy.spatial import ConvexHull
 
@@ -16,7 +18,9 @@ from z123_ros.reconstruction.depth_backend import (
     _Grid,
     _reflect,
     _reflect_family,
+    _resample_grid,
 )
+from z123_ros.reconstruction.mesh import extract_mesh, signed_volume, split_largest
 
 RNG_SEED = 7
 
@@ -79,6 +83,76 @@ def test_free_space_lookups_equal_two_d_indexing() -> None:
     points = np.column_stack([rng.uniform(-1, 1, 20000), rng.uniform(-1, 1, 20000), rng.uniform(-0.2, 1.5, 20000)])
     for got, expected in zip(space.classify(points), _classify_by_2d_indexing(space, points), strict=True):
         np.testing.assert_array_equal(got, expected)
+    possible, in_silhouette = space.possible_in_silhouette(points)
+    np.testing.assert_array_equal(possible, space.classify(points)[0])
+    np.testing.assert_array_equal(in_silhouette, space.in_own_silhouette(points))
+    assert 0 < in_silhouette.sum() < len(points) and 0 < possible.sum() < len(points)
+
+
+def test_grid_centres_axis_by_axis_equal_the_index_formula() -> None:
+    for dims, voxel, lo in [((7, 5, 3), 0.0031, np.array([-0.071, 0.013, 0.0])), ((1, 9, 4), 0.01, np.zeros(3))]:
+        grid = _Grid.spanning(lo, lo + np.array(dims) * voxel - 1e-9, voxel, np.eye(4))
+        idx = np.stack(np.meshgrid(*[np.arange(n) for n in dims], indexing="ij"), axis=-1).reshape(-1, 3)
+        assert grid.dims == dims
+        np.testing.assert_array_equal(grid.centres, idx * voxel + lo + 0.5 * voxel)
+
+
+def _resample_voxel_by_voxel(grid: _Grid, volume: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """The grid-to-grid lookup as it was written before (each centre's voxel index): the reference."""
+    ijk = np.floor((centres - grid.lo) / grid.voxel).astype(np.int64)
+    inside = np.all((ijk >= 0) & (ijk < np.array(grid.dims)), axis=1)
+    out = np.zeros(len(centres), dtype=bool)
+    out[inside] = volume[ijk[inside, 0], ijk[inside, 1], ijk[inside, 2]]
+    return out
+
+
+def test_resample_grid_equals_the_voxel_by_voxel_lookup() -> None:
+    rng = np.random.default_rng(RNG_SEED)
+    working = _Grid.spanning(np.array([-0.05, -0.04, 0.0]), np.array([0.06, 0.05, 0.07]), 0.003, np.eye(4))
+    volume = rng.random(working.dims) < 0.5
+    # Finer grids overlapping the working grid partly (voxels outside it read False) and wholly.
+    for lo, hi, voxel in [
+        ((-0.07, -0.02, 0.0), (0.03, 0.08, 0.05), 0.0011),
+        ((-0.04, -0.03, 0.01), (0.05, 0.04, 0.06), 1e-3),
+    ]:
+        target = _Grid.spanning(np.array(lo), np.array(hi), voxel, np.eye(4))
+        expected = _resample_voxel_by_voxel(working, volume, target.centres)
+        assert 0 < expected.sum() < len(expected)
+        np.testing.assert_array_equal(_resample_grid(working, volume, target), expected)
+
+
+def _specked_mesh(seed: int) -> trimesh.Trimesh:
+    """A marching-cubes mesh of a ball with single-voxel specks around it (a container wall's mesh has hundreds)."""
+    rng = np.random.default_rng(seed)
+    radius = np.linalg.norm(np.indices((30, 30, 30)) - 14.5, axis=0)
+    field = (radius < 9).astype(np.float32)
+    field[rng.random(field.shape) < 0.004] = 1.0
+    return extract_mesh(field, 0.5, np.diag([0.002, 0.002, 0.002, 1.0]))
+
+
+def test_split_largest_equals_the_largest_of_split() -> None:
+    meshes = [_specked_mesh(seed) for seed in range(3)]
+    # Pieces with holes (split repairs them, adding faces) and a mesh whose largest piece is not the first.
+    holed = _specked_mesh(3)
+    holed.update_faces(np.arange(len(holed.faces)) % 17 != 0)
+    meshes.append(holed)
+    ball = extract_mesh((np.linalg.norm(np.indices((20, 20, 20)) - 9.5, axis=0) < 6).astype(float), 0.5, np.eye(4))
+    meshes.append(trimesh.util.concatenate([trimesh.creation.box(), ball]))
+    meshes.append(ball)  # one piece: the mesh itself
+    for mesh in meshes:
+        pieces = mesh.split(only_watertight=False)
+        largest, count = split_largest(mesh)
+        assert count == len(pieces)
+        expected = mesh if len(pieces) <= 1 else max(pieces, key=lambda piece: len(piece.faces))
+        np.testing.assert_array_equal(largest.vertices, expected.vertices)
+        np.testing.assert_array_equal(largest.faces, expected.faces)
+    assert split_largest(meshes[0])[1] > 10, "the specks are pieces of their own"
+
+
+def test_signed_volume_equals_trimesh_volume() -> None:
+    for mesh in [_specked_mesh(0), trimesh.creation.box(), trimesh.creation.icosphere().invert()]:
+        assert signed_volume(mesh) == mesh.volume
+    assert signed_volume(trimesh.creation.box().invert()) < 0
 
 
 def _column_hull_face_by_face(grid: _Grid, candidate: np.ndarray, p_plane: np.ndarray) -> np.ndarray:

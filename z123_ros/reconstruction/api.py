@@ -23,7 +23,7 @@ from z123_ros.reconstruction.base import (
 )
 from z123_ros.reconstruction.depth_backend import DepthCompletion, complete_from_depth
 from z123_ros.reconstruction.hull import convex_hull_mesh
-from z123_ros.reconstruction.mesh import extract_mesh, largest_mesh_piece
+from z123_ros.reconstruction.mesh import extract_mesh, largest_mesh_piece, split_largest
 from z123_ros.reconstruction.registry import get_backend
 from z123_ros.reconstruction.result import result_from_mesh
 
@@ -68,13 +68,10 @@ def _smoothed_mesh(completion: DepthCompletion, sigma: float) -> trimesh.Trimesh
     rounds the outside)."""
     occ = completion.occupancy.astype(np.float32)
     mesh = extract_mesh(occ, 0.5, completion.T_cam_from_index, smooth_sigma=sigma)
-    pieces = mesh.split(only_watertight=False)
-    if len(pieces) <= 1:
-        return mesh
-    largest = max(pieces, key=lambda piece: len(piece.faces))  # largest_mesh_piece's choice, without a second split
-    if len(largest.faces) >= 0.9 * len(mesh.faces):
+    largest, pieces = split_largest(mesh)
+    if pieces <= 1 or len(largest.faces) >= 0.9 * len(mesh.faces):
         return largest
-    logger.debug("smoothing pinched the mesh into %d pieces: meshing with the occupied voxels kept", len(pieces))
+    logger.debug("smoothing pinched the mesh into %d pieces: meshing with the occupied voxels kept", pieces)
     field = np.maximum(ndimage.gaussian_filter(occ, sigma), 0.55 * occ) if sigma > 0 else occ
     return largest_mesh_piece(extract_mesh(field, 0.5, completion.T_cam_from_index))
 

@@ -38,10 +38,32 @@ def largest_component(occupancy: np.ndarray, min_fraction: float = 1.0) -> np.nd
 def largest_mesh_piece(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
     """The mesh's largest connected piece (by face count): smoothing can pinch a one-voxel neck of a single voxel
     component into two surfaces, and a grasp planner needs one."""
-    pieces = mesh.split(only_watertight=False)
-    if len(pieces) <= 1:
-        return mesh
-    return max(pieces, key=lambda piece: len(piece.faces))
+    return split_largest(mesh)[0]
+
+
+def split_largest(mesh: trimesh.Trimesh) -> tuple[trimesh.Trimesh, int]:
+    """(largest piece, number of pieces): ``max(mesh.split(only_watertight=False), key=face count)`` (``mesh`` itself
+    when it is one piece), the same mesh, without building every piece. A container's wall meshes into hundreds of
+    specks (a voxel's octahedron) beside the wall, and making each a Trimesh took 0.08 s of its 0.9 s."""
+    components = trimesh.graph.connected_components(
+        edges=mesh.face_adjacency, nodes=np.arange(len(mesh.faces)), min_len=1
+    )
+    if len(components) <= 1:
+        return mesh, len(components)
+    sizes = np.array([len(c) for c in components])
+    # split repairs each piece (fill_holes: at most two faces per boundary edge, three edges per face): a piece of n
+    # faces ends with at most 7n, so one under an eighth of the largest can neither outgrow nor tie it.
+    candidates = [c for c, n in zip(components, sizes, strict=True) if 8 * n >= sizes.max()]
+    pieces = mesh.submesh(candidates, only_watertight=False, repair=True)
+    return max(pieces, key=lambda piece: len(piece.faces)), len(components)
+
+
+def signed_volume(mesh: trimesh.Trimesh) -> float:
+    """``mesh.volume``, the same number, without the rest of its mass properties (centre of mass, inertia: 0.05 s
+    of a 127k-face container wall): the divergence theorem along x, as trimesh integrates it."""
+    triangles, crosses = mesh.triangles, mesh.triangles_cross
+    f1 = triangles[:, 0, 0] + triangles[:, 1, 0] + triangles[:, 2, 0]
+    return float(np.sum(crosses[:, 0] * f1) / 6.0)
 
 
 def extract_mesh(
@@ -72,7 +94,7 @@ def extract_mesh(
     mesh = trimesh.Trimesh(verts, faces[:, ::-1], process=True)
     if np.linalg.det(T[:3, :3]) < 0:
         mesh.invert()
-    if mesh.volume < 0:
+    if signed_volume(mesh) < 0:
         mesh.invert()
     return mesh
 
