@@ -50,8 +50,12 @@ class NodeConfig:
     """... or whose size (or, without depth, mask area) changed by more than this fraction."""
     change_confirm_frames: int = field(default=2, metadata={"range": (1, 100)})
     """An object already reconstructed is reconstructed again only when it looks changed in this many segmented
-    frames in a row: one frame of segmentation flicker (a split, a merge, a noisy size) is not a change. New objects
-    are reconstructed from the first frame they are segmented in."""
+    frames in a row: one frame of segmentation flicker (a merge, a noisy size) is not a change. New objects are
+    reconstructed from the first frame they are segmented in, unless they may be a fragment of another object."""
+    change_split_confirm_frames: int = field(default=4, metadata={"range": (1, 100)})
+    """A new object inside another object's box (a fragment of it, most likely: noise splits an object in a few
+    frames of every hundred), and that other object while the fragment is there, are reconstructed only when this
+    holds in this many segmented frames in a row (z123_ros/ros/objects.py, ChangePolicy.split_confirm_frames)."""
     forget_after_s: float = field(default=10.0, metadata={"range": (0.1, 3600.0)})
     """Objects not segmented for this long leave the aggregated cloud and markers."""
     abandon_after_missed_frames: int = field(default=2, metadata={"range": (1, 1000)})

@@ -62,6 +62,7 @@ def _change_policy(config: NodeConfig) -> ChangePolicy:
         config.forget_after_s,
         config.abandon_after_missed_frames,
         config.change_confirm_frames,
+        config.change_split_confirm_frames,
     )
 
 
