@@ -13,7 +13,8 @@ import trimesh
 from scipy.spatial import cKDTree
 
 from tests._reconstruction_helpers import evaluate_in_world, mesh_pieces, render_condition_view
-from z123_ros.reconstruction import hollow, reconstruct
+from z123_ros.evaluation.conditions import ConditionsConfig, mesh_metrics
+from z123_ros.reconstruction import ReconstructionInput, hollow, reconstruct
 from z123_ros.reconstruction.hollow import (
     fit_container,
     inward_normals,
@@ -206,3 +207,38 @@ def test_mirrored_wall_when_the_revolution_contradicts_the_view(monkeypatch: pyt
     assert "revolved" not in depth.info["prior"]
     assert mesh.extents.max() > 0.95 * view.gt_mesh_world.extents.max()
     assert depth.confidence < revolved.confidence
+
+
+def _sensor_view(name: str, sensor: str, seed: int, range_m: float, elevation_deg: float):
+    """(input, ground truth in the camera frame) of ``name`` alone at 640x480 through a sensor preset."""
+    from z123_ros.sim import SceneConfig, render_tabletop_scene
+
+    scene = render_tabletop_scene(
+        SceneConfig(
+            seed=seed, num_objects=1, object_names=(name,), width=640, height=480, camera_range_m=range_m,
+            camera_elevation_deg=elevation_deg, camera_azimuth_deg=30.0 * seed, sensor=sensor,
+            compute_visible_fraction=False,
+        )
+    )  # fmt: skip
+    obj = scene.objects[0]
+    inp = ReconstructionInput(
+        rgb=scene.rgb, mask=scene.instance_ids == obj.id, intrinsics=scene.intrinsics, depth_m=scene.depth_m,
+        T_cam_from_world=scene.T_cam_from_world, labels=scene.instance_ids,
+    )  # fmt: skip
+    gt = obj.mesh_world.copy()
+    gt.apply_transform(scene.T_cam_from_world)
+    return inp, gt
+
+
+def test_noisy_sensor_walls_take_their_faces_from_the_revolved_profile() -> None:
+    # Active stereo at 0.6 m: ~1.5 mm depth noise on a 1-2 mm wall. A point's own normal (its dozen neighbours) read
+    # the near wall's outside as an inside and left points on neither face; the revolved profile's normal, on the
+    # side away from the camera, tells them apart. Seeded views scored as the conditions benchmark scores (32^3 IoU),
+    # before -> after: cup 45 deg 0.347 -> 0.429, bowl 55 deg 0.134 -> 0.168 (hull ~0.1 and ~0.03).
+    config = ConditionsConfig()
+    for name, elevation_deg, seed, floor in (("065-a_cups", 45.0, 1, 0.39), ("024_bowl", 55.0, 3, 0.15)):
+        inp, gt = _sensor_view(name, "active_stereo", seed, 0.6, elevation_deg)
+        result = reconstruct(inp, "depth")
+        assert "revolved" in result.info["prior"]
+        pred = trimesh.Trimesh(np.asarray(result.vertices, float), np.asarray(result.faces, np.int64), process=False)
+        assert mesh_metrics(pred, gt, config)["iou"] > floor

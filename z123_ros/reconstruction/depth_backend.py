@@ -673,8 +673,9 @@ def _thin_wall(
     thickness, measured = wall_thickness(p_plane, band, 1.5 * finest, cfg.hollow_wall_m)
     logger.debug("hollow wall: rim %.1f mm, wall %.1f mm", 1e3 * measured, 1e3 * thickness)
     # The seen points' normals, estimated once for both walls (the container grid keeps the working grid's pose).
-    normals = inward_normals(p_plane, np.linalg.inv(working.T_cam_from_plane)[:3, 3])
-    rev = fit_container(p_plane, normals, band, (1.5 * finest, cfg.hollow_wall_m), thickness)
+    camera = np.linalg.inv(working.T_cam_from_plane)[:3, 3]
+    normals = inward_normals(p_plane, camera)
+    rev = fit_container(p_plane, normals, band, (1.5 * finest, cfg.hollow_wall_m), thickness, camera)
     if rev is not None:
         out = _wall_solid(working, hull, p_plane, support, space, mask, cfg, band, finest, rev.wall, rev, normals)
         if out is not None:

@@ -253,6 +253,7 @@ def fit_revolution(
     band_m: float,
     bounds_m: tuple[float, float],
     default_m: float,
+    camera: np.ndarray | None = None,
 ) -> Revolution | None:
     """The container as a surface of revolution (see :class:`Revolution`), or None when the view does not show
     one: too few rim points or a rim that is not a circle. The wall is kept within ``bounds_m`` (min, max) and is
@@ -273,6 +274,9 @@ def fit_revolution(
     radial = np.einsum("ni,ni->n", n[:, :2], offset / r[:, None])
     n2 = np.stack([radial, n[:, 2]], axis=1)
     n2 /= np.maximum(np.linalg.norm(n2, axis=1, keepdims=True), 1e-9)
+    rz = np.stack([r, p[:, 2]], axis=1)
+    if camera is not None:
+        n2 = _profile_normals(rz, offset / r[:, None], p, n2, camera, band_m)
     outer, inner = n2[:, 0] < -0.5, n2[:, 0] > 0.5  # material towards / away from the axis
     prof = _radial_profiles(r, p[:, 2], outer, inner)
     if prof is None:
@@ -292,7 +296,7 @@ def fit_revolution(
     # Where both faces were seen the wall is as thick as they are apart (a scanned mug's inside narrows towards its
     # foot: 20 mm walls there), up to the radius itself.
     thickness[measured] = np.clip(across[measured] * cos[measured], min_m, np.maximum(0.6 * r[measured], min_m))
-    points = _denoised(np.stack([r, p[:, 2]], axis=1), n2, np.where(outer, 0, np.where(inner, 1, 2)))
+    points = _denoised(rz, n2, np.where(outer, 0, np.where(inner, 1, 2)))
     points, n2, thickness = _with_bottom(points, n2, thickness, outer, wall)
     return Revolution(centre, points, n2, thickness, wall, residual)
 
@@ -320,6 +324,51 @@ def _denoised(points: np.ndarray, normals: np.ndarray, face: np.ndarray) -> np.n
         _, idx = cKDTree(points[sel]).query(points[sel], k=_DENOISE_NEIGHBOURS)
         offset = np.einsum("nki,ni->nk", points[sel][idx] - points[sel][:, None, :], normals[sel])
         out[sel] += np.median(offset, axis=1)[:, None] * normals[sel]
+    return out
+
+
+def _local_lines(rz: np.ndarray, sigma: float, weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """((N, 2) centroid, (N, 2) unit normal) of the line through each (radius, height) point's neighbourhood: the
+    moments of the (``weight``ed) points within a Gaussian of ``sigma`` (m) along the profile, on a raster of a
+    third of it. Revolved, every azimuth the camera saw lies on one profile: thousands of points where one azimuth's
+    dozen neighbours (a point's surface normal) are lost in depth noise of a few millimetres."""
+    cell = sigma / 3.0
+    lo = rz.min(axis=0) - 4.0 * sigma
+    ij = np.floor((rz - lo) / cell).astype(np.int64)
+    shape = tuple(ij.max(axis=0) + 5)
+    flat = np.ravel_multi_index(ij.T, shape)
+    w = np.ones(len(rz)) if weight is None else weight
+    x, y = (rz - lo).T
+    moments = [
+        ndimage.gaussian_filter(np.bincount(flat, w * m, np.prod(shape)).reshape(shape), 3.0)
+        for m in (np.ones(len(rz)), x, y, x * x, x * y, y * y)
+    ]
+    s0, sx, sy, sxx, sxy, syy = (m.ravel()[flat] for m in moments)
+    s0 = np.maximum(s0, 1e-12)
+    cx, cy = sx / s0, sy / s0
+    vxx, vxy, vyy = sxx / s0 - cx * cx, sxy / s0 - cx * cy, syy / s0 - cy * cy
+    # The smaller eigenvector of [[vxx, vxy], [vxy, vyy]]: its angle is that of the larger one plus 90 deg.
+    theta = 0.5 * np.arctan2(2.0 * vxy, vxx - vyy) + 0.5 * np.pi
+    return np.stack([cx, cy], axis=1) + lo, np.stack([np.cos(theta), np.sin(theta)], axis=1)
+
+
+def _profile_normals(
+    rz: np.ndarray, radial: np.ndarray, p: np.ndarray, n2: np.ndarray, camera: np.ndarray, noise_m: float
+) -> np.ndarray:
+    """(N, 2) unit (radius, height) directions into the material of each seen point (plane frame ``p``; ``radial``
+    its (N, 2) horizontal unit direction from the axis, ``rz`` its (radius, height)): the normal of the revolved
+    profile there, on the side away from the camera (the camera sees a face from outside the material). A thin
+    wall's two faces lie within the depth noise of each other: one line through both is its direction, and which
+    face a point is on follows from where the camera is, not from its own normal (a dozen neighbours 2 mm deep in
+    noise: the near wall's outside read as an inside). Points seen edge-on keep ``n2`` (their own normals)."""
+    _, normal = _local_lines(rz, max(noise_m, _PROFILE_BIN_M))
+    along = normal[:, :1] * radial  # the profile's normal in 3D: its radial part along the point's azimuth
+    view = camera - p
+    view /= np.maximum(np.linalg.norm(view, axis=1, keepdims=True), 1e-9)
+    facing = np.einsum("ni,ni->n", along, view[:, :2]) + normal[:, 1] * view[:, 2]
+    out = -np.sign(facing)[:, None] * normal
+    edge_on = np.abs(facing) < 0.1
+    out[edge_on] = n2[edge_on]
     return out
 
 
@@ -445,13 +494,18 @@ _MAX_FREE_FRACTION = 0.35
 
 
 def fit_container(
-    p_plane: np.ndarray, normals: np.ndarray, band_m: float, bounds_m: tuple[float, float], default_m: float
+    p_plane: np.ndarray,
+    normals: np.ndarray,
+    band_m: float,
+    bounds_m: tuple[float, float],
+    default_m: float,
+    camera: np.ndarray | None = None,
 ) -> Revolution | None:
     """:func:`fit_revolution` of the visible points ``p_plane`` (plane frame; ``normals`` their
     :func:`inward_normals`) of an open container, without the parts beside its rim (a handle); None when it is not
     one."""
     body = within_rim(p_plane, band_m, p_plane[:, :2], bounds_m[1])
-    rev = fit_revolution(p_plane, normals, body, band_m, bounds_m, default_m)
+    rev = fit_revolution(p_plane, normals, body, band_m, bounds_m, default_m, camera)
     if rev is not None:
         logger.debug("revolved container: wall %.1f mm, profile residual %.1f mm", 1e3 * rev.wall, 1e3 * rev.residual)
     return rev
