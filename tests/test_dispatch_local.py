@@ -105,6 +105,17 @@ def test_rays_processes_retry_local_sockets_every_100_ms_and_prestart(dispatcher
         assert b"RAY_enable_worker_prestart=1" in environ  # dispatch.prestart_workers
 
 
+def test_actors_load_neither_pydantic_nor_pyarrow(dispatcher: Dispatcher, results: Results) -> None:
+    """Ray's serialization add-ons would import both in every actor (0.1 CPU-s each at start-up; ``ray[train]``
+    installs them); the actors' jobs carry neither. Their shared libraries are not mapped in any actor, also after a
+    reconstruction job."""
+    result = results.wait(dispatcher.submit(EchoJob(data=np.zeros(4, np.uint8)), on_done=results))
+    assert result.ok, result
+    for pid in [w.pid for w in dispatcher.workers()]:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+        assert "pydantic_core" not in maps and "libarrow" not in maps, f"actor {pid}"
+
+
 def test_cpu_jobs_use_both_actors_and_equal_direct_calls(dispatcher: Dispatcher, results: Results) -> None:
     jobs = [CpuBurnJob(rounds=20_000, seed=seed) for seed in range(MAX_IN_FLIGHT)]
     ids = [dispatcher.submit(job, on_done=results) for job in jobs]

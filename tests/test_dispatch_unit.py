@@ -6,8 +6,10 @@ import gc
 import hashlib
 import math
 import os
+import sys
 import threading
 import time
+import types
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +39,7 @@ from z123_ros.dispatch import (
     register_kind,
 )
 from z123_ros.dispatch import kinds as kinds_module
+from z123_ros.dispatch.addons import ADDON_LIBRARIES, addons_for_loaded_libraries, in_ray_worker
 from z123_ros.dispatch.diagnostics import CpuBurnJob, EchoJob, EchoWorker, cpu_burn
 from z123_ros.dispatch.dispatcher import _apply_ray_environment
 from z123_ros.dispatch.head import SKIPPABLE, _lean_node_class, head_services_to_skip, lean_head, wait_for_registration
@@ -113,6 +116,41 @@ def test_cpu_burn_is_a_deterministic_hash_chain() -> None:
     assert cpu_burn(3, seed=7) == expected.hex()
     assert make_worker("cpu_burn")(CpuBurnJob(rounds=3, seed=7)) == expected.hex()
     assert cpu_burn(3, seed=8) != cpu_burn(3, seed=7)
+
+
+def test_rays_serialization_addons_wait_for_their_libraries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the dispatch process and the actors, Ray's add-ons (which import pydantic and pyarrow, 0.1 CPU-s per
+    process) apply only once one of their libraries is loaded; the replacement is made once."""
+    from ray.util import serialization_addons
+
+    contexts: list[str] = []
+    monkeypatch.setattr(serialization_addons, "apply", contexts.append)
+    for name in ADDON_LIBRARIES:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    assert addons_for_loaded_libraries()
+    assert not addons_for_loaded_libraries(), "already replaced"
+    serialization_addons.apply("context without the libraries")
+    assert contexts == []
+    monkeypatch.setitem(sys.modules, "pyarrow", types.ModuleType("pyarrow"))
+    serialization_addons.apply("context of a process that loaded pyarrow")
+    assert contexts == ["context of a process that loaded pyarrow"]
+    assert not in_ray_worker(), "the test process is no Ray worker: host.py leaves its Ray alone"
+
+
+def test_reconstruction_warm_up_runs_no_reconstruction(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building the reconstruction worker imports the backends' stack; a reconstruction of a synthetic box at
+    warm-up (0.12-0.16 CPU-s per actor, both actors at once during the node's start) made the first real job no
+    faster, so warm-up runs none."""
+    import z123_ros.reconstruction
+    import z123_ros.reconstruction.api as api
+
+    runs: list[object] = []
+    for module in (api, z123_ros.reconstruction):  # the worker calls it through the package's lazy name
+        monkeypatch.setattr(module, "reconstruct", lambda *args, **kwargs: runs.append(args))
+    host = WorkerHost(get_kind("reconstruction"), WorkerPoolConfig(num_actors=1))
+    reply = host.warmup()
+    assert reply.ok and "trimesh" in sys.modules and "skimage.measure" in sys.modules
+    assert runs == []
 
 
 def test_worker_host_reports_job_errors_with_their_reason() -> None:

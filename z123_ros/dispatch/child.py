@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from z123_ros.dispatch.addons import addons_for_loaded_libraries
 from z123_ros.dispatch.config import DispatchConfig
 from z123_ros.dispatch.dispatcher import Dispatcher, DispatcherState, JobRejectedError, JobResult
 from z123_ros.dispatch.kinds import register_kind
@@ -209,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     os.umask(0o077)  # Ray's session folder and token file: private to this user
     logging.basicConfig(level=logging.INFO, format="[z123 dispatch child %(process)d] %(levelname)s %(message)s")
     import ray  # noqa: F401  (now, not after the config came: a standby child has it loaded when it is needed)
+
+    addons_for_loaded_libraries()  # this process is the dispatcher's own: no pydantic or pyarrow in its jobs
 
     for module in argv[1:]:
         importlib.import_module(module)

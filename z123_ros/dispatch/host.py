@@ -11,6 +11,7 @@ import os
 import time
 from typing import Any
 
+from z123_ros.dispatch.addons import addons_for_loaded_libraries, in_ray_worker
 from z123_ros.dispatch.kinds import WorkerKind
 from z123_ros.dispatch.payload import unpack
 from z123_ros.dispatch.pool import WorkerPoolConfig
@@ -19,6 +20,11 @@ from z123_ros.dispatch.workers import Job, Worker, WorkerReply
 from z123_ros.errors import Z123Error
 
 logger = logging.getLogger(__name__)
+
+if in_ray_worker():
+    # Ray imports this module in an actor's process to load WorkerHost, before it makes the serialization context
+    # that unpickles the actor's arguments: its add-ons would import pydantic and pyarrow there (0.1 CPU-s).
+    addons_for_loaded_libraries()
 
 
 class WorkerHost:

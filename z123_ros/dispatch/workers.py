@@ -8,17 +8,13 @@ kinds exist is :mod:`z123_ros.dispatch.kinds` (the diagnostic ones are in :mod:`
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from z123_ros.camera import CameraIntrinsics
 from z123_ros.dispatch.pool import WorkerPoolConfig
-from z123_ros.errors import ModelLoadError, Z123Error
-
-logger = logging.getLogger(__name__)
+from z123_ros.errors import ModelLoadError
 
 
 @dataclass(kw_only=True)
@@ -121,18 +117,6 @@ class _Zero123Cache:
         return self._pipe
 
 
-def _synthetic_view(size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A grey box 0.47 m in front of a wall at 0.5 m: rgb (H,W,3) uint8, mask (H,W) bool, depth_m (H,W) float32."""
-    h, w = (size * 3) // 4, size
-    depth = np.full((h, w), 0.5, np.float32)
-    mask = np.zeros((h, w), bool)
-    mask[h // 2 - 6 : h // 2 + 6, w // 2 - 6 : w // 2 + 6] = True
-    depth[mask] = 0.47
-    rgb = np.full((h, w, 3), 200, np.uint8)
-    rgb[mask] = (180, 60, 40)
-    return rgb, mask, depth
-
-
 class ReconstructionWorker:
     """Runs ``reconstruct()``; holds the Zero-1-to-3 pipeline the learned backends need."""
 
@@ -147,15 +131,11 @@ class ReconstructionWorker:
             self._zero123.get(pool.model_path)
 
     def warmup(self) -> None:
-        from z123_ros.reconstruction import ReconstructionInput
-
-        rgb, mask, depth = _synthetic_view()
-        inp = ReconstructionInput(rgb=rgb, mask=mask, intrinsics=CameraIntrinsics.from_fov(60.0, 64, 48), depth_m=depth)
-        try:
-            self(ReconstructionJob(inp=inp, backend="depth"))
-        except Z123Error as exc:
-            # The synthetic box is a warm-up, not a test of the backend: the imports and caches are warm either way.
-            logger.info("reconstruction warm-up job ended with %s: %s", type(exc).__name__, exc)
+        """Nothing left to warm once built: the backends' stack was imported in ``__init__`` (and the learned
+        backends' model loaded), and the depth backend keeps no cache between jobs. A reconstruction of a
+        synthetic box here cost 0.12-0.16 CPU-s in each actor, both actors at once in the node's start on two
+        cores, and left the first real job as slow as without it (a 3-object frame's first job: 0.65 vs 0.66 CPU-s
+        mean over 6 processes each; docs/node/latency.md)."""
 
     def __call__(self, job: ReconstructionJob) -> Any:
         from z123_ros.reconstruction import get_backend, reconstruct
