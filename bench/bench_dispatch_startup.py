@@ -21,6 +21,9 @@ the log monitor too (``dispatch.lean_head``); with Ray's 1 s or a 100 ms retry o
 registration polled by the lean head or left to ray.init's 1 s retry), with the median and range of every stage.
 Report the load average beside every figure (the script prints it).
 
+With ``--node`` each checkout's bytecode is written first (a warm cache, as an installed package has it; see
+_proc.compile_package), unless ``--cold-bytecode``.
+
 ``--node --rounds N --repo BEFORE AFTER`` starts the node N times per checkout, interleaved, and gives per checkout
 the median (range) of process start -> active and -> actors warm as a subscriber of /diagnostics sees them (with
 ``--period``, the node's diagnostics_period_s: 0.1 here, 0.5 in bench_node.py), the node's own stamp of the actors
@@ -54,7 +57,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _proc import cpu_s, descendants  # bench/ is sys.path[0] when a bench script runs
+from _proc import compile_package, cpu_s, descendants  # bench/ is sys.path[0] when a bench script runs
 from _table import markdown_table
 
 from z123_ros.camera import CameraIntrinsics
@@ -434,6 +437,11 @@ def main() -> None:
     parser.add_argument("--period", type=float, default=0.1, help="--node: the node's diagnostics_period_s")
     parser.add_argument("--join", action="store_true", help="--node: also joining a running `ray start --head`")
     parser.add_argument("--no-dispatcher", action="store_true", help="skip parts 1 and 2")
+    parser.add_argument(
+        "--cold-bytecode",
+        action="store_true",
+        help="--node: leave the checkouts' bytecode as it is (by default it is written first: a warm cache)",
+    )
     parser.add_argument("--json", type=Path, help="also write the rows here, one JSON object per line")
     parser.add_argument("--head", type=int, metavar="ROUNDS", help="only the head variants, ROUNDS rounds")
     parser.add_argument("--one-head-start", nargs=2, help=argparse.SUPPRESS)  # --head's child: SKIP FIELDS_JSON
@@ -450,6 +458,9 @@ def main() -> None:
     else:
         rows = [] if args.no_dispatcher else run_dispatcher(args.quick, args.compare)
     repos = [repo.resolve() for repo in args.repo]
+    if args.node and not args.cold_bytecode:
+        for repo in repos:
+            compile_package(repo)
     if args.node and args.rounds:
         rows += run_node_rounds(repos, args.rounds, args.period)
     elif args.node and not args.head:

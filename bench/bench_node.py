@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from _proc import cpu_s, descendants  # bench/ is sys.path[0] when a bench script runs
+from _proc import compile_package, cpu_s, descendants  # bench/ is sys.path[0] when a bench script runs
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
@@ -608,7 +608,15 @@ def main() -> int:
         "setup (default); builtin: Fast DDS's built-in transports (a 512 KiB shared-memory segment: images go as UDP "
         "fragments)",
     )
+    parser.add_argument(
+        "--cold-bytecode",
+        action="store_true",
+        help="leave the checkout's bytecode as it is (by default it is written first: the startup goal is for a warm "
+        "cache, see _proc.compile_package)",
+    )
     args = parser.parse_args()
+    if not args.cold_bytecode:
+        compile_package(REPO)
     rows = run(quick=args.quick, minutes=args.minutes, loaded=not args.no_loaded, static_s=args.static_s, dds=args.dds)
     print("| metric | value | unit |\n|---|---|---|")
     for row in rows:
