@@ -80,8 +80,10 @@ def _reconstruct_depth(inp: ReconstructionInput, config: ReconstructionConfig, p
     completion, _ = complete_from_depth(inp, config.depth)
     t0 = time.perf_counter()
     if completion.surface_field is not None:  # an open container's wall, already placed to a fraction of a voxel
-        field = completion.surface_field
-        mesh = largest_mesh_piece(extract_mesh(field, 0.5, completion.T_cam_from_index, smooth_sigma=0.0))
+        mesh = extract_mesh(completion.surface_field, 0.5, completion.T_cam_from_index, smooth_sigma=0.0)
+        # At the float32 of the result: a thin wall's marching cubes leaves a few faces whose vertices meet at that
+        # precision, and merged there they came off as specks of two faces.
+        mesh = largest_mesh_piece(trimesh.Trimesh(mesh.vertices.astype(np.float32), mesh.faces))
     else:
         mesh = _smoothed_mesh(completion, config.depth.smooth_sigma)
     timings = {**completion.timings, "mesh": time.perf_counter() - t0}

@@ -83,6 +83,9 @@ class DepthBackendConfig:
     object (unknown space behind them); lower ones are table."""
     hollow_wall_m: float = 0.005
     """Wall thickness given to a cavity the camera sees into (bowls, mugs, cups: 3-6 mm ceramic or plastic)."""
+    hollow_min_wall_m: float = 0.001
+    """The thinnest wall of a rigid container (thin-walled plastic): the lower bound of an open container's wall
+    where the camera sees only one of its faces."""
     cavity_min_depth_m: float = 0.012
     """A visible surface this far below the rim that surrounds it on all sides is the inside of a cavity."""
     min_silhouette_coverage: float = 0.85

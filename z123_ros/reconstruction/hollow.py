@@ -470,10 +470,37 @@ def revolution_field(centres: np.ndarray, voxel: float, rev: Revolution) -> np.n
     """(N,) field of the revolved wall at the voxel ``centres`` (plane frame), as :func:`wall_field` places a wall
     behind seen faces, computed once on a (radius, height) raster of half a voxel and read at each centre's radius
     and height."""
-    step = 0.5 * voxel
     radius = np.linalg.norm(centres[:, :2] - rev.centre, axis=1)
-    r_axis = np.arange(0.0, radius.max() + 2 * step, step)
-    z_axis = np.arange(centres[:, 2].min() - step, centres[:, 2].max() + 2 * step, step)
+    raster, z0, step = _revolution_raster(
+        rev, voxel, float(radius.max()), float(centres[:, 2].min()), float(centres[:, 2].max())
+    )
+    coords = np.stack([radius / step, (centres[:, 2] - z0) / step])
+    return ndimage.map_coordinates(raster, coords, order=1, mode="nearest")
+
+
+def revolution_field_columns(xy: np.ndarray, z: np.ndarray, voxel: float, rev: Revolution) -> np.ndarray:
+    """(len(xy), len(z)) :func:`revolution_field` at every height ``z`` of every column ``xy`` (plane frame): the
+    centres of a grid, read column by column (a radius per column, the raster interpolated once per height) instead
+    of voxel by voxel."""
+    radius = np.linalg.norm(xy - rev.centre, axis=1)
+    raster, z0, step = _revolution_raster(rev, voxel, float(radius.max()), float(z.min()), float(z.max()))
+    zi = np.clip((z - z0) / step, 0.0, raster.shape[1] - 1.0)
+    k = np.minimum(np.floor(zi).astype(np.int64), raster.shape[1] - 2)
+    by_height = raster[:, k] * (1.0 - (zi - k)) + raster[:, k + 1] * (zi - k)  # (radii, heights)
+    ri = np.clip(radius / step, 0.0, raster.shape[0] - 1.0)
+    i = np.minimum(np.floor(ri).astype(np.int64), raster.shape[0] - 2)
+    w = (ri - i)[:, None]
+    return by_height[i] * (1.0 - w) + by_height[i + 1] * w
+
+
+def _revolution_raster(
+    rev: Revolution, voxel: float, r_max: float, z_min: float, z_max: float
+) -> tuple[np.ndarray, float, float]:
+    """(raster, z0, step): the revolved wall's field on a (radius, height) raster of half a voxel from radius 0 and
+    height ``z0``, covering radii up to ``r_max`` and heights ``z_min``-``z_max``."""
+    step = 0.5 * voxel
+    r_axis = np.arange(0.0, r_max + 2 * step, step)
+    z_axis = np.arange(z_min - step, z_max + 2 * step, step)
     rr, zz = np.meshgrid(r_axis, z_axis, indexing="ij")
     cells = np.stack([rr.ravel(), zz.ravel(), np.zeros(rr.size)], axis=1)
     flat = np.zeros((len(rev.points), 1))
@@ -485,8 +512,7 @@ def revolution_field(centres: np.ndarray, voxel: float, rev: Revolution) -> np.n
     span = np.ones((1, 2 * int(np.ceil(_PROFILE_GAP_M / step)) + 1), dtype=bool)
     bridged = ndimage.binary_closing(np.pad(inside, ((0, 0), (span.shape[1],) * 2)), structure=span)
     raster[bridged[:, span.shape[1] : -span.shape[1]] & ~inside] = 0.75
-    coords = np.stack([radius / step, (centres[:, 2] - z_axis[0]) / step])
-    return ndimage.map_coordinates(raster, coords, order=1, mode="nearest")
+    return raster, float(z_axis[0]), step
 
 
 #: Largest fraction of a revolved wall that may lie where the camera saw free space before it is rejected.
