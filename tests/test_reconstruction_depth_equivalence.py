@@ -146,6 +146,10 @@ def test_split_largest_equals_the_largest_of_split() -> None:
         expected = mesh if len(pieces) <= 1 else max(pieces, key=lambda piece: len(piece.faces))
         np.testing.assert_array_equal(largest.vertices, expected.vertices)
         np.testing.assert_array_equal(largest.faces, expected.faces)
+        assert (largest.is_watertight, largest.is_winding_consistent) == (
+            expected.is_watertight,
+            expected.is_winding_consistent,
+        )
     assert split_largest(meshes[0])[1] > 10, "the specks are pieces of their own"
 
 
