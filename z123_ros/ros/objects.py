@@ -41,12 +41,13 @@ class ChangePolicy:
     split_confirm_frames: int = 4
     """A possible split: a new object whose centroid lies inside the box another object of the same frame had
     when it was sent to reconstruction (a fragment of it, most likely), and that other object while such a fragment
-    is there, are sent only when this holds in this many segmented frames in a row. Noise splits an object in a
-    few frames of every hundred (the mug of the node benchmark's static scene: 1 of 12 samples of the active-stereo
-    model). With each frame independent, a split in a fraction p of frames is "confirmed" in k frames in a row with
-    probability p^k at every frame: at 2 Hz over 3 minutes, 2.5 times with k = 2 and p = 1/12, 0.02 times with
-    k = 4. A real fragment or an object put down inside another's box waits for k - confirm_frames more frames,
-    each segmented at once (:meth:`ObjectBook.awaiting_confirmation`)."""
+    is there, are sent only when this holds in this many segmented frames in a row; so is a new object inside the
+    box of one missing from fewer frames than this (the same object under a new tracker id, most likely). Noise
+    splits an object in a few frames of every hundred (the mug of the node benchmark's static scene: 1 of 12
+    samples of the active-stereo model). With each frame independent, a split in a fraction p of frames is
+    "confirmed" in k frames in a row with probability p^k at every frame: at 2 Hz over 3 minutes, 2.5 times with
+    k = 2 and p = 1/12, 0.02 times with k = 4. A real fragment or an object put down inside another's box waits for
+    k - confirm_frames more frames, each segmented at once (:meth:`ObjectBook.awaiting_confirmation`)."""
 
 
 @dataclass
@@ -159,9 +160,13 @@ class ObjectBook:
                 # that looked changed, then vanished) counts again from 1. Without this, a one-frame split seen
                 # twice minutes apart confirmed itself and its static object was reconstructed again.
                 track.changed = 0
-        # Possible fragments (new objects inside another's box) and the objects whose boxes hold them: a split.
+        # Possible fragments (new objects inside another's box) and the objects whose boxes hold them: a split. The
+        # other may also be an object missing from the last few frames only: the tracker gave it a new id (a size
+        # outlier, flying pixels behind it, failed its size gate), or it was swapped for another object.
+        recent = [k for k, t in self._tracks.items() if 0 < t.missed < self.policy.split_confirm_frames]
+        others = seen + recent
         inside = {
-            k: self._inside_another(k, self._tracks[k], seen) for k in seen if not self._tracks[k].dispatched_area
+            k: self._inside_another(k, self._tracks[k], others) for k in seen if not self._tracks[k].dispatched_area
         }
         split = {k for k, parent in inside.items() if parent is not None} | set(inside.values())
         due = []
@@ -187,13 +192,14 @@ class ObjectBook:
         confirmation: the next frame should be segmented at once, not at the static rate."""
         return any(0 < t.changed < t.confirm and t.missed == 0 for t in self._tracks.values())
 
-    def _inside_another(self, object_id: int, track: Track, seen: list[int]) -> int | None:
-        """The id of another object of the same frame whose box, when it was last sent to reconstruction, holds this
-        new object's centroid: most likely a fragment of that object (segmentation split it), so both wait for
-        ``split_confirm_frames``. None for a new object elsewhere, which goes at once."""
+    def _inside_another(self, object_id: int, track: Track, others: list[int]) -> int | None:
+        """The id of another object (of ``others``: this frame's, and those missing from its last few) whose box,
+        when it was last sent to reconstruction, holds this new object's centroid: most likely a fragment of that
+        object (segmentation split it) or that object under a new id, so both wait for ``split_confirm_frames``. None
+        for a new object elsewhere, which goes at once."""
         if track.centroid is None:
             return None
-        for other_id in seen:
+        for other_id in others:
             other = self._tracks[other_id]
             if other_id == object_id or other.dispatched_area == 0 or other.dispatched_extent is None:
                 continue
