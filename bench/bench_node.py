@@ -325,6 +325,7 @@ def _floor(scenes) -> np.ndarray:
     from z123_ros.reconstruction import ReconstructionInput, reconstruct
     from z123_ros.segmentation import ObjectTracker, SegmentationConfig, TabletopSegmenter, TrackerConfig
 
+    config = _node_reconstruction_config()
     segmenter, out = TabletopSegmenter(SegmentationConfig()), []
     context = multiprocessing.get_context("spawn")  # not a fork of this process, which holds ROS and DDS threads
     with concurrent.futures.ProcessPoolExecutor(max_workers=os.cpu_count(), mp_context=context) as pool:
@@ -344,11 +345,29 @@ def _floor(scenes) -> np.ndarray:
                         support_plane_cam=seg.plane_cam,
                         occluder_mask=np.any(others, axis=0) if others else None,
                     )
-                    futures.append(pool.submit(reconstruct, inp, backend="depth"))
+                    futures.append(pool.submit(reconstruct, inp, "depth", config))
                 for future in concurrent.futures.as_completed(futures):
                     future.result()
                     out.append(time.perf_counter() - t0)
     return np.array(out)
+
+
+def _node_reconstruction_config():
+    """The reconstruction settings the node runs with (config/z123_node.yaml's ``reconstruction``): the floor does
+    the same work."""
+    import yaml
+    from _ros_helpers import NODE_YAML
+
+    from z123_ros.reconstruction import ReconstructionConfig
+
+    section = yaml.safe_load(NODE_YAML.read_text())["z123_node"]["ros__parameters"]["reconstruction"]
+    nested = {
+        k: dataclasses.replace(getattr(ReconstructionConfig(), k), **v)
+        for k, v in section.items()
+        if isinstance(v, dict)
+    }
+    flat = {k: v for k, v in section.items() if not isinstance(v, dict)}
+    return dataclasses.replace(ReconstructionConfig(), **flat, **nested)
 
 
 def _hog() -> subprocess.Popen:

@@ -15,7 +15,7 @@ from scipy.spatial import cKDTree
 from tests._reconstruction_helpers import evaluate_in_world, mesh_pieces, render_condition_view
 from z123_ros.evaluation.conditions import ConditionsConfig, mesh_metrics
 from z123_ros.reconstruction import ReconstructionInput, hollow, reconstruct
-from z123_ros.reconstruction.base import DepthBackendConfig
+from z123_ros.reconstruction.base import DepthBackendConfig, ReconstructionConfig
 from z123_ros.reconstruction.depth_backend import _unseen_wall
 from z123_ros.reconstruction.hollow import (
     fit_container,
@@ -264,3 +264,18 @@ def test_unseen_wall_is_the_geometric_mean_of_its_bounds() -> None:
     assert _unseen_wall(0.004, 0.0005, cfg) == pytest.approx(np.sqrt(cfg.hollow_min_wall_m * 0.004))
     assert _unseen_wall(float("nan"), 0.0005, cfg) == pytest.approx(np.sqrt(cfg.hollow_min_wall_m * cfg.hollow_wall_m))
     assert _unseen_wall(0.0005, 0.002, cfg) == pytest.approx(0.002)  # never below what the grid holds
+
+
+def test_mesh_subdivision_1_meshes_the_revolved_wall_on_the_container_grid() -> None:
+    # hollow_mesh_subdivision trades the thin wall's fidelity for time: 1 meshes it on the container grid itself
+    # (walls of 1.5 voxels at least, a quarter of the faces), the default 2 on that grid subdivided twice.
+    view = render_condition_view("024_bowl", 0.45, 45.0, seed=3)
+    fine = reconstruct(view.inp, "depth")
+    config = ReconstructionConfig(depth=DepthBackendConfig(hollow_mesh_subdivision=1))
+    coarse = reconstruct(view.inp, "depth", config)
+    assert "revolved" in fine.info["prior"] and "revolved" in coarse.info["prior"]
+    assert len(coarse.faces) < 0.5 * len(fine.faces)
+    walls = [2.0 * m.volume / m.area for m in (trimesh.Trimesh(r.vertices, r.faces) for r in (fine, coarse))]
+    cfg = DepthBackendConfig()
+    grid_voxel = (view.gt_mesh_world.extents.max() + 2 * cfg.margin_m) / cfg.resolution
+    assert walls[0] < 1.5 * grid_voxel < walls[1]

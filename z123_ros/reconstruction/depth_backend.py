@@ -680,7 +680,7 @@ def _thin_wall(
     # The revolved wall is measured down to what the output grid holds (_fine_wall; finer than the checks' grid) and
     # what the view resolves: two faces closer than a pixel's footprint are within a pixel of each other.
     pixel = float(np.median(np.linalg.norm(p_plane - camera, axis=1))) / space.intr.fx
-    held = max(1.5 * finest / _FINE, pixel)
+    held = max(1.5 * finest / cfg.hollow_mesh_subdivision, pixel)
     rev = fit_container(p_plane, normals, band, (held, cfg.hollow_wall_m), _unseen_wall(measured, held, cfg), camera)
     if rev is not None:
         out = _wall_solid(working, hull, p_plane, support, space, mask, cfg, band, finest, rev.wall, rev, normals)
@@ -769,23 +769,19 @@ def _wall_solid(
     # thicken it outwards by up to a voxel.
     inside = field if rev is not None else np.maximum(field, 0.55)
     field = np.where(solid.ravel(), inside, np.minimum(field, 0.45)).reshape(grid.dims)
-    if thin is not None and float(thin.thickness.min()) < 1.5 * grid.voxel:
-        return solid, checks, *_fine_wall(grid, thin, solid, possible, smoothed)
+    k = cfg.hollow_mesh_subdivision
+    if k > 1 and thin is not None and float(thin.thickness.min()) < 1.5 * grid.voxel:
+        return solid, checks, *_fine_wall(grid, thin, solid, possible, smoothed, k)
     return solid, checks, field, grid
 
 
-#: Subdivision of the container's grid for the mesh of a revolved wall thinner than that grid holds.
-_FINE = 2
-
-
 def _fine_wall(
-    grid: _Grid, rev: Revolution, solid: np.ndarray, possible: np.ndarray, smoothed: np.ndarray
+    grid: _Grid, rev: Revolution, solid: np.ndarray, possible: np.ndarray, smoothed: np.ndarray, k: int
 ) -> tuple[np.ndarray, _Grid]:
-    """(field, grid) of the revolved wall ``rev`` at its measured thickness on ``grid`` subdivided ``_FINE`` times,
+    """(field, grid) of the revolved wall ``rev`` at its measured thickness on ``grid`` subdivided ``k`` times,
     within the ``solid`` checked on ``grid`` (its wall held at 1.5 voxels): a bowl's 1.2 mm wall on a 1.8 mm grid
     came out 2.7 mm thick. Only the mesh is made on the finer grid, every check was made on ``grid``; the returned
     grid carries no voxel centres (the mesh needs only its pose)."""
-    k = _FINE
     dims = tuple(k * n for n in grid.dims)
     voxel = grid.voxel / k
     axes = [grid.lo[a] + (np.arange(dims[a]) + 0.5) * voxel for a in range(3)]
