@@ -7,6 +7,8 @@ shell is its mean thickness (volume over half its surface area).
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import trimesh
@@ -15,7 +17,7 @@ from scipy.spatial import cKDTree
 from tests._reconstruction_helpers import evaluate_in_world, mesh_pieces, render_condition_view
 from z123_ros.evaluation.conditions import ConditionsConfig, mesh_metrics
 from z123_ros.reconstruction import ReconstructionInput, hollow, reconstruct
-from z123_ros.reconstruction.base import DepthBackendConfig, ReconstructionConfig
+from z123_ros.reconstruction.base import DepthBackendConfig
 from z123_ros.reconstruction.depth_backend import _unseen_wall
 from z123_ros.reconstruction.hollow import (
     fit_container,
@@ -266,16 +268,26 @@ def test_unseen_wall_is_the_geometric_mean_of_its_bounds() -> None:
     assert _unseen_wall(0.0005, 0.002, cfg) == pytest.approx(0.002)  # never below what the grid holds
 
 
-def test_mesh_subdivision_1_meshes_the_revolved_wall_on_the_container_grid() -> None:
-    # hollow_mesh_subdivision trades the thin wall's fidelity for time: 1 meshes it on the container grid itself
-    # (walls of 1.5 voxels at least, a quarter of the faces), the default 2 on that grid subdivided twice.
-    view = render_condition_view("024_bowl", 0.45, 45.0, seed=3)
-    fine = reconstruct(view.inp, "depth")
-    config = ReconstructionConfig(depth=DepthBackendConfig(hollow_mesh_subdivision=1))
-    coarse = reconstruct(view.inp, "depth", config)
-    assert "revolved" in fine.info["prior"] and "revolved" in coarse.info["prior"]
-    assert len(coarse.faces) < 0.5 * len(fine.faces)
-    walls = [2.0 * m.volume / m.area for m in (trimesh.Trimesh(r.vertices, r.faces) for r in (fine, coarse))]
-    cfg = DepthBackendConfig()
-    grid_voxel = (view.gt_mesh_world.extents.max() + 2 * cfg.margin_m) / cfg.resolution
-    assert walls[0] < 1.5 * grid_voxel < walls[1]
+def test_thin_wall_vertices_bring_both_faces_of_a_held_wall_to_the_measured_one() -> None:
+    # A cylinder's wall seen on both faces 2 mm apart, held 3 mm thick behind each (the grid's thinnest): each
+    # face's thick wall reaches 1 mm past the other face. Its mesh's vertices come back onto the faces; a vertex
+    # beyond (a handle) stays. Where one face alone was seen, the depth behind it scales to the measured wall.
+    z = np.linspace(0.0, 0.05, 26)
+    outer = np.stack([np.full_like(z, 0.040), z], axis=1)
+    inner = np.stack([np.full_like(z, 0.038), z], axis=1)
+    normals = np.concatenate([np.tile([-1.0, 0.0], (26, 1)), np.tile([1.0, 0.0], (26, 1))])
+    thick = hollow.Revolution(np.zeros(2), np.concatenate([outer, inner]), normals, np.full(52, 0.003), 0.003, 0.0)
+    thin = hollow.Revolution(np.zeros(2), thick.points, normals, np.full(52, 0.002), 0.002, 0.0)
+    angle = np.linspace(0.0, 2 * np.pi, 7)
+    vertices = np.concatenate(
+        [np.stack([rad * np.cos(angle), rad * np.sin(angle), np.full(7, 0.02)], axis=1) for rad in (0.037, 0.041, 0.05)]
+    )
+    moved = hollow.thin_wall_vertices(vertices, thick, thin, 0.001)
+    radius = np.linalg.norm(moved[:, :2], axis=1)
+    np.testing.assert_allclose(radius, np.repeat([0.038, 0.040, 0.05], 7), atol=1e-9)
+    np.testing.assert_allclose(moved[:, 2], 0.02)
+    one_face = hollow.Revolution(np.zeros(2), inner, normals[26:], np.full(26, 0.003), 0.003, 0.0)
+    moved = hollow.thin_wall_vertices(
+        vertices[7:14], one_face, dataclasses.replace(one_face, thickness=np.full(26, 0.0015)), 0.001
+    )
+    np.testing.assert_allclose(np.linalg.norm(moved[:, :2], axis=1), 0.0395, atol=1e-9)

@@ -86,11 +86,6 @@ class DepthBackendConfig:
     hollow_min_wall_m: float = 0.001
     """The thinnest wall of a rigid container (thin-walled plastic): the lower bound of an open container's wall
     where the camera sees only one of its faces."""
-    hollow_mesh_subdivision: int = field(default=2, metadata={"range": (1, 4)})
-    """An open container's revolved wall thinner than its grid holds (1.5 voxels) is meshed on that grid subdivided
-    this many times per axis, at its measured thickness (1: on the grid itself, the wall held at 1.5 voxels). The
-    cost grows with it: 2 takes a bowl's 1.2 mm wall from ~2.7 to near its thickness with 4x the faces and 2-2.5x
-    the CPU of 1 (scene 0's container of bench_node: 0.9 -> 2.3 s, 132k -> 555k faces)."""
     cavity_min_depth_m: float = 0.012
     """A visible surface this far below the rim that surrounds it on all sides is the inside of a cavity."""
     min_silhouette_coverage: float = 0.85

@@ -18,8 +18,10 @@ Marching cubes on the resulting occupancy gives a watertight mesh in metres in t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +39,7 @@ from z123_ros.reconstruction.hollow import (
     inward_normals,
     revolution_agrees,
     revolution_field,
-    revolution_field_columns,
+    thin_wall_vertices,
     wall_thickness,
     within_rim,
 )
@@ -74,6 +76,9 @@ class DepthCompletion:
     wall, placed to a fraction of a voxel: see reconstruction/hollow.py); None: mesh the occupancy."""
     sliver: float = 0.0
     """How much of the object the image border may hide (``_border_sliver``; 0 when not cut by it)."""
+    thin_wall: Callable[[np.ndarray], np.ndarray] | None = None
+    """Moves the vertices (camera frame) of ``surface_field``'s mesh onto the measured wall when that is thinner
+    than the field's grid holds (an open container's revolved wall); None: the mesh is final."""
 
 
 def apply_transform(T: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -564,7 +569,9 @@ def complete_from_depth(inp: ReconstructionInput, cfg: DepthBackendConfig) -> tu
     occ, prior, consistency, support = _complete_with_prior(
         grid, candidate, p_plane, space, width, hidden, plane is not None, cfg
     )
-    occ, prior, checks, field, grid = _finish(occ, prior, grid, candidate, behind, p_plane, support, space, mask, cfg)
+    occ, prior, checks, field, grid, walls = _finish(
+        occ, prior, grid, candidate, behind, p_plane, support, space, mask, cfg
+    )
     if prior.startswith("fallback"):
         consistency = 0.0
     timings["complete"] = time.perf_counter() - t0
@@ -589,6 +596,9 @@ def complete_from_depth(inp: ReconstructionInput, cfg: DepthBackendConfig) -> tu
         dropped=checks["dropped"],
         open_fraction=open_fraction,
         surface_field=field,
+        thin_wall=None
+        if walls is None
+        else functools.partial(_thin_vertices, grid.T_cam_from_plane, *walls, grid.voxel),
         sliver=_border_sliver(mask),
     )
     return completion, points
@@ -605,10 +615,11 @@ def _finish(
     space: _FreeSpace,
     mask: np.ndarray,
     cfg: DepthBackendConfig,
-) -> tuple[np.ndarray, str, dict[str, float], np.ndarray | None, _Grid]:
+) -> tuple[np.ndarray, str, dict[str, float], np.ndarray | None, _Grid, tuple[Revolution, Revolution] | None]:
     """Hollow cavities, the visible shell, one solid, and the fallback when the result contradicts the view.
     ``support``: the points the completion rests on (visible and mirrored, plane frame). Also returns the wall's
-    field for the mesh of an open container (None otherwise) and the grid of the result."""
+    field for the mesh of an open container (None otherwise), the grid of the result and, for a revolved wall
+    thinner than that grid holds, the (held, measured) walls its mesh goes from and to (see _thin_wall)."""
     cavity = _cavity_columns(grid, p_plane, cfg)
     shell_m = max(cfg.min_thickness_m, 2 * grid.voxel)
     if cavity is not None:
@@ -616,8 +627,9 @@ def _finish(
         # table (below the inner bottom) nor behind the far wall (its outside, hidden by the wall itself).
         thin = _thin_wall(grid, occ, p_plane, support, space, mask, cfg)
         if thin is not None:
-            solid, checks, field, container, revolved = thin
-            return solid, prior + ("+hollow+revolved" if revolved else "+hollow"), checks, field, container
+            solid, checks, field, container, walls, revolved = thin
+            prior += "+hollow+revolved" if revolved else "+hollow"
+            return solid, prior, checks, field, container, walls
         # The thin wall contradicts the view (a mug's handle lost with a fragment): a wall of the prior thickness
         # within the symmetric hull. At least two voxels: a thinner wall breaks into pieces when smoothed.
         shell_m = max(cfg.hollow_wall_m, 2 * grid.voxel)
@@ -629,7 +641,7 @@ def _finish(
     occ[shell] = True
     solid, checks = _single_solid(occ.reshape(grid.dims), grid, space, mask, shell)
     if _consistent(checks, cfg):
-        return solid, prior, checks, None, grid
+        return solid, prior, checks, None, grid, None
     logger.debug("completion inconsistent with the view (%s): falling back to the column hull", checks)
     # The safe shape is carved with the hypotheses' allowance (noise and half a voxel): carved with the noise alone
     # a neck a voxel thin (a spray bottle's) parts it too, and it keeps only the body.
@@ -644,9 +656,9 @@ def _finish(
         # 100-101: windex bottles 0.52-0.64 IoU as the column hull, Chamfer above the baseline's).
         solid, checks = _single_solid((occ | column).reshape(grid.dims), grid, space, mask, shell)
         if _consistent(checks, cfg):
-            return solid, prior + "+joined", checks, None, grid
+            return solid, prior + "+joined", checks, None, grid, None
     solid, checks = _single_solid(column.reshape(grid.dims), grid, space, mask, column_shell)
-    return solid, "fallback:hull", checks, None, grid
+    return solid, "fallback:hull", checks, None, grid, None
 
 
 def _consistent(checks: dict[str, float], cfg: DepthBackendConfig) -> bool:
@@ -662,8 +674,8 @@ def _thin_wall(
     space: _FreeSpace,
     mask: np.ndarray,
     cfg: DepthBackendConfig,
-) -> tuple[np.ndarray, dict[str, float], np.ndarray, _Grid, bool] | None:
-    """(solid, checks, field, grid, revolved) of an open container as a thin wall (reconstruction/hollow.py) on a
+) -> tuple[np.ndarray, dict[str, float], np.ndarray, _Grid, tuple[Revolution, Revolution] | None, bool] | None:
+    """(solid, checks, field, grid, walls, revolved) of an open container as a thin wall (reconstruction/hollow.py) on a
     grid over the container alone (the working grid also spans the hidden depth: its voxels, 3 mm for a bowl, are
     coarser than the walls), within a voxel of ``hull`` (the completion on the working grid: the symmetric visual
     hull); None when it contradicts the view. ``revolved``: the wall is the container's surface of revolution
@@ -677,10 +689,10 @@ def _thin_wall(
     # The seen points' normals, estimated once for both walls (the container grid keeps the working grid's pose).
     camera = np.linalg.inv(working.T_cam_from_plane)[:3, 3]
     normals = inward_normals(p_plane, camera)
-    # The revolved wall is measured down to what the output grid holds (_fine_wall; finer than the checks' grid) and
+    # The revolved wall is measured down to half what the grid holds (its mesh is thinned after, _thin_vertices) and
     # what the view resolves: two faces closer than a pixel's footprint are within a pixel of each other.
     pixel = float(np.median(np.linalg.norm(p_plane - camera, axis=1))) / space.intr.fx
-    held = max(1.5 * finest / cfg.hollow_mesh_subdivision, pixel)
+    held = max(0.75 * finest, pixel)
     rev = fit_container(p_plane, normals, band, (held, cfg.hollow_wall_m), _unseen_wall(measured, held, cfg), camera)
     if rev is not None:
         out = _wall_solid(working, hull, p_plane, support, space, mask, cfg, band, finest, rev.wall, rev, normals)
@@ -689,6 +701,15 @@ def _thin_wall(
         logger.debug("revolved wall rejected: mirrored wall instead")
     out = _wall_solid(working, hull, p_plane, support, space, mask, cfg, band, finest, thickness, None, normals)
     return None if out is None else (*out, False)
+
+
+def _thin_vertices(
+    T_cam_from_plane: np.ndarray, held: Revolution, measured: Revolution, voxel: float, vertices: np.ndarray
+) -> np.ndarray:
+    """(N, 3) ``vertices`` (camera frame) of the mesh of the ``held`` wall moved onto the ``measured`` one (see
+    ``hollow.thin_wall_vertices``), within a ``voxel`` of the held wall."""
+    plane = apply_transform(np.linalg.inv(T_cam_from_plane), vertices)
+    return apply_transform(T_cam_from_plane, thin_wall_vertices(plane, held, measured, voxel))
 
 
 def _unseen_wall(rim_m: float, held_m: float, cfg: DepthBackendConfig) -> float:
@@ -716,12 +737,14 @@ def _wall_solid(
     thickness: float,
     rev: Revolution | None,
     normals: np.ndarray,
-) -> tuple[np.ndarray, dict[str, float], np.ndarray, _Grid] | None:
-    """(solid, checks, field, grid) of :func:`_thin_wall` for one wall: ``rev``'s surface of revolution, or (None)
-    the seen surfaces (``normals``: their inward normals) and their mirror images with a wall of ``thickness``; None
-    when it contradicts the view."""
+) -> tuple[np.ndarray, dict[str, float], np.ndarray, _Grid, tuple[Revolution, Revolution] | None] | None:
+    """(solid, checks, field, grid, walls) of :func:`_thin_wall` for one wall: ``rev``'s surface of revolution, or
+    (None) the seen surfaces (``normals``: their inward normals) and their mirror images with a wall of
+    ``thickness``; None when it contradicts the view. ``walls``: (held, measured) when ``rev``'s wall is thinner
+    than the grid holds (1.5 voxels: a bowl's 1.2 mm wall on its 1.8 mm grid): the field and every check are made
+    with the held wall, and the mesh's vertices are moved onto the measured one after (_thin_vertices)."""
     thin = rev
-    if rev is not None:  # the checks' grid holds walls of 1.5 of its voxels; the output grid (_fine_wall) the rest
+    if rev is not None:  # the grid holds walls of 1.5 of its voxels; the mesh is thinned to the rest after
         thickness = max(thickness, 1.5 * finest)
         rev = dataclasses.replace(rev, thickness=np.maximum(rev.thickness, 1.5 * finest), wall=thickness)
         # The bottom added where the camera saw none stays as thick as on the checks' grid: it is a plate from the
@@ -769,37 +792,9 @@ def _wall_solid(
     # thicken it outwards by up to a voxel.
     inside = field if rev is not None else np.maximum(field, 0.55)
     field = np.where(solid.ravel(), inside, np.minimum(field, 0.45)).reshape(grid.dims)
-    k = cfg.hollow_mesh_subdivision
-    if k > 1 and thin is not None and float(thin.thickness.min()) < 1.5 * grid.voxel:
-        return solid, checks, *_fine_wall(grid, thin, solid, possible, smoothed, k)
-    return solid, checks, field, grid
-
-
-def _fine_wall(
-    grid: _Grid, rev: Revolution, solid: np.ndarray, possible: np.ndarray, smoothed: np.ndarray, k: int
-) -> tuple[np.ndarray, _Grid]:
-    """(field, grid) of the revolved wall ``rev`` at its measured thickness on ``grid`` subdivided ``k`` times,
-    within the ``solid`` checked on ``grid`` (its wall held at 1.5 voxels): a bowl's 1.2 mm wall on a 1.8 mm grid
-    came out 2.7 mm thick. Only the mesh is made on the finer grid, every check was made on ``grid``; the returned
-    grid carries no voxel centres (the mesh needs only its pose)."""
-    dims = tuple(k * n for n in grid.dims)
-    voxel = grid.voxel / k
-    axes = [grid.lo[a] + (np.arange(dims[a]) + 0.5) * voxel for a in range(3)]
-    xy = np.stack(np.meshgrid(axes[0], axes[1], indexing="ij"), axis=-1).reshape(-1, 2)
-    wall = revolution_field_columns(xy, axes[2], voxel, rev).reshape(dims)
-
-    def up(volume: np.ndarray) -> np.ndarray:  # each voxel of ``grid`` to its k^3 subvoxels
-        return np.repeat(np.repeat(np.repeat(volume.reshape(grid.dims), k, 0), k, 1), k, 2)
-
-    field = np.where(up(possible), wall, np.minimum(wall, 0.45))
-    # The solid part beside the rim (a handle; smoothed on ``grid``) interpolated where it is not nothing.
-    near = np.flatnonzero(up(smoothed > 1e-3))
-    if len(near):
-        ijk = np.stack(np.unravel_index(near, dims)).astype(np.float32)
-        part = ndimage.map_coordinates(smoothed.reshape(grid.dims), (ijk + 0.5) / k - 0.5, order=1, mode="nearest")
-        field.ravel()[near] = np.maximum(field.ravel()[near], part)
-    field = np.where(up(solid), field, np.minimum(field, 0.45))
-    return field, _Grid(dims, voxel, grid.lo, grid.T_cam_from_plane, np.empty((0, 3)))
+    if thin is not None and float(thin.thickness.min()) < 1.5 * grid.voxel:
+        return solid, checks, field, grid, (rev, thin)
+    return solid, checks, field, grid, None
 
 
 def _handle(

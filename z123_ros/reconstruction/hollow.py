@@ -478,21 +478,6 @@ def revolution_field(centres: np.ndarray, voxel: float, rev: Revolution) -> np.n
     return ndimage.map_coordinates(raster, coords, order=1, mode="nearest")
 
 
-def revolution_field_columns(xy: np.ndarray, z: np.ndarray, voxel: float, rev: Revolution) -> np.ndarray:
-    """(len(xy), len(z)) :func:`revolution_field` at every height ``z`` of every column ``xy`` (plane frame): the
-    centres of a grid, read column by column (a radius per column, the raster interpolated once per height) instead
-    of voxel by voxel."""
-    radius = np.linalg.norm(xy - rev.centre, axis=1)
-    raster, z0, step = _revolution_raster(rev, voxel, float(radius.max()), float(z.min()), float(z.max()))
-    zi = np.clip((z - z0) / step, 0.0, raster.shape[1] - 1.0)
-    k = np.minimum(np.floor(zi).astype(np.int64), raster.shape[1] - 2)
-    by_height = raster[:, k] * (1.0 - (zi - k)) + raster[:, k + 1] * (zi - k)  # (radii, heights)
-    ri = np.clip(radius / step, 0.0, raster.shape[0] - 1.0)
-    i = np.minimum(np.floor(ri).astype(np.int64), raster.shape[0] - 2)
-    w = (ri - i)[:, None]
-    return by_height[i] * (1.0 - w) + by_height[i + 1] * w
-
-
 def _revolution_raster(
     rev: Revolution, voxel: float, r_max: float, z_min: float, z_max: float
 ) -> tuple[np.ndarray, float, float]:
@@ -513,6 +498,32 @@ def _revolution_raster(
     bridged = ndimage.binary_closing(np.pad(inside, ((0, 0), (span.shape[1],) * 2)), structure=span)
     raster[bridged[:, span.shape[1] : -span.shape[1]] & ~inside] = 0.75
     return raster, float(z_axis[0]), step
+
+
+def thin_wall_vertices(vertices: np.ndarray, thick: Revolution, thin: Revolution, reach_m: float) -> np.ndarray:
+    """(N, 3) ``vertices`` (plane frame) of the mesh of ``thick``'s wall moved onto ``thin``'s: the same seen faces
+    and normals, thinner walls. With its nearest profile point's face: a vertex behind the face, within its thick
+    wall (and ``reach_m``), has its depth scaled by the ratio of the two thicknesses; one in front of it, where the
+    thick wall of the other face (seen at that height too) reached past this one, comes back onto the face. Along
+    the face's normal revolved to the vertex's azimuth; vertices farther (a handle's, the bottom's) stay. A wall
+    thinner than the grid holds, with the grid's faces: a mesh on a grid fine enough for the wall had 4x the faces
+    and took 2.5x the time."""
+    out = vertices.copy()
+    offset = vertices[:, :2] - thick.centre
+    r = np.linalg.norm(offset, axis=1)
+    rz = np.stack([r, vertices[:, 2]], axis=1)
+    _, i = cKDTree(thick.points).query(rz)
+    n, held, measured = thick.normals[i], thick.thickness[i], thin.thickness[i]
+    depth = np.einsum("ni,ni->n", rz - thick.points[i], n)
+    behind = (depth > 0.0) & (depth <= held + reach_m)
+    front = (depth < 0.0) & (depth >= measured - held - reach_m)
+    target = np.where(behind, np.minimum(depth, held) * measured / np.maximum(held, 1e-9), 0.0)
+    move = (behind | front) & (measured < held)
+    step = (target - depth)[move, None] * n[move]  # (dr, dz)
+    radial = offset[move] / np.maximum(r[move], 1e-9)[:, None]
+    out[move, :2] += step[:, :1] * radial
+    out[move, 2] += step[:, 1]
+    return out
 
 
 #: Largest fraction of a revolved wall that may lie where the camera saw free space before it is rejected.
