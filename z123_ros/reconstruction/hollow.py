@@ -135,6 +135,50 @@ def within_rim(p_plane: np.ndarray, band_m: float, xy: np.ndarray, margin_m: flo
     return inside
 
 
+#: Of the eight directions around a line of sight through the opening, how many must hold rim points.
+_RIM_AROUND_OCTANTS = 7
+
+
+def seen_through_opening(p_plane: np.ndarray, camera: np.ndarray, band_m: float, min_depth_m: float) -> int:
+    """How many of the visible points (plane frame, z up) the camera sees *through* the top: more than
+    ``min_depth_m`` below the rim, their line of sight to ``camera`` (its centre, plane frame) crosses the rim's
+    height inside the rim's footprint, at least ``band_m`` in from its edge, with the rim all around it. Only an
+    opening allows that: a solid's top would hide them (a box's lid, a can's, the cap of a ball: a ray to a point
+    well below it passes beside it, not through it). A container's inside is seen so from any elevation that shows
+    it at all, the far inner wall from a low one as the inner bottom from above (the height map of
+    ``_cavity_columns`` needs the latter: a mug seen from 32 deg shows only the inside of its far wall, in the
+    columns of the rim itself). Counted on at most 400 of the points whose line of sight is inside the footprint."""
+    top = float(np.percentile(p_plane[:, 2], 99.5))
+    level = top - band_m
+    low = p_plane[p_plane[:, 2] < level - min_depth_m]
+    if not len(low) or camera[2] <= level:
+        return 0
+    rim = _rim(p_plane, band_m)
+    try:
+        hull = ConvexHull(rim)
+    except (QhullError, ValueError):
+        return 0
+    t = (level - low[:, 2]) / (camera[2] - low[:, 2])
+    xy = low[:, :2] + t[:, None] * (camera[:2] - low[:, :2])
+    inside = np.ones(len(low), dtype=bool)
+    for a, b, c in hull.equations:  # unit normals: the offset is a distance
+        inside &= a * xy[:, 0] + b * xy[:, 1] + c <= -band_m
+    xy = xy[inside]
+    if not len(xy):
+        return 0
+    # The rim all around the crossing: the convex footprint of a top that is no ring (the two ends of a lying
+    # hammer's head) spans space that is not an opening.
+    rng = np.random.default_rng(0)
+    probe = xy[rng.choice(len(xy), min(len(xy), 400), replace=False)]
+    ring = rim[rng.choice(len(rim), min(len(rim), 1000), replace=False)]
+    angle = np.arctan2(ring[None, :, 1] - probe[:, None, 1], ring[None, :, 0] - probe[:, None, 0])
+    octant = np.minimum(np.floor((angle + np.pi) / (np.pi / 4)).astype(np.int64), 7)
+    around = np.zeros((len(probe), 8), dtype=bool)
+    np.put_along_axis(around, octant, True, axis=1)
+    surrounded = np.count_nonzero(around, axis=1) >= _RIM_AROUND_OCTANTS
+    return int(round(len(xy) * np.count_nonzero(surrounded) / len(probe)))
+
+
 def may_be_within(points: np.ndarray, queries: np.ndarray, reach: float) -> np.ndarray:
     """(N,) bool: the ``queries`` that may lie within ``reach`` of one of the ``points``; every query that does is
     among them. Cells a little larger than ``reach`` (rounding cannot move a point by a whole cell), those holding a
