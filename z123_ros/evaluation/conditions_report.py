@@ -90,10 +90,14 @@ CEILING_SCALES = (0.99, 1.01)
 def shell_ceiling(mesh: trimesh.Trimesh, config: ConditionsConfig) -> dict[str, float]:
     """What the IoU can show for a thin shell: the exact mesh scored against itself after small errors, with the
     benchmark's own metric (``mesh_metrics``). ``wall_mm``: the mean wall thickness, 2 x volume / area (a shell's
-    area counts both faces); ``iou_shift_<d>mm``: IoU of the mesh shifted by d mm, the mean over its three axes;
-    ``iou_scale_1pct``: the mean IoU of the mesh scaled by 0.99 and 1.01 about its box centre. A wall a few voxels
-    thin flickers in and out of the grid's cell centres, so these fall fast with the error."""
-    out = {"wall_mm": float(2e3 * abs(mesh.volume) / mesh.area) if mesh.area > 0 else math.nan}
+    area counts both faces; NaN where the signed volume is not positive); ``iou_shift_<d>mm``: IoU of the mesh
+    shifted by d mm, the mean over its three axes; ``iou_scale_1pct``: the mean IoU of the mesh scaled by 0.99 and
+    1.01 about its box centre. A wall a few voxels thin flickers in and out of the grid's cell centres, so these
+    fall fast with the error."""
+    # The scans have small holes (not watertight): their signed volume is still near the enclosed one, but a
+    # negative one means the surface is open or inside out, and then there is no thickness to read.
+    volume = float(mesh.volume)
+    out = {"wall_mm": 2e3 * volume / mesh.area if volume > 0 and mesh.area > 0 else math.nan}
     for shift in CEILING_SHIFTS_MM:
         ious = []
         for axis in np.eye(3):
