@@ -21,8 +21,10 @@ import numpy as np
 import trimesh
 from scipy.stats import spearmanr
 
+from z123_ros.errors import InputError
 from z123_ros.evaluation.conditions import ConditionsConfig, ConditionsResult, ReconstructionRecord, mesh_metrics
 from z123_ros.evaluation.segmentation import summarise_frames
+from z123_ros.sim.objects import load_object_mesh
 
 #: Plot file suffixes; each file is ``<report name>_<suffix>``.
 PLOTS = ("vs_range.png", "vs_elevation.png", "vs_sensor.png")
@@ -118,9 +120,6 @@ def shell_ceiling(mesh: trimesh.Trimesh, config: ConditionsConfig) -> dict[str, 
 def shell_ceilings(result: ConditionsResult) -> dict[str, dict[str, float]]:
     """:func:`shell_ceiling` of every thin-shell object of the run (by name; the simulator's mesh of it, where the
     simulator has one)."""
-    from z123_ros.errors import InputError
-    from z123_ros.sim.objects import load_object_mesh
-
     out = {}
     for name in sorted({r.object for r in result.reconstruction if _thin_shell(r)}):
         try:
