@@ -252,3 +252,22 @@ def test_a_noisy_static_scene_gives_exactly_one_job_per_object(scene_seed: int) 
         seg = tracker.update(segmenter.segment(rgb, scene.intrinsics, depth_m=depth))
         jobs += _dispatch_all(book, seg.objects, now=float(i))
     assert len(jobs) == len(set(jobs)) == 3, f"jobs by object id: {jobs}"
+
+
+def test_a_split_rule_faster_than_a_plain_change_is_refused_and_the_node_settings_reach_the_book_by_name():
+    """Review of c6ef85d: change_split_confirm_frames below change_confirm_frames would confirm a possible split
+    sooner than a plain change; and the node's settings reach ChangePolicy field by field (they were positional)."""
+    from z123_ros.errors import ConfigError
+    from z123_ros.ros.config import validate_node_config
+    from z123_ros.ros.pipeline import _change_policy
+
+    with pytest.raises(ConfigError, match="change_split_confirm_frames"):
+        validate_node_config(NodeConfig(change_confirm_frames=3, change_split_confirm_frames=2))
+    config = NodeConfig(
+        change_distance_m=0.031, change_extent_ratio=0.41, forget_after_s=12.5, abandon_after_missed_frames=5,
+        change_confirm_frames=3, change_split_confirm_frames=7,
+    )  # fmt: skip
+    validate_node_config(config)
+    policy = _change_policy(config)
+    assert (policy.change_distance_m, policy.change_extent_ratio, policy.forget_after_s) == (0.031, 0.41, 12.5)
+    assert (policy.abandon_after_missed, policy.confirm_frames, policy.split_confirm_frames) == (5, 3, 7)

@@ -4,9 +4,12 @@ Every Ray process builds a serialization context for its job, and Ray 2.60's ``r
 registers serializers for pydantic's model fields and for pyarrow's tables there: it imports pydantic (with its v1
 layer) and pyarrow whenever they are installed (``ray[train]`` installs both), about 0.1 CPU-s in each process. The
 dispatch process and the actors send numpy arrays and this project's dataclasses; neither library is loaded in them.
-:func:`addons_for_loaded_libraries` makes Ray apply its add-ons in the calling process only once one of those
-libraries is loaded there, so a process that uses them still gets them. Only the dispatch process and the actors
-call it (a user's own Ray driver is left alone); a Ray without this private name keeps its behaviour.
+:func:`addons_for_loaded_libraries` makes Ray apply its add-ons in the calling process only if one of those
+libraries is already loaded when the process makes its serialization context (once per job, cached): a library
+loaded later in that process does not get them. The dispatch process calls it; so does every Ray worker process
+that imports ``z123_ros.dispatch.host`` (our actors load it to build WorkerHost; a user's own task that imports it
+is lean too, so such a task must import pydantic or pyarrow before its first Ray call if it sends their types). A
+user's own Ray driver is left alone; a Ray without this private name keeps its behaviour.
 """
 
 from __future__ import annotations

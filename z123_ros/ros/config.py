@@ -102,6 +102,11 @@ def validate_node_config(config: NodeConfig) -> None:
         raise ConfigError(
             f"backend {config.backend!r} needs dispatch.reconstruction.model_path (a Zero-1-to-3 folder or hub id)"
         )
+    if config.change_split_confirm_frames < config.change_confirm_frames:
+        raise ConfigError(
+            f"change_split_confirm_frames ({config.change_split_confirm_frames}) must be >= change_confirm_frames "
+            f"({config.change_confirm_frames}): a possible split would be confirmed sooner than a plain change"
+        )
     config.dispatch.validate()
     config.segmentation.validate()
     config.tracking.validate()

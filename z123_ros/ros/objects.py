@@ -168,7 +168,8 @@ class ObjectBook:
         inside = {
             k: self._inside_another(k, self._tracks[k], others) for k in seen if not self._tracks[k].dispatched_area
         }
-        split = {k for k, parent in inside.items() if parent is not None} | set(inside.values())
+        split = {k for k, parent in inside.items() if parent is not None}
+        split |= {parent for parent in inside.values() if parent is not None}
         due = []
         for object_id in seen:  # once every track of the frame is up to date
             track = self._tracks[object_id]

@@ -57,12 +57,12 @@ _NO_MESH = (np.zeros((0, 3)), np.zeros((0, 3), np.int64))
 
 def _change_policy(config: NodeConfig) -> ChangePolicy:
     return ChangePolicy(
-        config.change_distance_m,
-        config.change_extent_ratio,
-        config.forget_after_s,
-        config.abandon_after_missed_frames,
-        config.change_confirm_frames,
-        config.change_split_confirm_frames,
+        change_distance_m=config.change_distance_m,
+        change_extent_ratio=config.change_extent_ratio,
+        forget_after_s=config.forget_after_s,
+        abandon_after_missed=config.abandon_after_missed_frames,
+        confirm_frames=config.change_confirm_frames,
+        split_confirm_frames=config.change_split_confirm_frames,
     )
 
 
