@@ -18,7 +18,7 @@ from tests._reconstruction_helpers import evaluate_in_world, mesh_pieces, render
 from z123_ros.evaluation.conditions import ConditionsConfig, mesh_metrics
 from z123_ros.reconstruction import ReconstructionInput, hollow, reconstruct
 from z123_ros.reconstruction.base import DepthBackendConfig
-from z123_ros.reconstruction.depth_backend import _unseen_wall
+from z123_ros.reconstruction.depth_backend import _unseen_wall, apply_transform, complete_from_depth
 from z123_ros.reconstruction.hollow import (
     fit_container,
     inward_normals,
@@ -29,6 +29,7 @@ from z123_ros.reconstruction.hollow import (
     wall_field,
     within_rim,
 )
+from z123_ros.reconstruction.mesh import extract_mesh
 
 
 def _ring(radius: float, width: float, height: float, step: float) -> np.ndarray:
@@ -213,14 +214,16 @@ def test_mirrored_wall_when_the_revolution_contradicts_the_view(monkeypatch: pyt
     assert depth.confidence < revolved.confidence
 
 
-def _sensor_view(name: str, sensor: str, seed: int, range_m: float, elevation_deg: float):
-    """(input, ground truth in the camera frame) of ``name`` alone at 640x480 through a sensor preset."""
+def _sensor_view(name: str, sensor: str, seed: int, range_m: float, elevation_deg: float, azimuth_deg=None):
+    """(input, ground truth in the camera frame) of ``name`` alone at 640x480 through a sensor preset (azimuth: 30
+    degrees a seed unless given)."""
     from z123_ros.sim import SceneConfig, render_tabletop_scene
 
     scene = render_tabletop_scene(
         SceneConfig(
             seed=seed, num_objects=1, object_names=(name,), width=640, height=480, camera_range_m=range_m,
-            camera_elevation_deg=elevation_deg, camera_azimuth_deg=30.0 * seed, sensor=sensor,
+            camera_elevation_deg=elevation_deg,
+            camera_azimuth_deg=30.0 * seed if azimuth_deg is None else azimuth_deg, sensor=sensor,
             compute_visible_fraction=False,
         )
     )  # fmt: skip
@@ -252,8 +255,9 @@ def test_noisy_sensor_walls_take_their_faces_from_the_revolved_profile() -> None
 def test_bowl_wall_is_thinner_than_the_container_grid_holds(elevation_deg: float) -> None:
     # The container grid (96 voxels along the bowl's 17 cm box: 1.8 mm) holds walls of 1.5 voxels at least: the
     # 1.2 mm bowl came out 3.1 mm (45 deg) and 3.6 mm thick (70 deg: its outside hidden, the wall was the rim's
-    # reading, 3.5 mm). The revolved wall's mesh is made on that grid subdivided (the checks stay on it), and the
-    # wall whose outside is unseen lies between a rigid container's thinnest and the rim's reading.
+    # reading, 3.5 mm). The field and the checks keep the held wall; the mesh's vertices are moved onto the measured
+    # wall after (hollow.thin_wall_vertices), and the wall whose outside is unseen lies between a rigid container's
+    # thinnest and the rim's reading.
     depth, mesh, view = _thin_shell_case("024_bowl", 0.45, elevation_deg)
     assert "revolved" in depth.info["prior"]
     cfg = DepthBackendConfig()
@@ -291,6 +295,51 @@ def test_thin_wall_vertices_bring_both_faces_of_a_held_wall_to_the_measured_one(
         vertices[7:14], one_face, dataclasses.replace(one_face, thickness=np.full(26, 0.0015)), 0.001
     )
     np.testing.assert_allclose(np.linalg.norm(moved[:, :2], axis=1), 0.0395, atol=1e-9)
+
+
+def test_thin_wall_vertices_leave_a_handle_beyond_the_walls_reach() -> None:
+    # One face seen (an inside at r = 38 mm up to 50 mm high), held 3 mm behind it, measured 1.5 mm. A handle's root
+    # vertex 3 mm behind the face but 5 mm above the wall's top is no vertex of the wall (farther than the held
+    # wall and the 1 mm reach from every profile point): it stays (the old code scaled its depth, 3 -> 1.5 mm).
+    # Just past the held wall the move fades out over the reach instead of stopping at once.
+    z = np.linspace(0.0, 0.05, 26)
+    inner = np.stack([np.full_like(z, 0.038), z], axis=1)
+    wall = hollow.Revolution(np.zeros(2), inner, np.tile([1.0, 0.0], (26, 1)), np.full(26, 0.003), 0.003, 0.0)
+    thin = dataclasses.replace(wall, thickness=np.full(26, 0.0015))
+    handle = np.array([[0.041, 0.0, 0.055]])
+    np.testing.assert_array_equal(hollow.thin_wall_vertices(handle, wall, thin, 0.001), handle)
+    radii = np.array([0.041, 0.04125, 0.0415, 0.04175, 0.04199])
+    moved = hollow.thin_wall_vertices(np.stack([radii, 0 * radii, np.full(5, 0.02)], axis=1), wall, thin, 0.001)
+    r = moved[:, 0]
+    np.testing.assert_allclose(r[:2], 0.0395, atol=1e-9)  # onto the measured wall within half the reach
+    assert r[1] < r[2] < r[3] < r[4] and r[4] == pytest.approx(0.04199, abs=5e-5)  # in order: no face folds over
+
+
+@pytest.mark.parametrize(
+    ("name", "range_m", "elevation_deg"), [("024_bowl", 0.45, 45.0), ("024_bowl", 0.6, 20.0), ("025_mug", 0.45, 60.0)]
+)
+def test_thinning_the_wall_turns_no_face_over(name: str, range_m: float, elevation_deg: float) -> None:
+    # Each vertex of the held wall's mesh moved along its own nearest profile point's normal: at the rim, the lip
+    # (its thickness measured, 6 mm, beside 2.7 mm held walls thinned to 1.4) and a mug's handle, neighbours moved
+    # apart by more than the voxel between them and 13-59 faces turned over (self-intersections no watertightness
+    # check sees). The move is blended over the nearest profile points, limited to the held wall's reach, and a
+    # turned face's vertices move less.
+    inp, _ = _sensor_view(name, "ideal", 0, range_m, elevation_deg, azimuth_deg=30.0)
+    completion, _ = complete_from_depth(inp, DepthBackendConfig())
+    assert completion.thin_wall is not None
+    mesh = extract_mesh(completion.surface_field, 0.5, completion.T_cam_from_index, smooth_sigma=0.0)
+    before = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
+    after = trimesh.Trimesh(completion.thin_wall(before.vertices, before.faces), before.faces, process=False)
+    assert np.mean(np.linalg.norm(after.vertices - before.vertices, axis=1) > 1e-4) > 0.3  # the wall was thinned
+    turned = np.einsum("ni,ni->n", before.face_normals, after.face_normals) < 0.0
+    assert np.count_nonzero(turned & (before.area_faces > 0)) == 0
+    if elevation_deg == 20.0:
+        # The bottom the camera did not see is a plate from the table up, as thick as the checks' grid holds (1.5
+        # voxels): the held wall's plate lay half under the table, and the grid's floor cut it to 1.2 mm.
+        T_cam_from_plane, held, _, voxel = completion.thin_wall.args
+        p = apply_transform(np.linalg.inv(T_cam_from_plane), after.vertices)
+        axis = (np.linalg.norm(p[:, :2] - held.centre, axis=1) < 0.01) & (p[:, 2] < 0.012)
+        assert p[axis, 2].min() < 0.3 * voxel and p[axis, 2].max() - p[axis, 2].min() > 1.25 * voxel
 
 
 def _box_top(x0: float, x1: float, y0: float, y1: float, z: float, step: float = 0.001) -> np.ndarray:

@@ -87,7 +87,7 @@ def _reconstruct_depth(inp: ReconstructionInput, config: ReconstructionConfig, p
     if completion.surface_field is not None:  # an open container's wall, already placed to a fraction of a voxel
         mesh = extract_mesh(completion.surface_field, 0.5, completion.T_cam_from_index, smooth_sigma=0.0)
         if completion.thin_wall is not None:
-            mesh = trimesh.Trimesh(completion.thin_wall(mesh.vertices), mesh.faces, process=False)
+            mesh = trimesh.Trimesh(completion.thin_wall(mesh.vertices, mesh.faces), mesh.faces, process=False)
         # At the float32 of the result: a thin wall's marching cubes leaves a few faces whose vertices meet at that
         # precision, and merged there they came off as specks of two faces.
         mesh = largest_mesh_piece(trimesh.Trimesh(mesh.vertices.astype(np.float32), mesh.faces))

@@ -84,9 +84,9 @@ class DepthCompletion:
     wall, placed to a fraction of a voxel: see reconstruction/hollow.py); None: mesh the occupancy."""
     sliver: float = 0.0
     """How much of the object the image border may hide (``_border_sliver``; 0 when not cut by it)."""
-    thin_wall: Callable[[np.ndarray], np.ndarray] | None = None
-    """Moves the vertices (camera frame) of ``surface_field``'s mesh onto the measured wall when that is thinner
-    than the field's grid holds (an open container's revolved wall); None: the mesh is final."""
+    thin_wall: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    """Moves the vertices (camera frame; the faces second) of ``surface_field``'s mesh onto the measured wall when
+    that is thinner than the field's grid holds (an open container's revolved wall); None: the mesh is final."""
 
 
 def apply_transform(T: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -717,12 +717,17 @@ def _thin_wall(
 
 
 def _thin_vertices(
-    T_cam_from_plane: np.ndarray, held: Revolution, measured: Revolution, voxel: float, vertices: np.ndarray
+    T_cam_from_plane: np.ndarray,
+    held: Revolution,
+    measured: Revolution,
+    voxel: float,
+    vertices: np.ndarray,
+    faces: np.ndarray,
 ) -> np.ndarray:
-    """(N, 3) ``vertices`` (camera frame) of the mesh of the ``held`` wall moved onto the ``measured`` one (see
-    ``hollow.thin_wall_vertices``), within a ``voxel`` of the held wall."""
+    """(N, 3) ``vertices`` (camera frame) of the mesh (``faces``) of the ``held`` wall moved onto the ``measured``
+    one (see ``hollow.thin_wall_vertices``), within a ``voxel`` of the held wall, no face turned over."""
     plane = apply_transform(np.linalg.inv(T_cam_from_plane), vertices)
-    return apply_transform(T_cam_from_plane, thin_wall_vertices(plane, held, measured, voxel))
+    return apply_transform(T_cam_from_plane, thin_wall_vertices(plane, held, measured, voxel, faces))
 
 
 def _unseen_wall(rim_m: float, held_m: float, cfg: DepthBackendConfig) -> float:
@@ -759,14 +764,14 @@ def _wall_solid(
     thin = rev
     if rev is not None:  # the grid holds walls of 1.5 of its voxels; the mesh is thinned to the rest after
         thickness = max(thickness, 1.5 * finest)
-        rev = dataclasses.replace(rev, thickness=np.maximum(rev.thickness, 1.5 * finest), wall=thickness)
+        held = np.maximum(rev.thickness, 1.5 * finest)
         # The bottom added where the camera saw none stays as thick as on the checks' grid: it is a plate from the
-        # table up, and containers stand on a foot ring that raises their bottom (scans: bowl 1.5 mm, mug 1.8 mm,
-        # cups 6 mm), which the view does not show; a thinner plate misses it.
-        plate = (thin.points[:, 1] == thin.wall) & (thin.normals[:, 1] == -1.0)  # its top face, material below
-        points = thin.points.copy()
-        points[plate, 1] = rev.thickness[plate]
-        thin = dataclasses.replace(thin, points=points, thickness=np.where(plate, rev.thickness, thin.thickness))
+        # table up (its top face at its thickness), and containers stand on a foot ring that raises their bottom
+        # (scans: bowl 1.5 mm, mug 1.8 mm, cups 6 mm), which the view does not show; a thinner plate misses it.
+        points = rev.points.copy()
+        points[rev.bottom, 1] = held[rev.bottom]
+        rev = dataclasses.replace(rev, points=points, thickness=held, wall=thickness)
+        thin = dataclasses.replace(thin, points=points, thickness=np.where(rev.bottom, held, thin.thickness))
     # Voxels a third of the wall: three across it keep it whole, finer ones only cost time (a cup: 4x the voxels).
     grid = _container_grid(working, support, cfg, max(finest, thickness / 3.0))
     candidate, _, _, behind = space.classify(grid.to_cam(grid.centres))
@@ -805,7 +810,7 @@ def _wall_solid(
     # thicken it outwards by up to a voxel.
     inside = field if rev is not None else np.maximum(field, 0.55)
     field = np.where(solid.ravel(), inside, np.minimum(field, 0.45)).reshape(grid.dims)
-    if thin is not None and float(thin.thickness.min()) < 1.5 * grid.voxel:
+    if thin is not None and np.any(thin.thickness < rev.thickness):
         return solid, checks, field, grid, (rev, thin)
     return solid, checks, field, grid, None
 

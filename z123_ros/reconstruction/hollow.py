@@ -288,6 +288,12 @@ class Revolution:
     residual: float
     """Median distance (m) of the wall's faces from their profile (the median radius of their face at their
     height): how well a surface of revolution explains the view."""
+    bottom: np.ndarray | None = None
+    """(M,) the points of the bottom added where the camera saw none (a plate on the table; see _with_bottom)."""
+
+    def __post_init__(self) -> None:
+        if self.bottom is None:
+            self.bottom = np.zeros(len(self.points), dtype=bool)
 
 
 def fit_revolution(
@@ -341,8 +347,8 @@ def fit_revolution(
     # foot: 20 mm walls there), up to the radius itself.
     thickness[measured] = np.clip(across[measured] * cos[measured], min_m, np.maximum(0.6 * r[measured], min_m))
     points = _denoised(rz, n2, np.where(outer, 0, np.where(inner, 1, 2)))
-    points, n2, thickness = _with_bottom(points, n2, thickness, outer, wall)
-    return Revolution(centre, points, n2, thickness, wall, residual)
+    points, n2, thickness, bottom = _with_bottom(points, n2, thickness, outer, wall)
+    return Revolution(centre, points, n2, thickness, wall, residual, bottom)
 
 
 #: Height bins of the radial profiles (m) and the fewest points a face needs in a bin to have a radius there.
@@ -377,9 +383,10 @@ def _local_lines(rz: np.ndarray, sigma: float, weight: np.ndarray | None = None)
     third of it. Revolved, every azimuth the camera saw lies on one profile: thousands of points where one azimuth's
     dozen neighbours (a point's surface normal) are lost in depth noise of a few millimetres."""
     cell = sigma / 3.0
-    lo = rz.min(axis=0) - 4.0 * sigma
+    pad = 12  # cells (4 sigma) on every side: the filter's reflection at the raster's edge adds no weight
+    lo = rz.min(axis=0) - pad * cell
     ij = np.floor((rz - lo) / cell).astype(np.int64)
-    shape = tuple(ij.max(axis=0) + 5)
+    shape = tuple(ij.max(axis=0) + pad + 1)
     flat = np.ravel_multi_index(ij.T, shape)
     w = np.ones(len(rz)) if weight is None else weight
     x, y = (rz - lo).T
@@ -493,21 +500,28 @@ def _radial_profiles(
 
 def _with_bottom(
     points: np.ndarray, normals: np.ndarray, thickness: np.ndarray, outer: np.ndarray, wall: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The profile with a bottom of ``wall`` on the table when the camera saw none (a container seen from low: the
-    wall alone would revolve into a tube): faces up, across the foot's radius (its outer face's lowest points)."""
+    wall alone would revolve into a tube): faces up, across the foot's radius (its outer face's lowest points).
+    Last: (M,) which of the profile's points are that bottom's."""
+    none = np.zeros(len(points), dtype=bool)
     low = points[:, 1] < 0.3 * points[:, 1].max()
     foot = points[outer & low, 0] if np.any(outer & low) else points[outer, 0]
     if not len(foot):
-        return points, normals, thickness
+        return points, normals, thickness, none
     radius = float(np.percentile(foot, 90))  # out to the wall's outside, so that the bottom holds on to it
     floor = low & (normals[:, 1] < -0.7) & ~outer & (points[:, 0] < 0.5 * radius)
     if np.count_nonzero(floor) >= _MIN_PROFILE_POINTS:  # the inner bottom was seen
-        return points, normals, thickness
+        return points, normals, thickness, none
     r = np.arange(0.0, radius, 0.0005)
     plate = np.stack([r, np.full(len(r), wall)], axis=1)
     down = np.tile([0.0, -1.0], (len(r), 1))
-    return np.concatenate([points, plate]), np.concatenate([normals, down]), np.r_[thickness, np.full(len(r), wall)]
+    return (
+        np.concatenate([points, plate]),
+        np.concatenate([normals, down]),
+        np.r_[thickness, np.full(len(r), wall)],
+        np.r_[none, np.ones(len(r), dtype=bool)],
+    )
 
 
 def revolution_field(centres: np.ndarray, voxel: float, rev: Revolution) -> np.ndarray:
@@ -544,30 +558,72 @@ def _revolution_raster(
     return raster, float(z_axis[0]), step
 
 
-def thin_wall_vertices(vertices: np.ndarray, thick: Revolution, thin: Revolution, reach_m: float) -> np.ndarray:
+def thin_wall_vertices(
+    vertices: np.ndarray,
+    thick: Revolution,
+    thin: Revolution,
+    reach_m: float,
+    faces: np.ndarray | None = None,
+    neighbours: int = 8,
+) -> np.ndarray:
     """(N, 3) ``vertices`` (plane frame) of the mesh of ``thick``'s wall moved onto ``thin``'s: the same seen faces
-    and normals, thinner walls. With its nearest profile point's face: a vertex behind the face, within its thick
-    wall (and ``reach_m``), has its depth scaled by the ratio of the two thicknesses; one in front of it, where the
-    thick wall of the other face (seen at that height too) reached past this one, comes back onto the face. Along
-    the face's normal revolved to the vertex's azimuth; vertices farther (a handle's, the bottom's) stay. A wall
-    thinner than the grid holds, with the grid's faces: a mesh on a grid fine enough for the wall had 4x the faces
-    and took 2.5x the time."""
-    out = vertices.copy()
+    and normals, thinner walls. With each profile point's face: a vertex behind the face, within its thick wall,
+    has its depth scaled by the ratio of the two thicknesses; one in front of it, where the thick wall of the other
+    face (seen at that height too) reached past this one, comes back onto the face. Over the next ``reach_m`` the
+    move fades to none, and a vertex farther than the thickest held wall and ``reach_m`` from every profile point
+    (a handle's, a foot's) stays: a vertex moved and its neighbour left where it was folded faces over. The move is
+    the inverse-distance mean of the ``neighbours`` nearest profile points' (within that reach), each along its
+    face's normal revolved to the vertex's azimuth: neighbours whose nearest faces differ (at the rim, a handle's
+    root) move alike. A wall thinner than the grid holds, with the grid's faces: a mesh on a grid fine enough for
+    the wall had 4x the faces and took 2.5x the time."""
     offset = vertices[:, :2] - thick.centre
     r = np.linalg.norm(offset, axis=1)
     rz = np.stack([r, vertices[:, 2]], axis=1)
-    _, i = cKDTree(thick.points).query(rz)
-    n, held, measured = thick.normals[i], thick.thickness[i], thin.thickness[i]
-    depth = np.einsum("ni,ni->n", rz - thick.points[i], n)
-    behind = (depth > 0.0) & (depth <= held + reach_m)
-    front = (depth < 0.0) & (depth >= measured - held - reach_m)
-    target = np.where(behind, np.minimum(depth, held) * measured / np.maximum(held, 1e-9), 0.0)
-    move = (behind | front) & (measured < held)
-    step = (target - depth)[move, None] * n[move]  # (dr, dz)
-    radial = offset[move] / np.maximum(r[move], 1e-9)[:, None]
-    out[move, :2] += step[:, :1] * radial
-    out[move, 2] += step[:, 1]
-    return out
+    bound = float(thick.thickness.max()) + reach_m
+    dist, i = cKDTree(thick.points).query(rz, k=neighbours, distance_upper_bound=bound)
+    j = np.where(np.isfinite(dist), i, 0)  # (N, k); i is len(points) where none was that near
+    n, held, measured = thick.normals[j], thick.thickness[j], thin.thickness[j]
+    near = dist <= held + reach_m  # within that point's own held wall's reach
+    depth = np.einsum("nki,nki->nk", rz[:, None, :] - thick.points[j], n)
+    half = 0.5 * reach_m
+    # Behind the face: scaled within the held wall, held onto the measured back face for half the reach, then
+    # fading back to where it was at the full reach (monotonic in depth: no face folds along the normal).
+    ratio = measured / np.maximum(held, 1e-9)
+    fade_back = np.clip((depth - held - half) / half, 0.0, 1.0)
+    behind = np.where(depth <= held, depth * ratio, measured + fade_back * (depth - measured))
+    # In front of it: onto the face from the other face's held wall's reach (measured - held) and half the reach
+    # beyond, fading back over the other half.
+    front_end = measured - held - half
+    fade_front = np.clip((front_end - depth) / half, 0.0, 1.0)
+    front = fade_front * depth
+    target = np.where(depth > 0.0, behind, front)
+    step = np.where(near & (measured < held), target - depth, 0.0)  # along n, (N, k)
+    weight = np.where(near, 1.0 / np.maximum(np.where(near, dist, 1.0), 1e-5), 0.0)
+    move = np.einsum("nk,nk,nki->ni", weight, step, n) / np.maximum(weight.sum(axis=1), 1e-12)[:, None]  # (dr, dz)
+    radial = offset / np.maximum(r, 1e-9)[:, None]
+    step3 = np.concatenate([move[:, :1] * radial, move[:, 1:]], axis=1)
+    if faces is not None:
+        step3 = _unfolded(vertices, step3, faces)
+    return vertices + step3
+
+
+def _unfolded(vertices: np.ndarray, step: np.ndarray, faces: np.ndarray, rounds: int = 6) -> np.ndarray:
+    """(N, 3) ``step`` of the ``vertices`` with no face of ``faces`` turned over by it: the steps of a turned face's
+    vertices are halved until none is (where the wall's thickness changes within a voxel, at a rim's lip, its
+    neighbours' moves differ by more than the voxel between them), and dropped after ``rounds``."""
+    step = step.copy()
+    tri = vertices[faces]
+    before = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    real = np.einsum("ni,ni->n", before, before) > 0.0
+    k = 0
+    while True:  # ends: past ``rounds`` each pass drops the step of a vertex that still has one
+        moved = tri + step[faces]
+        after = np.cross(moved[:, 1] - moved[:, 0], moved[:, 2] - moved[:, 0])
+        turned = real & (np.einsum("ni,ni->n", before, after) <= 0.0)
+        if not np.any(turned):
+            return step
+        step[np.unique(faces[turned])] *= 0.5 if k < rounds else 0.0
+        k += 1
 
 
 #: Largest fraction of a revolved wall that may lie where the camera saw free space before it is rejected.
