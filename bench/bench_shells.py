@@ -27,8 +27,9 @@ import trimesh
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests._reconstruction_helpers import single_shell_view  # noqa: E402
 from z123_ros.evaluation.conditions import ConditionsConfig, mesh_metrics  # noqa: E402
-from z123_ros.reconstruction import ReconstructionInput, reconstruct  # noqa: E402
+from z123_ros.reconstruction import reconstruct  # noqa: E402
 from z123_ros.sim import SceneConfig, render_tabletop_scene  # noqa: E402
 
 SHELLS = ("024_bowl", "025_mug", "065-a_cups")
@@ -60,16 +61,10 @@ def _scene(view):
 
 
 def render(view):
-    """(input, ground truth in the camera frame) of one view; the label image passed as the node passes it."""
-    scene = _scene(view)
-    obj = scene.objects[0]
-    inp = ReconstructionInput(
-        rgb=scene.rgb, mask=scene.instance_ids == obj.id, intrinsics=scene.intrinsics, depth_m=scene.depth_m,
-        T_cam_from_world=scene.T_cam_from_world, labels=scene.instance_ids,
-    )  # fmt: skip
-    gt = obj.mesh_world.copy()
-    gt.apply_transform(scene.T_cam_from_world)
-    return inp, gt
+    """(input, ground truth in the camera frame) of one view (tests/_reconstruction_helpers.single_shell_view)."""
+    return single_shell_view(
+        view["name"], view["sensor"], view["seed"], view["range_m"], view["elev"], azimuth_deg=view["az"]
+    )
 
 
 def run(seeds, backends):

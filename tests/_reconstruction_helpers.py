@@ -126,3 +126,29 @@ def condition_object_view(bucket: str, seed: int, name: str) -> ObjectView:
 def mesh_pieces(result: ReconstructionResult) -> int:
     """Connected pieces of a result's mesh (a grasp planner needs exactly one)."""
     return len(trimesh.Trimesh(result.vertices, result.faces).split(only_watertight=False))
+
+
+def single_shell_view(
+    name: str, sensor: str, seed: int, range_m: float, elevation_deg: float, azimuth_deg: float | None = None
+) -> tuple[ReconstructionInput, trimesh.Trimesh]:
+    """(input, ground truth in the camera frame) of ``name`` alone at 640x480 through a sensor preset (azimuth: 30
+    degrees a seed unless given); the label image passed as the node passes it. bench/bench_shells.py renders its
+    sweep with it too."""
+    from z123_ros.sim import SceneConfig, render_tabletop_scene
+
+    scene = render_tabletop_scene(
+        SceneConfig(
+            seed=seed, num_objects=1, object_names=(name,), width=640, height=480, camera_range_m=range_m,
+            camera_elevation_deg=elevation_deg,
+            camera_azimuth_deg=30.0 * seed if azimuth_deg is None else azimuth_deg, sensor=sensor,
+            compute_visible_fraction=False,
+        )
+    )  # fmt: skip
+    obj = scene.objects[0]
+    inp = ReconstructionInput(
+        rgb=scene.rgb, mask=scene.instance_ids == obj.id, intrinsics=scene.intrinsics, depth_m=scene.depth_m,
+        T_cam_from_world=scene.T_cam_from_world, labels=scene.instance_ids,
+    )  # fmt: skip
+    gt = obj.mesh_world.copy()
+    gt.apply_transform(scene.T_cam_from_world)
+    return inp, gt

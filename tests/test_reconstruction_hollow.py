@@ -14,7 +14,7 @@ import pytest
 import trimesh
 from scipy.spatial import cKDTree
 
-from tests._reconstruction_helpers import evaluate_in_world, mesh_pieces, render_condition_view
+from tests._reconstruction_helpers import evaluate_in_world, mesh_pieces, render_condition_view, single_shell_view
 from z123_ros.evaluation.conditions import ConditionsConfig, mesh_metrics
 from z123_ros.reconstruction import ReconstructionInput, hollow, reconstruct
 from z123_ros.reconstruction.base import DepthBackendConfig
@@ -214,29 +214,6 @@ def test_mirrored_wall_when_the_revolution_contradicts_the_view(monkeypatch: pyt
     assert depth.confidence < revolved.confidence
 
 
-def _sensor_view(name: str, sensor: str, seed: int, range_m: float, elevation_deg: float, azimuth_deg=None):
-    """(input, ground truth in the camera frame) of ``name`` alone at 640x480 through a sensor preset (azimuth: 30
-    degrees a seed unless given)."""
-    from z123_ros.sim import SceneConfig, render_tabletop_scene
-
-    scene = render_tabletop_scene(
-        SceneConfig(
-            seed=seed, num_objects=1, object_names=(name,), width=640, height=480, camera_range_m=range_m,
-            camera_elevation_deg=elevation_deg,
-            camera_azimuth_deg=30.0 * seed if azimuth_deg is None else azimuth_deg, sensor=sensor,
-            compute_visible_fraction=False,
-        )
-    )  # fmt: skip
-    obj = scene.objects[0]
-    inp = ReconstructionInput(
-        rgb=scene.rgb, mask=scene.instance_ids == obj.id, intrinsics=scene.intrinsics, depth_m=scene.depth_m,
-        T_cam_from_world=scene.T_cam_from_world, labels=scene.instance_ids,
-    )  # fmt: skip
-    gt = obj.mesh_world.copy()
-    gt.apply_transform(scene.T_cam_from_world)
-    return inp, gt
-
-
 def test_noisy_sensor_walls_take_their_faces_from_the_revolved_profile() -> None:
     # Active stereo at 0.6 m: ~1.5 mm depth noise on a 1-2 mm wall. A point's own normal (its dozen neighbours) read
     # the near wall's outside as an inside and left points on neither face; the revolved profile's normal, on the
@@ -244,7 +221,7 @@ def test_noisy_sensor_walls_take_their_faces_from_the_revolved_profile() -> None
     # before -> after: cup 45 deg 0.347 -> 0.429, bowl 55 deg 0.134 -> 0.168 (hull ~0.1 and ~0.03).
     config = ConditionsConfig()
     for name, elevation_deg, seed, floor in (("065-a_cups", 45.0, 1, 0.39), ("024_bowl", 55.0, 3, 0.15)):
-        inp, gt = _sensor_view(name, "active_stereo", seed, 0.6, elevation_deg)
+        inp, gt = single_shell_view(name, "active_stereo", seed, 0.6, elevation_deg)
         result = reconstruct(inp, "depth")
         assert "revolved" in result.info["prior"]
         pred = trimesh.Trimesh(np.asarray(result.vertices, float), np.asarray(result.faces, np.int64), process=False)
@@ -324,7 +301,7 @@ def test_thinning_the_wall_turns_no_face_over(name: str, range_m: float, elevati
     # apart by more than the voxel between them and 13-59 faces turned over (self-intersections no watertightness
     # check sees). The move is blended over the nearest profile points, limited to the held wall's reach, and a
     # turned face's vertices move less.
-    inp, _ = _sensor_view(name, "ideal", 0, range_m, elevation_deg, azimuth_deg=30.0)
+    inp, _ = single_shell_view(name, "ideal", 0, range_m, elevation_deg, azimuth_deg=30.0)
     completion, _ = complete_from_depth(inp, DepthBackendConfig())
     assert completion.thin_wall is not None
     mesh = extract_mesh(completion.surface_field, 0.5, completion.T_cam_from_index, smooth_sigma=0.0)
