@@ -124,11 +124,17 @@ def within_rim(p_plane: np.ndarray, band_m: float, xy: np.ndarray, margin_m: flo
     """(N,) bool: the plane-frame positions ``xy`` lie within ``margin_m`` of the rim's convex footprint. The
     container's wall lies there; outside it are solid parts seen beside the opening (a mug's handle), which the
     caller completes as solids: as a thin skin of its visible side a handle came off as a fragment."""
-    rim = _rim(p_plane, band_m)
+    inside = _within_hull(_rim(p_plane, band_m), xy, margin_m)
+    return np.ones(len(xy), dtype=bool) if inside is None else inside
+
+
+def _within_hull(points: np.ndarray, xy: np.ndarray, margin_m: float) -> np.ndarray | None:
+    """(N,) bool: ``xy`` lie within ``margin_m`` of the convex hull of the (M, 2) ``points`` (inside it by at least
+    -margin_m when negative); None when the points span no hull (too few, or on a line)."""
     try:
-        hull = ConvexHull(rim)
+        hull = ConvexHull(points)
     except (QhullError, ValueError):
-        return np.ones(len(xy), dtype=bool)
+        return None
     inside = np.ones(len(xy), dtype=bool)
     for a, b, c in hull.equations:  # unit normals: the offset is a distance
         inside &= a * xy[:, 0] + b * xy[:, 1] + c <= margin_m
@@ -154,18 +160,12 @@ def seen_through_opening(p_plane: np.ndarray, camera: np.ndarray, band_m: float,
     if not len(low) or camera[2] <= level:
         return 0
     rim = _rim(p_plane, band_m)
-    try:
-        hull = ConvexHull(rim)
-    except (QhullError, ValueError):
-        return 0
     t = (level - low[:, 2]) / (camera[2] - low[:, 2])
     xy = low[:, :2] + t[:, None] * (camera[:2] - low[:, :2])
-    inside = np.ones(len(low), dtype=bool)
-    for a, b, c in hull.equations:  # unit normals: the offset is a distance
-        inside &= a * xy[:, 0] + b * xy[:, 1] + c <= -band_m
-    xy = xy[inside]
-    if not len(xy):
+    inside = _within_hull(rim, xy, -band_m)
+    if inside is None or not inside.any():
         return 0
+    xy = xy[inside]
     # The rim all around the crossing: the convex footprint of a top that is no ring (the two ends of a lying
     # hammer's head) spans space that is not an opening.
     rng = np.random.default_rng(0)
