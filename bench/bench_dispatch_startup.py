@@ -235,13 +235,14 @@ def _ros_helpers(repo: Path) -> Any:
 
 def _process_kind(pid: int, root: int) -> str:
     """Which part of the node's start-up a process is: the node itself, its dispatch process (the Ray driver and
-    the standby one), Ray's GCS and raylet, the raylet's two agents, or a worker (the actors)."""
+    the standby one), Ray's GCS and raylet, the raylet's two agents (the dashboard agent may be the lean head's
+    stand-in, z123_ros/dispatch/raylet_agents.py), or a worker (the actors)."""
     if pid == root:
         return "node"
     name = Path(f"/proc/{pid}/comm").read_text().strip()
     if name in ("gcs_server", "raylet"):
         return "gcs+raylet"
-    if name.startswith(("ray::DashboardA", "ray::RuntimeEnv")):
+    if name.startswith(("ray::DashboardA", "ray::RuntimeEnv", "z123-agent-stub")):
         return "agents"
     if name.startswith("ray::"):
         return "actors"

@@ -8,6 +8,7 @@ left behind. Waits are generous event waits: the recovery *times* are measured b
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -148,6 +149,30 @@ def test_the_embedded_head_runs_only_what_the_dispatcher_uses(supervised: Superv
     processes = {name.removesuffix("_pids") for name in supervised.ray_info() if name.endswith("_pids")}
     assert {"gcs_server", "raylet"} <= processes
     assert not processes & {"dashboard", "monitor", "log_monitor"}, processes
+
+
+def test_the_raylets_agents_start_lean_and_serve_what_rays_would(supervised: SupervisedDispatcher) -> None:
+    """The lean head's raylet runs the dashboard agent's stand-in (Ray's own would start minimal here and serve
+    nothing) and Ray's own runtime-env agent, which listens on the port written to its file before its imports
+    (z123_ros/dispatch/raylet_agents.py); the port files the raylet waits for hold what Ray's agents write."""
+    import psutil
+
+    info = supervised.ray_info()
+    raylet = psutil.Process(info["raylet_pids"][0])
+    names = {p.name() for p in raylet.children()}
+    assert "z123-agent-stub" in names and not any(n.startswith("ray::Dashboard") for n in names), names
+    session = Path(info["session_dir"])
+    ports = {p.name.rsplit("_", 1)[0]: int(p.read_text()) for p in session.glob("*_port_*") if "." not in p.name}
+    assert ports["metrics_agent_port"] == ports["metrics_export_port"] == ports["dashboard_agent_listen_port"] == -1
+
+    def runtime_env_agent_listening() -> bool:
+        for child in raylet.children():
+            with contextlib.suppress(psutil.Error):
+                if any(c.laddr.port == ports["runtime_env_agent_port"] for c in child.net_connections("tcp")):
+                    return child.name() == "ray::RuntimeEnvAgent"
+        return False
+
+    wait_for(runtime_env_agent_listening, 60.0, "Ray's runtime-env agent listening on its written port")
 
 
 def _drill(d: SupervisedDispatcher, victim: str) -> None:

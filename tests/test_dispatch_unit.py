@@ -6,6 +6,7 @@ import gc
 import hashlib
 import math
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -37,6 +38,7 @@ from z123_ros.dispatch import (
     kind_names,
     make_worker,
     probe_tcp,
+    raylet_agents,
     register_kind,
 )
 from z123_ros.dispatch import kinds as kinds_module
@@ -439,6 +441,110 @@ def test_lean_head_waits_for_its_raylets_registration_before_ray_init_asks() -> 
     assert head.gcs.requests == 5, "polled until the raylet was listed, not longer"
     assert worker_node.gcs.requests == 0
     assert wait_for_registration(_FakeRayletNode(True, registered_at=10**9), period_s=0.001, limit_s=0.05) is False
+
+
+class _FakeRayNode:
+    """Test double of a Ray Node whose start_raylet starts the raylet (and one other process) through Ray's
+    services.start_ray_process, with agent commands as Ray 2.60's services.start_raylet writes them."""
+
+    def __init__(self, head: bool, session_dir: str) -> None:
+        self.head, self.node_id, self._session = head, "ab12", session_dir
+
+    def get_session_dir_path(self) -> str:
+        return self._session
+
+    def start_raylet(self) -> None:
+        import ray._private.services as services
+
+        dashboard = "--dashboard_agent_command=/py /ray/dashboard/agent.py --node-id=ab12 --minimal"
+        runtime_env = "--runtime_env_agent_command=/py /ray/agent/main.py --runtime-env-agent-port=0"
+        services.start_ray_process(["/ray/raylet", "--head", dashboard, runtime_env], "raylet", fate_share=False)
+        services.start_ray_process(["/ray/gcs_server", dashboard], "gcs_server", fate_share=False)
+
+
+def test_lean_head_starts_the_raylets_agents_lean_on_a_head_only(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The lean head rewrites the raylet's agent commands (a stand-in for the minimal dashboard agent, Ray's
+    runtime-env agent behind raylet_agents.py's port-first start), for the raylet of a head only, for that one
+    start_raylet call; every other argument and process is Ray's."""
+    import ray._private.services as services
+    import ray._private.utils as ray_utils
+
+    started: list[tuple[str, list[str]]] = []
+    monkeypatch.setattr(services, "start_ray_process", lambda cmd, kind, **kw: started.append((kind, cmd)))
+    monkeypatch.setattr(ray_utils, "get_dashboard_dependency_error", lambda: ImportError("aiohttp_cors"))
+    lean = _lean_node_class(_FakeRayNode, (), poll_registration=False, lean_agents=True)
+    lean(head=True, session_dir=str(tmp_path)).start_raylet()
+    (_, raylet), (_, gcs) = started
+    assert raylet[:2] == ["/ray/raylet", "--head"]
+    assert gcs == ["/ray/gcs_server", "--dashboard_agent_command=/py /ray/dashboard/agent.py --node-id=ab12 --minimal"]
+    dashboard, runtime_env = raylet[2].split("=", 1)[1], raylet[3].split("=", 1)[1]
+    script = raylet_agents.__file__
+    assert dashboard.endswith(
+        f"{script} dashboard {tmp_path} ab12 metrics_agent_port metrics_export_port dashboard_agent_listen_port"
+    ), dashboard
+    assert runtime_env.endswith(
+        f"{script} runtime-env runtime_env_agent_port -- /py /ray/agent/main.py --runtime-env-agent-port=0"
+    ), runtime_env
+    assert services.start_ray_process.__name__ == "<lambda>", "Ray's function is back after the call"
+
+    started.clear()  # ray[default] installed: Ray's dashboard agent serves its modules, so it stays
+    monkeypatch.setattr(ray_utils, "get_dashboard_dependency_error", lambda: None)
+    lean(head=True, session_dir=str(tmp_path)).start_raylet()
+    assert started[0][1][2] == "--dashboard_agent_command=/py /ray/dashboard/agent.py --node-id=ab12 --minimal"
+    assert "raylet_agents.py runtime-env" in started[0][1][3]
+    started.clear()  # not a head: Ray's commands
+    lean(head=False, session_dir=str(tmp_path)).start_raylet()
+    assert "raylet_agents" not in " ".join(started[0][1])
+
+
+def test_dashboard_stand_in_writes_rays_port_files_and_lives_as_long_as_the_raylet(tmp_path: Path) -> None:
+    """raylet_agents.py dashboard: -1 in each port file (as Ray's minimal agent writes), then it runs until its
+    raylet (here: this process) is gone; started after its raylet died, it ends at once (no orphan)."""
+    script = raylet_agents.__file__
+    names = ["metrics_agent_port", "dashboard_agent_listen_port"]
+    cmd = [sys.executable, "-I", "-S", script, "dashboard", str(tmp_path), "n1", *names]
+    alive = subprocess.Popen(cmd, env={**os.environ, "RAY_RAYLET_PID": str(os.getpid())})
+    try:
+        files = [tmp_path / f"{name}_n1" for name in names]
+        deadline = time.monotonic() + 30
+        while not all(f.exists() for f in files) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert [f.read_text() for f in files] == ["-1", "-1"]
+        assert Path(f"/proc/{alive.pid}/comm").read_text().strip() == raylet_agents.PROCESS_NAME
+        time.sleep(2 * raylet_agents.PARENT_POLL_S)
+        assert alive.poll() is None, "it must outlive its first checks while the raylet lives"
+    finally:
+        alive.kill()
+        alive.wait()
+    orphan = subprocess.run(cmd, env={**os.environ, "RAY_RAYLET_PID": "1"}, timeout=30)
+    assert orphan.returncode == 0
+
+
+def test_runtime_env_agent_gets_its_port_written_before_it_starts(tmp_path: Path) -> None:
+    """raylet_agents.py runtime-env: a free port on the agent's address goes into the agent's port file and its
+    command; an agent command without the options it needs runs unchanged."""
+    argv = [
+        "/py",
+        "main.py",
+        "--node-id=n1",
+        "--node-ip-address=127.0.0.1",
+        "--runtime-env-agent-port=0",
+        f"--session-dir={tmp_path}",
+        "--log-dir=/x",
+    ]
+    out = raylet_agents.runtime_env_with_port_first("runtime_env_agent_port", argv)
+    port = int((tmp_path / "runtime_env_agent_port_n1").read_text())
+    assert 0 < port < 65536
+    assert out == [*argv[:4], f"--runtime-env-agent-port={port}", *argv[5:]]
+    with socket.socket() as sock:  # free: the agent binds it next
+        sock.bind(("127.0.0.1", port))
+    fixed = [a.replace("=0", "=6123") for a in argv]
+    assert raylet_agents.runtime_env_with_port_first("p", fixed) == fixed
+    assert (tmp_path / "p_n1").read_text() == "6123"
+    assert raylet_agents.runtime_env_with_port_first("q", argv[:3]) == argv[:3]
+    assert not (tmp_path / "q_n1").exists()
 
 
 def test_lean_head_swaps_rays_node_class_only_inside() -> None:

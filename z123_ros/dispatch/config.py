@@ -37,7 +37,10 @@ class DispatchConfig:
     fixed local node has nothing to scale; ``ray status`` then prints no autoscaler report) nor, unless
     ``log_to_driver``, its log monitor (z123_ros/dispatch/head.py). ray.init waits for the API server before it
     starts the raylet: leaving these out took 1.0-1.3 s off every start and restart of the embedded Ray on the
-    2-core development machine (docs/node/latency.md). False = Ray's standard head."""
+    2-core development machine (docs/node/latency.md). The raylet's agents start lean too
+    (z123_ros/dispatch/raylet_agents.py): a stand-in for the dashboard agent where Ray's would serve nothing
+    (without ``ray[default]``), and Ray's runtime-env agent with its port written before its imports, so the raylet
+    registers and starts its workers without waiting for them (0.6 CPU-s less). False = Ray's standard head."""
     dashboard: bool = False
     """Embedded Ray only: start Ray's dashboard (web UI, job and state APIs; needs ``pip install 'ray[default]'``) on
     127.0.0.1:``dashboard_port``, with Ray's standard head (``lean_head`` does not apply). Off by default: the node

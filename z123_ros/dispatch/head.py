@@ -21,16 +21,27 @@ The same subclass also waits for the raylet's registration in the GCS with short
 asks once, then sleeps a whole second between attempts, and the raylet registers only once its agents have started
 (0.5-0.8 s on two cores), so the driver slept 0.2-0.5 s after the raylet was there in every start (seen in the
 raylet's and the driver's logs). With the raylet registered, Ray's own wait returns at its first attempt.
+
+And the raylet registers only once its two agents (each a Python process importing Ray: 0.45-0.5 CPU-s) have
+written their ports to files, so the subclass rewrites their commands (:mod:`z123_ros.dispatch.raylet_agents`): the
+runtime-env agent (Ray's own) gets its port picked and written before its imports, and where Ray's dashboard agent
+would start ``--minimal`` (Ray without ``ray[default]``'s dependencies, this project's install), which serves
+nothing (no module loads, no gRPC or HTTP server, no metrics) but writes -1 to three port files, a stand-in writes
+the same files with the standard library alone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
+
+from z123_ros.dispatch import raylet_agents
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +65,63 @@ def head_services_to_skip(lean: bool, dashboard: bool, log_to_driver: bool) -> t
     return ("start_api_server", "start_monitor") + (() if log_to_driver else ("start_log_monitor",))
 
 
-def _lean_node_class(base: type, skip: tuple[str, ...], poll_registration: bool) -> type:
+def agent_commands(node: Any) -> dict[str, Callable[[str], str]]:
+    """For a head ``node`` being started: the raylet's agent-command options the lean head rewrites, each with its
+    rewrite of Ray's value (:mod:`~z123_ros.dispatch.raylet_agents`): the runtime-env agent's port written before
+    its imports, and, where Ray's dashboard agent would start minimal (``ray[default]``'s dependencies missing: it
+    would serve nothing), the stand-in in its place."""
+    import ray._private.utils as ray_utils
+    import ray._raylet as raylet
+
+    script = [sys.executable, "-I", "-S", raylet_agents.__file__]
+    port_first = subprocess.list2cmdline([*script, "runtime-env", raylet.RUNTIME_ENV_AGENT_PORT_NAME, "--"])
+    rewrites: dict[str, Callable[[str], str]] = {"runtime_env_agent_command": lambda ray: f"{port_first} {ray}"}
+    if ray_utils.get_dashboard_dependency_error() is not None:
+        names = (
+            raylet.METRICS_AGENT_PORT_NAME,
+            raylet.METRICS_EXPORT_PORT_NAME,
+            raylet.DASHBOARD_AGENT_LISTEN_PORT_NAME,
+        )
+        session = [node.get_session_dir_path(), node.node_id]
+        stand_in = subprocess.list2cmdline([*script, "dashboard", *session, *names])
+        rewrites["dashboard_agent_command"] = lambda _ray: stand_in
+    return rewrites
+
+
+def _raylet_with_lean_agents(start_raylet: Any) -> Any:
+    """``Node.start_raylet`` that, on a head, starts the raylet with :func:`agent_commands`' rewrites of its agents'
+    commands (Ray's ``services.start_ray_process`` is wrapped for this one call; the raylet's other arguments, and
+    the raylet of a non-head node, are Ray's)."""
+
+    def method(self, *args, **kwargs):
+        if not getattr(self, "head", False):
+            return start_raylet(self, *args, **kwargs)
+        import ray._private.ray_constants as ray_constants
+        import ray._private.services as services
+
+        rewrites = agent_commands(self)
+        start_ray_process = services.start_ray_process
+
+        def rewritten(arg: str) -> str:
+            name, equals, value = arg.removeprefix("--").partition("=")
+            return f"--{name}={rewrites[name](value)}" if equals and arg.startswith("--") and name in rewrites else arg
+
+        def start_with_lean_agents(command, process_type, *rest, **options):
+            if process_type == ray_constants.PROCESS_TYPE_RAYLET:
+                command = [rewritten(arg) for arg in command]
+            return start_ray_process(command, process_type, *rest, **options)
+
+        services.start_ray_process = start_with_lean_agents
+        try:
+            return start_raylet(self, *args, **kwargs)
+        finally:
+            services.start_ray_process = start_ray_process
+
+    method.__name__ = "start_raylet"
+    return method
+
+
+def _lean_node_class(base: type, skip: tuple[str, ...], poll_registration: bool, lean_agents: bool = False) -> type:
     def skipped(name: str):
         original = getattr(base, name)
 
@@ -78,6 +145,8 @@ def _lean_node_class(base: type, skip: tuple[str, ...], poll_registration: bool)
             return result
 
         methods["start_ray_processes"] = start_and_wait
+    if lean_agents:
+        methods["start_raylet"] = _raylet_with_lean_agents(base.start_raylet)
     return type("LeanHeadNode", (base,), methods)
 
 
@@ -101,11 +170,14 @@ def wait_for_registration(
 
 
 @contextlib.contextmanager
-def lean_head(skip: tuple[str, ...], poll_registration: bool = True) -> Iterator[tuple[str, ...]]:
+def lean_head(
+    skip: tuple[str, ...], poll_registration: bool = True, lean_agents: bool = True
+) -> Iterator[tuple[str, ...]]:
     """While inside, a head that ray.init starts in this process leaves out the services ``skip`` names (a subset of
-    :data:`SKIPPABLE`) and, with ``poll_registration``, waits for its raylet's registration with short polls
-    (:func:`wait_for_registration`). Yields what is actually skipped: () when ``skip`` is empty (Ray's standard
-    head, unchanged) or this Ray lacks the private names (then logged)."""
+    :data:`SKIPPABLE`), with ``poll_registration`` waits for its raylet's registration with short polls
+    (:func:`wait_for_registration`) and, with ``lean_agents``, starts its raylet's agents as :func:`agent_commands`
+    says. Yields what is actually skipped: () when ``skip``
+    is empty (Ray's standard head, unchanged) or this Ray lacks the private names (then logged)."""
     unknown = set(skip) - set(SKIPPABLE)
     if unknown:
         raise ValueError(f"unknown head services {sorted(unknown)}; known: {SKIPPABLE}")
@@ -116,13 +188,14 @@ def lean_head(skip: tuple[str, ...], poll_registration: bool = True) -> Iterator
 
     base = getattr(ray_node, "Node", None)
     needed = skip + (("start_ray_processes", "get_gcs_client") if poll_registration else ())
+    needed += ("start_raylet", "get_session_dir_path") if lean_agents else ()
     missing = [name for name in needed if not callable(getattr(base, name, None))]
     if base is None or missing:
         logger.warning("this Ray has no %s: the embedded Ray starts its standard head", missing or "Node class")
         yield ()
         return
     with _LOCK:
-        ray_node.Node = _lean_node_class(base, skip, poll_registration)
+        ray_node.Node = _lean_node_class(base, skip, poll_registration, lean_agents)
         try:
             yield skip
         finally:
