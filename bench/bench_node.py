@@ -322,7 +322,7 @@ def _floor(scenes) -> np.ndarray:
     process, then reconstruct its objects (with the other objects as occluders, like the node) in parallel on a
     pool of worker processes, one per core. Per object: frame start -> its mesh back in this process. The pool runs
     every frame once before the measured pass (warm, as the node's actors are)."""
-    from z123_ros.reconstruction import ReconstructionInput, reconstruct
+    from z123_ros.reconstruction import reconstruct
     from z123_ros.segmentation import ObjectTracker, SegmentationConfig, TabletopSegmenter, TrackerConfig
 
     config = _node_reconstruction_config()
@@ -333,23 +333,35 @@ def _floor(scenes) -> np.ndarray:
             out, tracker = [], ObjectTracker(TrackerConfig())
             for sc in scenes:
                 t0 = time.perf_counter()
-                seg = tracker.update(segmenter.segment(sc.rgb, sc.intrinsics, depth_m=sc.depth_m))
-                futures = []
-                for obj in seg.objects:
-                    others = [o.mask for o in seg.objects if o.id != obj.id]
-                    inp = ReconstructionInput(
-                        rgb=sc.rgb,
-                        mask=obj.mask,
-                        intrinsics=sc.intrinsics,
-                        depth_m=sc.depth_m,
-                        support_plane_cam=seg.plane_cam,
-                        occluder_mask=np.any(others, axis=0) if others else None,
-                    )
-                    futures.append(pool.submit(reconstruct, inp, "depth", config))
+                futures = [
+                    pool.submit(reconstruct, inp, "depth", config) for inp in object_inputs(sc, segmenter, tracker)
+                ]
                 for future in concurrent.futures.as_completed(futures):
                     future.result()
                     out.append(time.perf_counter() - t0)
     return np.array(out)
+
+
+def object_inputs(scene, segmenter, tracker) -> list:
+    """The reconstruction inputs of ``scene``'s objects as the node makes them: segmented and tracked, the other
+    objects' masks as occluders."""
+    from z123_ros.reconstruction import ReconstructionInput
+
+    seg = tracker.update(segmenter.segment(scene.rgb, scene.intrinsics, depth_m=scene.depth_m))
+    out = []
+    for obj in seg.objects:
+        others = [o.mask for o in seg.objects if o.id != obj.id]
+        out.append(
+            ReconstructionInput(
+                rgb=scene.rgb,
+                mask=obj.mask,
+                intrinsics=scene.intrinsics,
+                depth_m=scene.depth_m,
+                support_plane_cam=seg.plane_cam,
+                occluder_mask=np.any(others, axis=0) if others else None,
+            )
+        )
+    return out
 
 
 def _node_reconstruction_config():

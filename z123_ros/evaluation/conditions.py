@@ -397,10 +397,11 @@ def _score_mesh(result, gt: trimesh.Trimesh, config: ConditionsConfig, record: R
     record.confidence = float(result.confidence)
 
 
-def reconstruct_case(case: Case, config: ConditionsConfig) -> list[ReconstructionRecord]:
-    """Reconstruct the most visible objects of a case from their ground-truth masks with every backend."""
+def case_inputs(case: Case, config: ConditionsConfig) -> list[tuple[CaseObject, ReconstructionInput]]:
+    """The objects of a case the benchmark reconstructs (the most visible first) and their inputs, from their
+    ground-truth masks."""
     chosen = sorted((o for o in case.objects if o.pixels >= config.min_pixels), key=lambda o: -o.pixels)
-    records = []
+    out = []
     for obj in chosen[: config.max_objects]:
         inp = ReconstructionInput(
             rgb=case.rgb,
@@ -410,6 +411,14 @@ def reconstruct_case(case: Case, config: ConditionsConfig) -> list[Reconstructio
             T_cam_from_world=case.T_cam_from_world,
             labels=case.gt_ids,  # what the node passes too: space behind the other objects is unknown
         )
+        out.append((obj, inp))
+    return out
+
+
+def reconstruct_case(case: Case, config: ConditionsConfig) -> list[ReconstructionRecord]:
+    """Reconstruct the most visible objects of a case from their ground-truth masks with every backend."""
+    records = []
+    for obj, inp in case_inputs(case, config):
         for backend in config.backends():
             record = ReconstructionRecord(
                 case.bucket, case.name, obj.name, backend, case.sensor, obj.range_m, obj.elevation_deg,
