@@ -1,7 +1,8 @@
 """The depth backend's faster paths compute the same numbers as the code they replaced (seeded cases, exact
 equality): hole filling by labelling, free-space lookups by flat pixel index, a family of reflections at once, the
 column hull's half-space test on the surviving voxels only, the symmetry scores' lookups from one projection, grid
-centres and grid-to-grid lookups axis by axis, the mesh's largest piece without building every piece."""
+centres and grid-to-grid lookups axis by axis, the mesh's largest piece without building every piece, watertightness
+from one sorted edge key, a thin wall's unfolding testing only the faces that can still turn over."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from z123_ros.reconstruction.depth_backend import (
     _reflect_family,
     _resample_grid,
 )
-from z123_ros.reconstruction.mesh import extract_mesh, signed_volume, split_largest
+from z123_ros.reconstruction.hollow import _unfolded
+from z123_ros.reconstruction.mesh import extract_mesh, signed_volume, split_largest, watertight
 
 RNG_SEED = 7
 
@@ -151,6 +153,55 @@ def test_split_largest_equals_the_largest_of_split() -> None:
             expected.is_winding_consistent,
         )
     assert split_largest(meshes[0])[1] > 10, "the specks are pieces of their own"
+
+
+def test_watertight_equals_trimesh() -> None:
+    holed = _specked_mesh(3)
+    holed.update_faces(np.arange(len(holed.faces)) % 17 != 0)
+    box = trimesh.creation.box()
+    turned = trimesh.Trimesh(box.vertices, np.concatenate([box.faces[:6], box.faces[6:, ::-1]]), process=False)
+    fin = trimesh.Trimesh(  # a fin on an edge of the box: that edge is used by four faces
+        np.concatenate([box.vertices, [[2.0, 2.0, 2.0]]]),
+        np.concatenate([box.faces, [box.faces[0][[0, 1]].tolist() + [8], box.faces[0][[1, 0]].tolist() + [8]]]),
+        process=False,
+    )
+    meshes = [_specked_mesh(0), holed, box, box.copy().invert(), turned, fin, trimesh.creation.icosphere()]
+    results = set()
+    for mesh in meshes:
+        expected = (mesh.is_watertight, mesh.is_winding_consistent)
+        assert watertight(mesh.faces) == expected
+        results.add(expected)
+    assert len(results) >= 3, "watertight and consistent, holed, and turned faces are all among the cases"
+
+
+def _unfolded_every_face(vertices: np.ndarray, step: np.ndarray, faces: np.ndarray, rounds: int = 6) -> np.ndarray:
+    """hollow._unfolded as it was written before (every face tested in every round): the reference."""
+    step = step.copy()
+    tri = vertices[faces]
+    before = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    real = np.einsum("ni,ni->n", before, before) > 0.0
+    k = 0
+    while True:
+        moved = tri + step[faces]
+        after = np.cross(moved[:, 1] - moved[:, 0], moved[:, 2] - moved[:, 0])
+        turned = real & (np.einsum("ni,ni->n", before, after) <= 0.0)
+        if not np.any(turned):
+            return step
+        step[np.unique(faces[turned])] *= 0.5 if k < rounds else 0.0
+        k += 1
+
+
+def test_unfolded_equals_testing_every_face_every_round() -> None:
+    rng = np.random.default_rng(RNG_SEED)
+    mesh = _specked_mesh(0)
+    vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces)
+    edge = float(np.linalg.norm(vertices[faces[:, 0]] - vertices[faces[:, 1]], axis=1).mean())
+    degenerate = np.concatenate([faces, [[0, 0, 1]]])  # a face without area is never turned over
+    for scale, rounds, case_faces in [(0.3, 6, faces), (1.0, 6, faces), (3.0, 2, faces), (1.0, 6, degenerate)]:
+        step = rng.normal(0.0, scale * edge, vertices.shape)
+        expected = _unfolded_every_face(vertices, step, case_faces, rounds)
+        np.testing.assert_array_equal(_unfolded(vertices, step, case_faces, rounds), expected)
+        assert not np.array_equal(expected, step), "some faces were turned over and their steps cut"
 
 
 def test_signed_volume_equals_trimesh_volume() -> None:

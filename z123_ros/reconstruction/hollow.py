@@ -614,16 +614,22 @@ def _unfolded(vertices: np.ndarray, step: np.ndarray, faces: np.ndarray, rounds:
     step = step.copy()
     tri = vertices[faces]
     before = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    real = np.einsum("ni,ni->n", before, before) > 0.0
+    real = np.flatnonzero(np.einsum("ni,ni->n", before, before) > 0.0)  # the faces with an area
+    check = real
     k = 0
     while True:  # ends: past ``rounds`` each pass drops the step of a vertex that still has one
-        moved = tri + step[faces]
+        moved = tri[check] + step[faces[check]]
         after = np.cross(moved[:, 1] - moved[:, 0], moved[:, 2] - moved[:, 0])
-        turned = real & (np.einsum("ni,ni->n", before, after) <= 0.0)
-        if not np.any(turned):
+        turned = check[np.einsum("ni,ni->n", before[check], after) <= 0.0]
+        if not len(turned):
             return step
-        step[np.unique(faces[turned])] *= 0.5 if k < rounds else 0.0
+        changed = np.zeros(len(step), dtype=bool)
+        changed[faces[turned]] = True
+        step[changed] *= 0.5 if k < rounds else 0.0
         k += 1
+        # Only a face at a vertex whose step changed can turn over (or back): the others are not tested again
+        # (every face tested every round took 0.1 s of a mug's 133k faces).
+        check = real[changed[faces[real]].any(axis=1)]
 
 
 #: Largest fraction of a revolved wall that may lie where the camera saw free space before it is rejected.

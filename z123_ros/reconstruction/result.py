@@ -13,7 +13,7 @@ import trimesh
 
 from z123_ros.errors import ReconstructionError
 from z123_ros.reconstruction.base import ReconstructionResult
-from z123_ros.reconstruction.mesh import sample_points
+from z123_ros.reconstruction.mesh import sample_points, watertight
 
 
 def result_from_mesh(
@@ -46,7 +46,7 @@ def result_from_mesh(
         timings=timings,
         centre=(0.5 * (lo + hi)).astype(np.float64),
         extent_m=(hi - lo).astype(np.float64),
-        watertight=bool(mesh.is_watertight and mesh.is_winding_consistent),
+        watertight=all(watertight(mesh.faces)),
         plane_cam=None if plane_cam is None else np.asarray(plane_cam, dtype=np.float64),
         info=dict(info or {}),
     )
