@@ -247,6 +247,8 @@ def _process_kind(pid: int, root: int) -> str:
     if name.startswith("ray::"):
         return "actors"
     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    if b"runtime_env/agent/main.py" in cmdline:  # the runtime-env agent before it names itself
+        return "agents"
     return "dispatch" if b"z123_ros.dispatch.child" in cmdline else "other"
 
 

@@ -11,6 +11,7 @@ import os
 import time
 from typing import Any
 
+from z123_ros._lean_imports import lean_scientific_imports
 from z123_ros.dispatch.addons import addons_for_loaded_libraries, in_ray_worker
 from z123_ros.dispatch.kinds import WorkerKind
 from z123_ros.dispatch.payload import unpack
@@ -23,8 +24,11 @@ logger = logging.getLogger(__name__)
 
 if in_ray_worker():
     # Ray imports this module in an actor's process to load WorkerHost, before it makes the serialization context
-    # that unpickles the actor's arguments: its add-ons would import pydantic and pyarrow there (0.1 CPU-s).
+    # that unpickles the actor's arguments: its add-ons would import pydantic and pyarrow there (0.1 CPU-s). And
+    # before the worker imports the reconstruction stack: scipy's docstring notes and numpy's f2py and testing
+    # (z123_ros/_lean_imports.py: 0.1 CPU-s).
     addons_for_loaded_libraries()
+    lean_scientific_imports()
 
 
 class WorkerHost:
@@ -60,8 +64,9 @@ class WorkerHost:
             return _failure(exc, time.perf_counter() - t0)
         # Move everything alive after the warm-up (modules, the model) out of the collector's reach: the full
         # collection run() does after each job then scans only that job's objects (microseconds, against ~0.1 s
-        # for the ~110k objects of a reconstruction actor).
-        gc.collect()
+        # for the ~110k objects of a reconstruction actor). No collection first: over those ~110k objects it took
+        # 0.07-0.13 CPU-s right before the actor reported warm, to free 27 objects the imports left in cycles
+        # (a few kB, now frozen with the rest).
         gc.freeze()
         stamps = {"worker_started": process_started_at(), "worker_built": built}
         return WorkerReply(ok=True, value=stamps, run_s=time.perf_counter() - t0, pid=os.getpid())
