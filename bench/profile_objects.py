@@ -1,11 +1,13 @@
 """CPU time of the depth backend per object, in process, on the objects of bench_node.py's scenes (segmented and
-tracked as the node does, with the node's reconstruction settings); and a hash of the outputs, for checking that a
-speed-up leaves them identical.
+tracked as the node does, with the node's reconstruction settings); a hash of the outputs, for checking that a
+speed-up leaves them identical; and the conditions benchmark's objects scored as the backend makes them and as the
+node publishes them (simplified to its max_mesh_faces).
 
     python bench/profile_objects.py                          # scenes 0-4 (bench_node's; --quick runs 0-2)
     python bench/profile_objects.py --repeat 3 --cprofile 2  # min CPU of 3 runs; cProfile of the 2 slowest objects
     python bench/profile_objects.py --hash out.json          # + the conditions benchmark's objects (depth backend)
     python bench/profile_objects.py --compare old.json new.json
+    python bench/profile_objects.py --score rows.json [--faces 30000]
 
 One object at a time in this process (no pool, no Ray): the CPU seconds are the work itself. Run niced on a shared
 machine; CPU time moves less with load than wall time, but not nothing (caches, frequency).
@@ -53,6 +55,51 @@ def conditions_objects(seeds: int) -> list[tuple[str, object]]:
     return [(f"{case.name} {obj.name}", inp) for case in iter_cases(config) for obj, inp in case_inputs(case, config)]
 
 
+def score(seeds: int, max_faces: int, out: Path) -> None:
+    """The conditions benchmark's objects (default settings, as the benchmark runs them) scored as the benchmark
+    scores them, the backend's mesh and the mesh the node publishes (simplified to ``max_faces``); one JSON row
+    per object in ``out``, and the thin shells' median IoU and the pooled means of both printed."""
+    import trimesh
+
+    from z123_ros.evaluation.conditions import ConditionsConfig, case_inputs, iter_cases, mesh_metrics
+    from z123_ros.ros.conversions import simplify_mesh
+
+    config = ConditionsConfig(seeds_per_bucket=seeds, real=str(REAL) if REAL.is_dir() else None, segmentation=False)
+    rows = []
+    for case in iter_cases(config):
+        for obj, inp in case_inputs(case, config):
+            c0 = time.process_time()
+            result = reconstruct(inp, "depth")
+            row = {"case": case.name, "object": obj.name, "prior": result.info.get("prior", ""),
+                   "cpu_s": time.process_time() - c0, "faces": len(result.faces)}  # fmt: skip
+            published = simplify_mesh(result.vertices, result.faces, max_faces)
+            for key, (v, f) in {"": (result.vertices, result.faces), "pub_": published}.items():
+                m = mesh_metrics(trimesh.Trimesh(np.asarray(v, np.float64), np.asarray(f, np.int64), process=False),
+                                 obj.mesh_cam, config)  # fmt: skip
+                row.update({f"{key}{k}": float(x) for k, x in m.items()})
+            row["pub_faces"] = len(published[1])
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    out.write_text(json.dumps(rows, indent=1))
+    summarise(rows)
+
+
+def summarise(rows: list[dict]) -> None:
+    """The thin shells' median IoU (simulated / with the real frames) and the pooled means, backend and published."""
+    from z123_ros.evaluation.conditions_report import THIN_SHELLS
+
+    thin = [r for r in rows if r["object"].startswith(THIN_SHELLS)]
+    sim = [r for r in thin if "real" not in r["case"]]
+    for key in ("", "pub_"):
+        cd_mm = 1e3 * np.mean([r[key + "chamfer"] for r in rows])
+        print(
+            f"{key or 'backend '}: thin shells IoU median sim {np.median([r[key + 'iou'] for r in sim]):.3f} "
+            f"({len(sim)}) / all {np.median([r[key + 'iou'] for r in thin]):.3f} ({len(thin)}); pooled means "
+            f"IoU {np.mean([r[key + 'iou'] for r in rows]):.3f}, CD {cd_mm:.2f}"
+            f" mm, F {np.mean([r[key + 'f_score'] for r in rows]):.3f} ({len(rows)})"
+        )
+
+
 def digest(result) -> str:
     """A hash of what a reconstruction hands on: mesh, points, confidence, watertightness."""
     h = hashlib.sha256()
@@ -91,6 +138,8 @@ def main() -> int:
     parser.add_argument("--cprofile", type=int, default=0, metavar="K", help="cProfile of the K slowest objects")
     parser.add_argument("--hash", type=Path, help="also the conditions benchmark's objects; write the hashes here")
     parser.add_argument("--seeds", type=int, default=2, help="with --hash: conditions seeds per bucket (default 2)")
+    parser.add_argument("--score", type=Path, help="instead: score the conditions objects' meshes, raw and published")
+    parser.add_argument("--faces", type=int, default=30000, help="with --score: the node's max_mesh_faces")
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("OLD", "NEW"), help="compare two --hash files")
     args = parser.parse_args()
     if args.compare:
@@ -101,6 +150,9 @@ def main() -> int:
         for k in differ:
             print(f"  differs: {k}")
         return 0 if len(same) == len(old) == len(new) else 1
+    if args.score:
+        score(args.seeds, args.faces, args.score)
+        return 0
     config = bench_node._node_reconstruction_config()
     objects = node_objects(args.scenes)
     if args.hash:
