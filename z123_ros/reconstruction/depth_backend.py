@@ -821,10 +821,19 @@ def _handle(
     """The solid part beside a revolved container (``solid_part``: the hull beyond ``margin`` of the rim) when the
     camera saw something there (a handle), grown back through the hull (``in_hull``) to the wall it holds on to:
     the revolved wall lies within the rim, a margin away. Nothing when nothing was seen beside the rim: a bowl's
-    hull pokes out of its rim wherever its mirror image was off."""
-    seen = np.count_nonzero(~within_rim(p_plane, band, p_plane[:, :2], margin))
-    if seen < 30:
+    hull pokes out of its rim wherever its mirror image was off. Only the pieces holding a seen point: the hull's
+    image of a handle (a mug turned by 180 deg) beside the far wall is a second handle nothing showed."""
+    beside = ~within_rim(p_plane, band, p_plane[:, :2], margin)
+    if np.count_nonzero(beside) < 30:
         return np.zeros_like(solid_part)
+    labels, _ = ndimage.label(solid_part.reshape(grid.dims))
+    index = np.floor((p_plane[beside] - grid.lo) / grid.voxel).astype(np.int64)
+    inside = np.all((index >= 0) & (index < grid.dims), axis=1)
+    seen = np.zeros(grid.dims, dtype=bool)
+    seen[tuple(index[inside].T)] = True
+    # A seen point's voxel and its neighbours': carved within the depth noise, the face's own voxel may be empty.
+    held = np.unique(labels[ndimage.binary_dilation(seen)])
+    solid_part = np.isin(labels.ravel(), held[held > 0])
     steps = int(np.ceil(margin / grid.voxel)) + 2
     return solid_part | (in_hull & ndimage.binary_dilation(solid_part.reshape(grid.dims), iterations=steps).ravel())
 

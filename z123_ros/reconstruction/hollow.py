@@ -346,6 +346,14 @@ def fit_revolution(
     # Where both faces were seen the wall is as thick as they are apart (a scanned mug's inside narrows towards its
     # foot: 20 mm walls there), up to the radius itself.
     thickness[measured] = np.clip(across[measured] * cos[measured], min_m, np.maximum(0.6 * r[measured], min_m))
+    # Where only the outside was seen at a height, the wall reaches in to the cavity's radius bound there (see
+    # _cavity_bound): a ledge inside a mug hides the inside below it, which is material, not a 1 mm wall. Over
+    # heights of many points (not a flared lip's few): the outer face's radius there, not each point's.
+    with np.errstate(invalid="ignore"):
+        reach = (r_out[k] - _cavity_bound(r_in)[k]) * cos
+        deeper = outer & ~measured & (reach > thickness + band_m)
+    if np.count_nonzero(deeper) >= _MIN_PROFILE_POINTS:
+        thickness[deeper] = np.minimum(reach[deeper], np.maximum(0.6 * r[deeper], min_m))
     points = _denoised(rz, n2, np.where(outer, 0, np.where(inner, 1, 2)))
     points, n2, thickness, bottom = _with_bottom(points, n2, thickness, outer, wall)
     return Revolution(centre, points, n2, thickness, wall, residual, bottom)
@@ -496,6 +504,22 @@ def _radial_profiles(
     if not dev:
         return None
     return np.arange(lo, hi + 1), r_out, r_in, float(np.median(np.concatenate(dev)))
+
+
+def _cavity_bound(r_in: np.ndarray) -> np.ndarray:
+    """(B,) per height bin, the widest the cavity can be there: the narrowest its inside was seen at that height or
+    any above (NaN above the highest). A container's cavity does not widen downwards: it is filled and emptied, and
+    moulded, thrown or drawn, from its top; an undercut the camera cannot see into is not guessed. Each bin's radius
+    is the median of its own and its two neighbours' (one noisy bin does not narrow every bin below it)."""
+    padded = np.pad(r_in, 1, constant_values=np.nan)
+    ordered = np.sort(np.stack([padded[:-2], padded[1:-1], padded[2:]]), axis=0)  # NaN last
+    count = np.count_nonzero(np.isfinite(ordered), axis=0)
+    median = np.where(count == 3, ordered[1], 0.5 * (ordered[0] + ordered[1]))  # two: their mean
+    smooth = np.where(np.isfinite(r_in), median, np.nan)  # a bin with a radius has at least itself
+    smooth = np.where(count == 1, r_in, smooth)
+    flipped = np.where(np.isfinite(smooth), smooth, np.inf)[::-1]
+    bound = np.minimum.accumulate(flipped)[::-1]
+    return np.where(np.isfinite(bound), bound, np.nan)
 
 
 def _with_bottom(
