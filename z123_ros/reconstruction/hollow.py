@@ -530,10 +530,12 @@ def _with_bottom(
     Last: (M,) which of the profile's points are that bottom's."""
     none = np.zeros(len(points), dtype=bool)
     low = points[:, 1] < 0.3 * points[:, 1].max()
-    foot = points[outer & low, 0] if np.any(outer & low) else points[outer, 0]
-    if not len(foot):
+    if not np.any(outer):
         return points, normals, thickness, none
-    radius = float(np.percentile(foot, 90))  # out to the wall's outside, so that the bottom holds on to it
+    # Out to the outside at its lowest, so that the bottom holds on to the wall there: out to the outside over its
+    # lower third, a bowl's plate reached 15 mm past its foot, a wedge under the wall curving up.
+    lowest = float(points[outer, 1].min())
+    radius = float(np.percentile(points[outer & (points[:, 1] <= lowest + 2 * _PROFILE_BIN_M), 0], 90))
     floor = low & (normals[:, 1] < -0.7) & ~outer & (points[:, 0] < 0.5 * radius)
     if np.count_nonzero(floor) >= _MIN_PROFILE_POINTS:  # the inner bottom was seen
         return points, normals, thickness, none
