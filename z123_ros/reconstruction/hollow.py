@@ -355,6 +355,11 @@ def fit_revolution(
     if np.count_nonzero(deeper) >= _MIN_PROFILE_POINTS:
         thickness[deeper] = np.minimum(reach[deeper], np.maximum(0.6 * r[deeper], min_m))
     points = _denoised(rz, n2, np.where(outer, 0, np.where(inner, 1, 2)))
+    # A point with few others near it on the profile is no face of the revolution (a flying pixel, a lip's edge
+    # seen at one azimuth): its wall stood apart from the profile, and the gaps closed along the height
+    # (_revolution_raster) joined it to the wall above (a skirt under a bowl's lip, all around).
+    alone = cKDTree(points).query_ball_point(points, _PROFILE_BIN_M, return_length=True) <= _MIN_BIN_POINTS
+    points, n2, thickness, outer = points[~alone], n2[~alone], thickness[~alone], outer[~alone]
     points, n2, thickness, bottom = _with_bottom(points, n2, thickness, outer, wall)
     return Revolution(centre, points, n2, thickness, wall, residual, bottom)
 
