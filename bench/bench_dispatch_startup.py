@@ -325,6 +325,7 @@ def run_node_rounds(repos: list[Path], rounds: int, period_s: float) -> list[dic
                 "starts": len(runs),
                 "active_s (subscriber)": spread([r["active_s"] for r in runs]),
                 "warm_s (subscriber)": spread([r["warm_s"] for r in runs]),
+                "warm_s, each start": " ".join(f"{r['warm_s']:.2f}" for r in runs),
                 "actors_warm_s (node's stamp)": spread([r["node_actors_warm_s"] for r in runs]),
                 "cpu_s at warm, median": ", ".join(
                     f"{k}={statistics.median([r['cpu'].get(k, 0.0) for r in runs]):.2f}" for k in kinds
