@@ -78,7 +78,8 @@ def _piece(mesh: trimesh.Trimesh, face_index: np.ndarray) -> trimesh.Trimesh:
 def watertight(faces: np.ndarray) -> tuple[bool, bool]:
     """(watertight, winding consistent) of a mesh's ``faces``: ``mesh.is_watertight`` (every edge used by exactly two
     faces) and ``mesh.is_winding_consistent`` (every edge used by two faces is used once each way), as trimesh
-    decides them (graph.is_watertight), from one sort of an integer key per edge."""
+    decides them (graph.is_watertight), from one sort of an integer key per edge. For a mesh with faces: without
+    any, trimesh's answer depends on whether it has vertices (empty: False), and this one has no vertices to ask."""
     edges, pairs = _shared_edges(np.asarray(faces))
     winding = bool(np.all(edges[pairs[:, 0], 1] == edges[pairs[:, 1], 0]))
     return 2 * len(pairs) == len(edges), winding
