@@ -38,8 +38,8 @@ NUMPY_EXTRAS = ("f2py", "testing")
 
 class _DocstringAsWritten:
     """Stand-in for numpydoc's ``FunctionDoc`` in :data:`SCIPY_ARRAY_API`: its decorator appends a note to the
-    Notes of the parsed docstring and writes ``str(doc)`` minus its first (signature) line back; this gives the
-    docstring as written."""
+    Notes of the parsed docstring and writes ``str(doc)`` minus its first (signature) line back, stripped of
+    leading blanks; this gives the docstring as written (less its leading blank space)."""
 
     def __init__(self, func: Any) -> None:
         self._doc = func.__doc__ or ""

@@ -183,8 +183,8 @@ def lean_head(
     """While inside, a head that ray.init starts in this process leaves out the services ``skip`` names (a subset of
     :data:`SKIPPABLE`), with ``poll_registration`` waits for its raylet's registration with short polls
     (:func:`wait_for_registration`) and, with ``lean_agents``, starts its raylet's agents as :func:`agent_commands`
-    says. Yields what is actually skipped: () when ``skip``
-    is empty (Ray's standard head, unchanged) or this Ray lacks the private names (then logged)."""
+    says. Yields what is actually skipped: () when ``skip`` is empty (Ray's standard head, unchanged) or this Ray
+    lacks the private names (then logged)."""
     unknown = set(skip) - set(SKIPPABLE)
     if unknown:
         raise ValueError(f"unknown head services {sorted(unknown)}; known: {SKIPPABLE}")
