@@ -826,14 +826,14 @@ def _handle(
     beside = ~within_rim(p_plane, band, p_plane[:, :2], margin)
     if np.count_nonzero(beside) < 30:
         return np.zeros_like(solid_part)
-    labels, _ = ndimage.label(solid_part.reshape(grid.dims))
+    labels, count = ndimage.label(solid_part.reshape(grid.dims))
     index = np.floor((p_plane[beside] - grid.lo) / grid.voxel).astype(np.int64)
     inside = np.all((index >= 0) & (index < grid.dims), axis=1)
-    seen = np.zeros(grid.dims, dtype=bool)
-    seen[tuple(index[inside].T)] = True
     # A seen point's voxel and its neighbours': carved within the depth noise, the face's own voxel may be empty.
-    held = np.unique(labels[ndimage.binary_dilation(seen)])
-    solid_part = np.isin(labels.ravel(), held[held > 0])
+    piece = ndimage.grey_dilation(labels, size=3)[tuple(index[inside].T)]
+    seen = np.bincount(piece, minlength=count + 1)
+    seen[0] = 0
+    solid_part = (seen >= 30)[labels].ravel()
     steps = int(np.ceil(margin / grid.voxel)) + 2
     return solid_part | (in_hull & ndimage.binary_dilation(solid_part.reshape(grid.dims), iterations=steps).ravel())
 
