@@ -155,7 +155,9 @@ def test_reconstruction_warm_up_runs_no_reconstruction(monkeypatch: pytest.Monke
     import z123_ros.reconstruction.api as api
 
     runs: list[object] = []
-    for module in (api, z123_ros.reconstruction):  # the worker calls it through the package's lazy name
+    # The worker calls it through the package's lazy name. The package first: its lazy name, resolved after api's
+    # was patched, would cache the stand-in as the value to restore (later tests' reconstructions returned None).
+    for module in (z123_ros.reconstruction, api):
         monkeypatch.setattr(module, "reconstruct", lambda *args, **kwargs: runs.append(args))
     host = WorkerHost(get_kind("reconstruction"), WorkerPoolConfig(num_actors=1))
     reply = host.warmup()
