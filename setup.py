@@ -27,7 +27,16 @@ setup(
         (f"share/{PACKAGE}/rviz", glob("rviz/*.rviz")),
     ],
     # Versions are pinned by constraints.txt (see scripts/install.sh); only the import names are listed here.
-    install_requires=["numpy", "scipy", "opencv-python-headless", "PyYAML", "tqdm", "trimesh", "scikit-image"],
+    install_requires=[
+        "numpy",
+        "scipy",
+        "opencv-python-headless",
+        "PyYAML",
+        "tqdm",
+        "trimesh",
+        "scikit-image",
+        "fast-simplification",
+    ],
     extras_require={
         "models": ["torch", "diffusers", "transformers", "safetensors", "huggingface_hub"],
         "ray": ["ray"],

@@ -176,7 +176,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(sim_bag, tmp_path, capsys) -> None
 # ------------------------------------------------------------------------------------ a bag into z123_node
 LIVE_SIM = {"scene.seed": 0, "scene.num_objects": 3, "scene.width": 320, "scene.height": 240, "rate_hz": 4.0}
 # The bag holds the live camera's bytes: the node sees the same pixels, so its meshes should agree to float noise.
-# A few mm is the goal (issue 19); the vertex-clustering simplification of published meshes moves vertices ~1 mm.
+# A few mm is the goal (issue 19); the simplification of published meshes moves vertices ~1 mm.
 SAME_MESH_M = 0.003
 
 

@@ -52,8 +52,8 @@ FRAME_ID = "camera_color_optical_frame"
 # association error without tying this test to the backend's current quality (its own tests own that).
 IOU_FLOOR = 0.15
 # The node must deliver the backend's geometry intact: its mesh against reconstruct() run here on the same mask and
-# decoded depth. Only the vertex-clustering simplification of meshes above max_mesh_faces moves vertices, by about
-# half a cell (~1 mm here); a wrong frame or unit moves them by centimetres to metres.
+# decoded depth. Only the simplification of meshes above max_mesh_faces moves vertices (a dense vertex lies ~half a
+# simplified edge from its nearest kept one, ~1 mm here); a wrong frame or unit moves them by centimetres to metres.
 SAME_AS_LIBRARY_CHAMFER_M = 0.003
 # The IoU grid: 32^3 instead of the paper protocol's 64^3 (8x fewer winding-number queries, seconds per object on
 # the CI machine); ample for a floor that separates overlap from no overlap.
@@ -150,7 +150,7 @@ def test_segments_and_reconstructs_ycb_objects(node, scene) -> None:
             scene.rgb, mask, scene.intrinsics, depth_m=depth_m, support_plane_cam=np.array(seg.plane)
         )
         library = reconstruct(inp, "depth")
-        # Vertices against vertices: exact (0) for unsimplified meshes, about half a clustering cell otherwise.
+        # Vertices against vertices: exact (0) for unsimplified meshes, about half a simplified edge otherwise.
         same = chamfer_distance(vertices, library.vertices)
         logging.getLogger(__name__).info(
             "%s: IoU vs ground truth %.3f; Chamfer vs reconstruct() here %.2f mm", name, ious[name], 1e3 * same

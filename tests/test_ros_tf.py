@@ -235,7 +235,7 @@ ORBIT_SCENE = {
 }
 ORBIT_VIEWS = 6
 # The node's world-frame mesh against the depth backend run here on the same frame (its mask, depth and plane) and
-# moved to the world with the sim's ground-truth pose: only the vertex-clustering simplification of published meshes
+# moved to the world with the sim's ground-truth pose: only the simplification of published meshes
 # moves vertices (~1 mm); a frame error (camera frame published as world, a pose from another stamp, an inverted
 # pose) moves them by centimetres to decimetres.
 SAME_AS_LIBRARY_M = 0.003

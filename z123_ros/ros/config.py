@@ -68,9 +68,11 @@ class NodeConfig:
     max_cloud_points: int = field(default=20000, metadata={"range": (100, 10_000_000)})
     """Points per object in the reconstruction message and the aggregated cloud."""
     max_mesh_faces: int = field(default=30000, metadata={"range": (100, 10_000_000)})
-    """Meshes with more faces are simplified (vertex clustering) before publishing: messages stay small."""
+    """Meshes with more faces are simplified (quadric edge collapses, watertightness kept) before publishing:
+    messages stay small."""
     max_marker_faces: int = field(default=5000, metadata={"range": (100, 1_000_000)})
-    """Faces per object in the RViz markers (a further simplification of the published mesh)."""
+    """Faces per object in the RViz markers (a further, cheaper vertex-clustering simplification of the published
+    mesh)."""
     publish_novel_views: bool = False
     """For every object sent to reconstruction, also generate Zero-1-to-3 novel views (needs
     dispatch.novel_views.num_actors >= 1 and its model_path) and publish them, side by side, on ~/novel_views."""

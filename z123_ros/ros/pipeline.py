@@ -385,7 +385,7 @@ class Pipeline:
         self._stats.count("jobs_completed")
         self._stats.latency("frame_to_mesh", done - ticket.received)
         self._stats.latency("job", float(outcome.timings.total_s))
-        marker_vertices, marker_faces = conv.simplify_mesh(vertices, faces, config.max_marker_faces)
+        marker_vertices, marker_faces = conv.cluster_mesh(vertices, faces, config.max_marker_faces)
         points = conv.pointcloud2_to_points(msg.cloud).xyz
         label = f"{object_id}: {result.backend} {result.confidence:.2f}"
         self.book.store_result(object_id, marker_vertices, marker_faces, points, label, time.monotonic())
