@@ -16,8 +16,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import psutil
 
+from z123_ros.camera import CameraIntrinsics
 from z123_ros.dispatch import JobResult
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -184,3 +186,20 @@ class RayHead:
 
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
+
+
+def ball_input():
+    """A ball of radius 4 cm, 0.4 m in front of the camera, against a wall at 0.5 m: exact depth, 48x64."""
+    from z123_ros.reconstruction import ReconstructionInput  # the reconstruction stack: only the tests that use it
+
+    h, w = 48, 64
+    intrinsics = CameraIntrinsics.from_fov(60.0, w, h)
+    v, u = np.mgrid[0:h, 0:w]
+    x, y = (u - intrinsics.cx) / intrinsics.fx, (v - intrinsics.cy) / intrinsics.fy
+    # Ray (x, y, 1) * z meets the sphere |p - (0, 0, 0.4)| = 0.04 where a z^2 - 0.8 z + 0.16 - 0.04^2 = 0.
+    a = x**2 + y**2 + 1
+    disc = 0.64 - 4 * a * (0.16 - 0.04**2)
+    mask = disc > 0
+    depth = np.where(mask, (0.8 - np.sqrt(np.maximum(disc, 0))) / (2 * a), 0.5).astype(np.float32)
+    assert mask.sum() > 50
+    return ReconstructionInput(rgb=np.full((h, w, 3), 200, np.uint8), mask=mask, intrinsics=intrinsics, depth_m=depth)

@@ -53,7 +53,7 @@ LAZY_LIBRARIES: dict[str, str] = {
 #: "importing module -> imported package module" pairs that may stay inside a function, with the reason.
 LAZY_PACKAGE_IMPORTS: dict[str, str] = {
     **dict.fromkeys(
-        (f"z123_ros.dispatch.workers -> z123_ros.reconstruction.{m}" for m in ("api", "base", "registry")),
+        (f"z123_ros.dispatch.workers -> z123_ros.reconstruction.{m}" for m in ("api", "base", "registry", "simplify")),
         "the reconstruction stack (trimesh, scipy, scikit-image: 0.5 s) loads only in the actors that run it; the "
         "dispatch process (whose start-up is on the node's start-up path and the restart time after Ray is lost) and "
         "the diagnostic actors import the module too",

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _dispatch_helpers import Results, wait_for
+from _dispatch_helpers import Results, ball_input, wait_for
 
-from z123_ros.camera import CameraIntrinsics
 from z123_ros.dispatch import (
     DispatchConfig,
     Dispatcher,
@@ -105,28 +104,11 @@ def test_rays_processes_retry_local_sockets_every_100_ms_and_prestart(dispatcher
         assert b"RAY_enable_worker_prestart=1" in environ  # dispatch.prestart_workers
 
 
-def _ball_input():
-    """A ball of radius 4 cm, 0.4 m in front of the camera, against a wall at 0.5 m: exact depth, 48x64."""
-    from z123_ros.reconstruction import ReconstructionInput
-
-    h, w = 48, 64
-    intrinsics = CameraIntrinsics.from_fov(60.0, w, h)
-    v, u = np.mgrid[0:h, 0:w]
-    x, y = (u - intrinsics.cx) / intrinsics.fx, (v - intrinsics.cy) / intrinsics.fy
-    # Ray (x, y, 1) * z meets the sphere |p - (0, 0, 0.4)| = 0.04 where a z^2 - 0.8 z + 0.16 - 0.04^2 = 0.
-    a = x**2 + y**2 + 1
-    disc = 0.64 - 4 * a * (0.16 - 0.04**2)
-    mask = disc > 0
-    depth = np.where(mask, (0.8 - np.sqrt(np.maximum(disc, 0))) / (2 * a), 0.5).astype(np.float32)
-    assert mask.sum() > 50
-    return ReconstructionInput(rgb=np.full((h, w, 3), 200, np.uint8), mask=mask, intrinsics=intrinsics, depth_m=depth)
-
-
 def test_actors_load_neither_pydantic_nor_pyarrow(dispatcher: Dispatcher, results: Results) -> None:
     """Ray's serialization add-ons would import both in every actor (0.1 CPU-s each at start-up; ``ray[train]``
     installs them); the actors' jobs carry neither. Their shared libraries are not mapped in any actor, also after a
     reconstruction job."""
-    for job in (EchoJob(data=np.zeros(4, np.uint8)), ReconstructionJob(inp=_ball_input(), backend="depth")):
+    for job in (EchoJob(data=np.zeros(4, np.uint8)), ReconstructionJob(inp=ball_input(), backend="depth")):
         result = results.wait(dispatcher.submit(job, on_done=results))
         assert result.ok, result
     for pid in [w.pid for w in dispatcher.workers()]:
@@ -146,7 +128,7 @@ def test_cpu_jobs_use_both_actors_and_equal_direct_calls(dispatcher: Dispatcher,
 def test_reconstruction_job_equals_direct_call(dispatcher: Dispatcher, results: Results) -> None:
     from z123_ros.reconstruction import reconstruct
 
-    inp = _ball_input()
+    inp = ball_input()
     result = results.wait(dispatcher.submit(ReconstructionJob(inp=inp, backend="hull", key="box"), on_done=results))
     direct = reconstruct(inp, backend="hull")
     assert result.ok, result

@@ -19,7 +19,7 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
-from _dispatch_helpers import free_port
+from _dispatch_helpers import ball_input, free_port
 
 from z123_ros import plugins
 from z123_ros.dispatch import (
@@ -190,6 +190,26 @@ def test_worker_host_reports_job_errors_with_their_reason() -> None:
     host = WorkerHost(get_kind("reconstruction"), WorkerPoolConfig(num_actors=1, warm_up=False))
     reply = host.run(ReconstructionJob(inp=None))
     assert not reply.ok and reply.reason in ("bad_input", "job_error") and reply.message
+
+
+def test_reconstruction_worker_decimates_to_the_jobs_max_faces() -> None:
+    """The node's face budget is met in the actor (off the node's process); without one the mesh is the backend's."""
+    from z123_ros.reconstruction import reconstruct
+    from z123_ros.reconstruction.simplify import simplify_result
+
+    host = WorkerHost(get_kind("reconstruction"), WorkerPoolConfig(num_actors=1, warm_up=False))
+    inp = ball_input()
+    full = reconstruct(inp, "depth")
+    budget = len(full.faces) // 3
+    reply = host.run(ReconstructionJob(inp=inp, backend="depth", max_faces=budget))
+    assert reply.ok, reply.message
+    result = reply.value
+    assert len(result.faces) <= budget < len(full.faces) and result.watertight and "simplify" in result.timings
+    np.testing.assert_array_equal(result.faces, simplify_result(full, budget).faces)
+    np.testing.assert_array_equal(result.points, full.points)
+    unlimited = host.run(ReconstructionJob(inp=inp, backend="depth")).value
+    np.testing.assert_array_equal(unlimited.faces, full.faces)
+    assert simplify_result(full, len(full.faces)) is full
 
 
 class _Payload:

@@ -188,6 +188,8 @@ def test_a_frames_jobs_go_as_one_batch_sharing_its_colour_and_depth(harness, sce
     assert list(harness.dispatcher.batches) == [sorted(harness.dispatcher.jobs)] and len(jobs) == 3
     assert all(job.inp.rgb is jobs[0].inp.rgb and job.inp.depth_m is jobs[0].inp.depth_m for job in jobs)
     assert len({id(job.inp.mask) for job in jobs}) == 3
+    # The actors decimate to the node's face budget (the node's own simplification is the safety net).
+    assert {job.max_faces for job in jobs} == {harness.pipeline.config.max_mesh_faces}
     harness.feed(_raw(scenes[0], noise_seed=1))  # nothing new: no job, no empty batch
     assert len(harness.dispatcher.batches) == 1
 

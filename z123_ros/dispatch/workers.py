@@ -41,6 +41,9 @@ class ReconstructionJob(Job):
     """A ``ReconstructionConfig`` or None for its defaults."""
     model_path: str | None = None
     """Zero-1-to-3 weights for the learned backends; None = the pool's ``model_path``."""
+    max_faces: int | None = None
+    """Decimate the mesh to at most this many faces in the actor (``z123_ros.reconstruction.simplify``), off the
+    caller's process; None = the mesh as the backend made it."""
 
 
 @dataclass(kw_only=True)
@@ -139,9 +142,11 @@ class ReconstructionWorker:
 
     def __call__(self, job: ReconstructionJob) -> Any:
         from z123_ros.reconstruction import get_backend, reconstruct
+        from z123_ros.reconstruction.simplify import simplify_result
 
         pipeline = self._zero123.get(job.model_path) if get_backend(job.backend).needs_model else None
-        return reconstruct(job.inp, backend=job.backend, config=job.config, pipeline=pipeline)
+        result = reconstruct(job.inp, backend=job.backend, config=job.config, pipeline=pipeline)
+        return result if job.max_faces is None else simplify_result(result, job.max_faces)
 
 
 class NovelViewsWorker:

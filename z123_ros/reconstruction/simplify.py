@@ -9,14 +9,20 @@ apart and flat regions give up their triangles first.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import threading
+import time
 
 import fast_simplification
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from z123_ros.reconstruction.base import ReconstructionResult
 from z123_ros.reconstruction.mesh import watertight
+
+logger = logging.getLogger(__name__)
 
 #: fast_simplification keeps the mesh being simplified in module-global C++ state (load, simplify, read back are
 #: three calls): one simplification at a time per process.
@@ -32,6 +38,27 @@ AGGRESSIVENESS = (1.0, 7.0)
 #: is this long, the resolution :data:`AGGRESSIVENESS` was measured at (the depth backend's meshes: 0.8-5.6 mm
 #: edges, the containers' ~1 mm), so that the result does not depend on the mesh's units.
 UNIT_EDGE = 1e-3
+
+
+def simplify_result(result: ReconstructionResult, max_faces: int) -> ReconstructionResult:
+    """``result`` with its mesh decimated to at most ``max_faces`` faces (``result`` itself when it fits).
+
+    For a reconstruction actor: it decimates in parallel with the others, and the node's process (one GIL for every
+    callback) then only checks the face count. ``watertight`` is decided again, the time is ``timings["simplify"]``;
+    the points stay those sampled on the full mesh.
+    """
+    if len(result.faces) <= max_faces:
+        return result
+    t0 = time.perf_counter()
+    vertices, faces, kept = decimate_checked(result.vertices, result.faces, max_faces)
+    if not kept:
+        logger.warning(
+            "decimating a %d-face mesh to %d faces broke its watertightness or split it", len(result.faces), len(faces)
+        )
+    timings = {**result.timings, "simplify": time.perf_counter() - t0}
+    return dataclasses.replace(
+        result, vertices=vertices, faces=faces, watertight=all(watertight(faces)), timings=timings
+    )
 
 
 def decimate(vertices: np.ndarray, faces: np.ndarray, max_faces: int) -> tuple[np.ndarray, np.ndarray]:

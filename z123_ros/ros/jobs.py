@@ -94,8 +94,15 @@ def build_job(
             support_plane_cam=plane,
             occluder_mask=occluders,
         )
-        # key: a newer view of the same object replaces its queued, not yet started job.
-        return ReconstructionJob(inp=inp, backend=config.backend, config=config.reconstruction, key=str(object_id))
+        # key: a newer view of the same object replaces its queued, not yet started job. max_faces: the actor
+        # decimates the mesh (in parallel, off the node's GIL); the node's own simplification then finds it fits.
+        return ReconstructionJob(
+            inp=inp,
+            backend=config.backend,
+            config=config.reconstruction,
+            key=str(object_id),
+            max_faces=config.max_mesh_faces,
+        )
     # The paper's input: the object cut out, centred on white, with the camera's polar angle over the table.
     z_input = preprocess_for_zero123(
         frame.rgb, mask, intrinsics=frame.intrinsics, depth_m=frame.depth_m, plane_cam=plane

@@ -368,6 +368,8 @@ class Pipeline:
         if ticket.T_target_from_cam is not None and result.metric and result.frame == "camera":
             result = result_in_frame(result, ticket.T_target_from_cam, config.target_frame)
             header = self._output_header(header, ticket.T_target_from_cam)
+        # The actor decimated the mesh to max_mesh_faces already (jobs.build_job): this validates it and only
+        # simplifies a job that ran under a larger budget than the one set since.
         vertices, faces = conv.simplify_mesh(result.vertices, result.faces, config.max_mesh_faces)
         msg = conv.reconstruction_to_msg(result, object_id, header, config.max_cloud_points, mesh=_NO_MESH)
         stages = ticket.stages(outcome.timings, handled) if ticket.marks else {}
