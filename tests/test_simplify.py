@@ -7,7 +7,7 @@ import trimesh
 from skimage.measure import marching_cubes
 
 from z123_ros.reconstruction.mesh import watertight
-from z123_ros.reconstruction.simplify import decimate, decimate_checked, pieces
+from z123_ros.reconstruction.simplify import _unpinch, decimate, decimate_checked, pieces
 
 
 def thin_bowl(radius_m: float = 0.03, wall_m: float = 0.0015, voxel_m: float = 0.0005) -> trimesh.Trimesh:
@@ -48,3 +48,20 @@ def test_decimate_leaves_small_meshes_alone_and_keeps_pieces() -> None:
 def test_pieces_counts_vertex_connected_parts() -> None:
     assert pieces(np.zeros((0, 3), dtype=np.int64)) == 0
     assert pieces(np.array([[0, 1, 2], [2, 3, 4], [5, 6, 7]])) == 2
+
+
+def test_unpinch_pulls_two_sheets_sharing_an_edge_apart() -> None:
+    """Two cubes meeting along one edge (four faces on it, what a collapse across a thin neck leaves): a copy of
+    the edge's two vertices for one cube makes both watertight, where they were; a manifold mesh is unchanged."""
+    a = trimesh.creation.box()
+    b = trimesh.creation.box().apply_translation([1.0, 1.0, 0.0])
+    pinched = trimesh.util.concatenate([a, b])
+    pinched.merge_vertices()
+    assert not watertight(pinched.faces)[0] and pieces(pinched.faces) == 1
+    v, f = _unpinch(np.asarray(pinched.vertices), np.asarray(pinched.faces))
+    assert watertight(f) == (True, True) and pieces(f) == 2 and len(v) == len(pinched.vertices) + 2
+    np.testing.assert_array_equal(v[f], np.asarray(pinched.vertices)[pinched.faces])
+    sphere = trimesh.creation.icosphere(subdivisions=2)
+    v, f = _unpinch(sphere.vertices, sphere.faces)
+    np.testing.assert_array_equal(f, sphere.faces)
+    assert len(v) == len(sphere.vertices)

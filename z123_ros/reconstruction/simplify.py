@@ -31,8 +31,8 @@ _LOCK = threading.Lock()
 
 #: fast_simplification's ``agg`` (threshold growth per pass) of the decimations tried in turn. 1 collapses in a
 #: nearer order of error than its default 7 at the same cost: on the conditions benchmark's 27 meshes over 30 k faces
-#: it folded or pinched 1 (7: 7); lower budgets or fractions of it and agg 2-5 did not fix that one. 7 comes second
-#: because agg 1's thresholds can run out before the budget is met (a coarse mesh cut far down).
+#: it left a pinch on 1 after the folds were removed (7: 7), which :func:`_unpinch` repairs. 7 comes second because
+#: agg 1's thresholds can run out before the budget is met (a coarse mesh cut far down).
 AGGRESSIVENESS = (1.0, 7.0)
 #: fast_simplification's thresholds are absolute squared distances: the mesh is scaled for it so that its mean edge
 #: is this long, the resolution :data:`AGGRESSIVENESS` was measured at (the depth backend's meshes: 0.8-5.6 mm
@@ -65,8 +65,9 @@ def decimate(vertices: np.ndarray, faces: np.ndarray, max_faces: int) -> tuple[n
     """(vertices, faces) with at most ``max_faces`` faces (the input itself when it already fits).
 
     ``vertices`` (V, 3) float, ``faces`` (F, 3) int indices into them, already validated by the caller. A watertight
-    input stays watertight and a one-piece input one piece when one of :data:`AGGRESSIVENESS` manages it: a collapse
-    can fold two faces onto each other (removed after) or pinch two sheets into one edge (then the next one runs).
+    input stays watertight and a one-piece input one piece: a collapse can fold two faces onto each other (the pair
+    is removed after) or pinch two sheets into one edge or vertex (pulled apart again, a sliver the pinch closed off
+    dropped); the next of :data:`AGGRESSIVENESS` runs only when that still fails or the budget was not met.
     """
     return decimate_checked(vertices, faces, max_faces)[:2]
 
@@ -90,7 +91,14 @@ def decimate_checked(vertices: np.ndarray, faces: np.ndarray, max_faces: int) ->
         sf = _unfold(np.asarray(sf, dtype=np.int64))
         if len(sf) > max_faces:  # the collapses stop at the count (or one under) unless the thresholds ran out
             continue
-        if (not was_watertight or watertight(sf)[0]) and pieces(sf) <= n_pieces:
+        kept = (not was_watertight or watertight(sf)[0]) and pieces(sf) <= n_pieces
+        if not kept:
+            sv, sf = _unpinch(sv, sf)
+            # A pinch can close off a sliver (6 faces of no volume on one cup): the input's number of pieces, the
+            # largest, stay (the backend keeps the largest piece for the same reason: mesh.largest_mesh_piece).
+            sf = _largest_pieces(sf, n_pieces)
+            kept = not was_watertight or watertight(sf)[0]
+        if kept:
             return _compact(sv, sf) + (True,)
         fitting = fitting or (sv, sf)
     if fitting is None:  # agg 7's thresholds grow fast enough for any count in practice
@@ -108,6 +116,41 @@ def _unfold(faces: np.ndarray) -> np.ndarray:
     return faces[counts[inverse] == 1]
 
 
+def _unpinch(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two sheets pinched into one edge (used by four faces) or one vertex, pulled apart: every vertex gets a copy
+    per fan of faces around it, faces in one fan joined by edges used exactly twice. A vertex of a manifold mesh has
+    one fan and keeps its index; the copies of a pinched one sit where it was (the sheets touch, topologically apart).
+    """
+    n = len(faces)
+    corner_vertex = faces.reshape(-1)  # corner 3k + i is face k's vertex i
+    edges = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+    lo, hi = np.minimum(edges[:, 0], edges[:, 1]), np.maximum(edges[:, 0], edges[:, 1])
+    key = lo * (int(hi.max()) + 1) + hi
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    start = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]])
+    two = start[np.diff(np.r_[start, len(key)]) == 2]
+    e1, e2 = order[two], order[two + 1]  # the two uses (face 3k + i: edge from corner i to corner i + 1) of each
+    # Across a shared edge the faces' corners at each of its two vertices are one fan.
+    c1a, c1b = e1, 3 * (e1 // 3) + (e1 % 3 + 1) % 3
+    c2a, c2b = e2, 3 * (e2 // 3) + (e2 % 3 + 1) % 3
+    same_a = corner_vertex[c1a] == corner_vertex[c2a]  # the two faces run the edge the same way (inconsistent)
+    rows = np.concatenate([c1a, c1b])
+    cols = np.concatenate([np.where(same_a, c2a, c2b), np.where(same_a, c2b, c2a)])
+    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(3 * n, 3 * n))
+    _, fan = connected_components(graph, directed=False)
+    # One new vertex per fan; a vertex's first fan keeps its index, so a manifold mesh comes back unchanged.
+    fans, first_corner = np.unique(fan, return_index=True)
+    source = corner_vertex[first_corner]
+    keeps = np.zeros(len(fans), dtype=bool)
+    keeps[np.unique(source, return_index=True)[1]] = True
+    index = np.empty(len(fans), dtype=np.int64)
+    index[keeps] = source[keeps]
+    index[~keeps] = len(vertices) + np.arange(int((~keeps).sum()))
+    new_vertices = np.concatenate([vertices, vertices[source[~keeps]]])
+    return new_vertices, index[np.searchsorted(fans, fan)].reshape(-1, 3)
+
+
 def _compact(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The vertices ``faces`` use, in their order, and the faces renumbered to them."""
     used = np.zeros(len(vertices), dtype=bool)
@@ -116,14 +159,26 @@ def _compact(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.nd
     return vertices[used], index[faces]
 
 
+def _largest_pieces(faces: np.ndarray, count: int) -> np.ndarray:
+    """The faces of the ``count`` pieces with the most faces (pieces as :func:`pieces` counts them)."""
+    labels = _vertex_labels(faces)
+    if labels.max() < count:
+        return faces
+    per_face = labels[faces[:, 0]]
+    sizes = np.bincount(per_face)
+    return faces[np.isin(per_face, np.argsort(-sizes, kind="stable")[:count])]
+
+
+def _vertex_labels(faces: np.ndarray) -> np.ndarray:
+    """A piece label per vertex (faces sharing a vertex are one piece; an unused vertex is a piece of its own)."""
+    n = int(faces.max()) + 1
+    rows, cols = np.concatenate([faces[:, 0], faces[:, 1]]), np.concatenate([faces[:, 1], faces[:, 2]])
+    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
 def pieces(faces: np.ndarray) -> int:
     """How many pieces the faces make (faces sharing a vertex are one piece; unused vertices count for none)."""
     if not len(faces):
         return 0
-    n = int(faces.max()) + 1
-    used = np.zeros(n, dtype=bool)
-    used[faces] = True
-    rows, cols = np.concatenate([faces[:, 0], faces[:, 1]]), np.concatenate([faces[:, 1], faces[:, 2]])
-    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
-    # Each unused vertex is a component of its own.
-    return int(connected_components(graph, directed=False)[0]) - int(n - used.sum())
+    return len(np.unique(_vertex_labels(faces)[faces[:, 0]]))
