@@ -58,6 +58,9 @@ LAZY_PACKAGE_IMPORTS: dict[str, str] = {
         "dispatch process (whose start-up is on the node's start-up path and the restart time after Ray is lost) and "
         "the diagnostic actors import the module too",
     ),
+    "z123_ros.ros.conversions -> z123_ros.reconstruction.simplify": "it loads scipy, which the node's main() loads "
+    "only after applying z123_ros._lean_imports (they do nothing for a scipy already loaded); importing the node "
+    "module must not load it (tests/test_lean_imports.py)",
 }
 
 

@@ -8,6 +8,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 _PROBE = (
     "import json, sys\n"
     "import numpy as np\n"
@@ -53,3 +55,16 @@ def test_an_actor_process_gets_them_before_its_stack_loads() -> None:
         "assert 'scipy' not in sys.modules\n"
     )
     assert _probe(setup)["note"] is False
+
+
+def test_importing_the_node_module_leaves_scipy_for_main() -> None:
+    """The node's ``main()`` applies the lean imports before its constructor loads scipy; they do nothing when
+    importing ``z123_ros.ros.node`` (the console script's first step) already loaded scipy's array-API layer."""
+    pytest.importorskip("rclpy", reason="the node module needs ROS 2 (rclpy)")
+    probe = (
+        "import json, sys\n"
+        "import z123_ros.ros.node\n"
+        "print(json.dumps([m for m in ('scipy._lib._array_api', 'numpy.testing', 'numpy.f2py') if m in sys.modules]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=180, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

@@ -32,7 +32,6 @@ from visualization_msgs.msg import Marker, MarkerArray
 from z123_ros.camera import CameraIntrinsics
 from z123_ros.distortion import Distortion
 from z123_ros.errors import CameraError, InputError
-from z123_ros.reconstruction.simplify import decimate_checked
 
 logger = logging.getLogger(__name__)
 
@@ -425,6 +424,9 @@ def simplify_mesh(vertices: np.ndarray, faces: np.ndarray, max_faces: int) -> tu
     two faces apart and a watertight, one-piece mesh so (vertex clustering merged a 1-2 mm wall's faces and could
     pinch the surface); a result that still broke the topology is published and logged.
     """
+    # Lazy: scipy (loaded by the simplification) must load only after the node's main() applied its lean imports.
+    from z123_ros.reconstruction.simplify import decimate_checked
+
     v, f = _check_mesh(vertices, faces)
     if len(f) <= max_faces or len(f) == 0:
         return v, f
