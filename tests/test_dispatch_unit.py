@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import logging
 import math
 import os
 import socket
@@ -487,6 +488,9 @@ class _FakeRayNode:
     """Test double of a Ray Node whose start_raylet starts the raylet (and one other process) through Ray's
     services.start_ray_process, with agent commands as Ray 2.60's services.start_raylet writes them."""
 
+    DASHBOARD = "--dashboard_agent_command=/py /ray/dashboard/agent.py --node-id=ab12 --minimal"
+    RUNTIME_ENV = "--runtime_env_agent_command=/py /ray/agent/main.py --runtime-env-agent-port=0"
+
     def __init__(self, head: bool, session_dir: str) -> None:
         self.head, self.node_id, self._session = head, "ab12", session_dir
 
@@ -496,10 +500,9 @@ class _FakeRayNode:
     def start_raylet(self) -> None:
         import ray._private.services as services
 
-        dashboard = "--dashboard_agent_command=/py /ray/dashboard/agent.py --node-id=ab12 --minimal"
-        runtime_env = "--runtime_env_agent_command=/py /ray/agent/main.py --runtime-env-agent-port=0"
-        services.start_ray_process(["/ray/raylet", "--head", dashboard, runtime_env], "raylet", fate_share=False)
-        services.start_ray_process(["/ray/gcs_server", dashboard], "gcs_server", fate_share=False)
+        raylet = ["/ray/raylet", "--head", self.DASHBOARD, self.RUNTIME_ENV]
+        services.start_ray_process([a for a in raylet if a], "raylet", fate_share=False)
+        services.start_ray_process(["/ray/gcs_server", self.DASHBOARD], "gcs_server", fate_share=False)
 
 
 def test_lean_head_starts_the_raylets_agents_lean_on_a_head_only(
@@ -509,11 +512,9 @@ def test_lean_head_starts_the_raylets_agents_lean_on_a_head_only(
     runtime-env agent behind raylet_agents.py's port-first start), for the raylet of a head only, for that one
     start_raylet call; every other argument and process is Ray's."""
     import ray._private.services as services
-    import ray._private.utils as ray_utils
 
     started: list[tuple[str, list[str]]] = []
     monkeypatch.setattr(services, "start_ray_process", lambda cmd, kind, **kw: started.append((kind, cmd)))
-    monkeypatch.setattr(ray_utils, "get_dashboard_dependency_error", lambda: ImportError("aiohttp_cors"))
     lean = _lean_node_class(_FakeRayNode, (), poll_registration=False, lean_agents=True)
     lean(head=True, session_dir=str(tmp_path)).start_raylet()
     (_, raylet), (_, gcs) = started
@@ -529,14 +530,58 @@ def test_lean_head_starts_the_raylets_agents_lean_on_a_head_only(
     ), runtime_env
     assert services.start_ray_process.__name__ == "<lambda>", "Ray's function is back after the call"
 
-    started.clear()  # ray[default] installed: Ray's dashboard agent serves its modules, so it stays
-    monkeypatch.setattr(ray_utils, "get_dashboard_dependency_error", lambda: None)
+    started.clear()  # ray[default] installed (no --minimal): Ray's dashboard agent serves its modules, so it stays
+    monkeypatch.setattr(_FakeRayNode, "DASHBOARD", "--dashboard_agent_command=/py /ray/dashboard/agent.py --head")
     lean(head=True, session_dir=str(tmp_path)).start_raylet()
-    assert started[0][1][2] == "--dashboard_agent_command=/py /ray/dashboard/agent.py --node-id=ab12 --minimal"
+    assert started[0][1][2] == "--dashboard_agent_command=/py /ray/dashboard/agent.py --head"
     assert "raylet_agents.py runtime-env" in started[0][1][3]
     started.clear()  # not a head: Ray's commands
     lean(head=False, session_dir=str(tmp_path)).start_raylet()
     assert "raylet_agents" not in " ".join(started[0][1])
+
+
+def test_lean_head_leaves_each_agent_to_ray_where_this_ray_lacks_a_name_it_needs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another Ray (private names gone or changed): each piece whose names are missing is left as Ray starts it,
+    with one warning naming what is missing; the rest stays lean, and nothing fails."""
+    import ray._private.node as ray_node
+    import ray._private.services as services
+    import ray._raylet as raylet
+
+    started: list[list[str]] = []
+    monkeypatch.setattr(services, "start_ray_process", lambda cmd, kind, **kw: started.append(cmd))
+    lean = _lean_node_class(_FakeRayNode, (), poll_registration=False, lean_agents=True)
+    caplog.set_level(logging.INFO, logger="z123_ros.dispatch.head")
+
+    monkeypatch.delattr(raylet, "RUNTIME_ENV_AGENT_PORT_NAME")
+    lean(head=True, session_dir=str(tmp_path)).start_raylet()
+    assert started[0][3] == _FakeRayNode.RUNTIME_ENV, "Ray's runtime-env agent"
+    assert "raylet_agents.py dashboard" in started[0][2], "the stand-in still"
+    assert "RUNTIME_ENV_AGENT_PORT_NAME" in caplog.text
+    assert "rewritten: dashboard_agent_command" in caplog.text
+
+    started.clear()
+    monkeypatch.delattr(raylet, "METRICS_EXPORT_PORT_NAME")
+    lean(head=True, session_dir=str(tmp_path)).start_raylet()
+    assert started[0][2:] == [_FakeRayNode.DASHBOARD, _FakeRayNode.RUNTIME_ENV]
+    assert "ray._raylet.METRICS_EXPORT_PORT_NAME" in caplog.text
+
+    started.clear()  # an option Ray no longer passes so: said, and the rest still rewritten
+    monkeypatch.undo()
+    monkeypatch.setattr(services, "start_ray_process", lambda cmd, kind, **kw: started.append(cmd))
+    monkeypatch.setattr(_FakeRayNode, "RUNTIME_ENV", "")
+    lean(head=True, session_dir=str(tmp_path)).start_raylet()
+    assert "raylet_agents.py dashboard" in started[0][2]
+    assert "has no runtime_env_agent_command" in caplog.text
+
+    def waiter(gcs_port_file: str, timeout_s: float = 60.0) -> int:  # a Ray without the keyword
+        return 0
+
+    monkeypatch.setattr(ray_node, "wait_for_persisted_port", waiter)
+    with lean_head(("start_api_server",)) as skipped:
+        assert skipped == ("start_api_server",) and ray_node.wait_for_persisted_port is waiter
+    assert "poll_interval_ms" in caplog.text
 
 
 def test_dashboard_stand_in_writes_rays_port_files_and_lives_as_long_as_the_raylet(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import logging
 import subprocess
 import sys
@@ -72,27 +73,73 @@ def head_services_to_skip(lean: bool, dashboard: bool, log_to_driver: bool) -> t
     return ("start_api_server", "start_monitor") + (() if log_to_driver else ("start_log_monitor",))
 
 
+#: ``ray._raylet``'s names of the dashboard agent's port files, which the stand-in writes.
+DASHBOARD_PORT_NAMES = ("METRICS_AGENT_PORT_NAME", "METRICS_EXPORT_PORT_NAME", "DASHBOARD_AGENT_LISTEN_PORT_NAME")
+
+
+def _runtime_env_port_first(script: list[str], raylet: Any) -> Callable[[str], str] | None:
+    port_name = getattr(raylet, "RUNTIME_ENV_AGENT_PORT_NAME", None)
+    if not isinstance(port_name, str):
+        logger.warning("this Ray has no ray._raylet.RUNTIME_ENV_AGENT_PORT_NAME: its runtime-env agent starts as Ray's")
+        return None
+    port_first = subprocess.list2cmdline([*script, "runtime-env", port_name, "--"])
+    return lambda ray: f"{port_first} {ray}"
+
+
+def _dashboard_stand_in(script: list[str], raylet: Any, node: Any) -> Callable[[str], str] | None:
+    names = [getattr(raylet, name, None) for name in DASHBOARD_PORT_NAMES]
+    session_dir = getattr(node, "get_session_dir_path", None)
+    node_id = getattr(node, "node_id", None)
+    missing = [f"ray._raylet.{n}" for n, v in zip(DASHBOARD_PORT_NAMES, names, strict=True) if not isinstance(v, str)]
+    missing += [] if callable(session_dir) else ["Node.get_session_dir_path"]
+    missing += [] if isinstance(node_id, str) else ["Node.node_id"]
+    if missing:
+        logger.warning("this Ray has no %s: its dashboard agent starts as Ray's", ", ".join(missing))
+        return None
+    stand_in = subprocess.list2cmdline([*script, "dashboard", session_dir(), node_id, *names])
+
+    def rewrite(ray: str) -> str:
+        # Ray adds --minimal where ray[default]'s dependencies are missing: that agent serves nothing. Without it
+        # Ray's agent serves its modules (the dashboard's, metrics) and stays.
+        return stand_in if "--minimal" in ray.split() else ray
+
+    return rewrite
+
+
 def agent_commands(node: Any) -> dict[str, Callable[[str], str]]:
     """For a head ``node`` being started: the raylet's agent-command options the lean head rewrites, each with its
     rewrite of Ray's value (:mod:`~z123_ros.dispatch.raylet_agents`): the runtime-env agent's port written before
-    its imports, and, where Ray's dashboard agent would start minimal (``ray[default]``'s dependencies missing: it
-    would serve nothing), the stand-in in its place."""
-    import ray._private.utils as ray_utils
+    its imports, and the dashboard agent's stand-in where Ray's value starts it ``--minimal`` (``ray[default]``'s
+    dependencies missing: it would serve nothing). A piece whose Ray names (private ones) this Ray lacks is left out,
+    with a warning: that agent starts as Ray starts it."""
     import ray._raylet as raylet
 
     script = [sys.executable, "-I", "-S", raylet_agents.__file__]
-    port_first = subprocess.list2cmdline([*script, "runtime-env", raylet.RUNTIME_ENV_AGENT_PORT_NAME, "--"])
-    rewrites: dict[str, Callable[[str], str]] = {"runtime_env_agent_command": lambda ray: f"{port_first} {ray}"}
-    if ray_utils.get_dashboard_dependency_error() is not None:
-        names = (
-            raylet.METRICS_AGENT_PORT_NAME,
-            raylet.METRICS_EXPORT_PORT_NAME,
-            raylet.DASHBOARD_AGENT_LISTEN_PORT_NAME,
-        )
-        session = [node.get_session_dir_path(), node.node_id]
-        stand_in = subprocess.list2cmdline([*script, "dashboard", *session, *names])
-        rewrites["dashboard_agent_command"] = lambda _ray: stand_in
-    return rewrites
+    pieces = {
+        "runtime_env_agent_command": _runtime_env_port_first(script, raylet),
+        "dashboard_agent_command": _dashboard_stand_in(script, raylet, node),
+    }
+    return {option: rewrite for option, rewrite in pieces.items() if rewrite is not None}
+
+
+def _rewrite_command(command: list[str], rewrites: dict[str, Callable[[str], str]]) -> list[str]:
+    """``command`` (the raylet's) with each ``--NAME=value`` option that ``rewrites`` names rewritten; logs which
+    changed, and warns of an expected option that is absent (a Ray that passes it differently: that agent starts as
+    Ray's)."""
+    out, changed, seen = [], [], set()
+    for arg in command:
+        name, equals, value = arg.removeprefix("--").partition("=")
+        if arg.startswith("--") and equals and name in rewrites:
+            seen.add(name)
+            new = rewrites[name](value)
+            changed += [name] if new != value else []
+            arg = f"--{name}={new}"
+        out.append(arg)
+    absent = sorted(set(rewrites) - seen)
+    if absent:
+        logger.warning("the raylet's command has no %s: that agent starts as Ray's", ", ".join(absent))
+    logger.info("embedded Ray head: raylet agents rewritten: %s", ", ".join(changed) or "none")
+    return out
 
 
 def _raylet_with_lean_agents(start_raylet: Any) -> Any:
@@ -106,16 +153,16 @@ def _raylet_with_lean_agents(start_raylet: Any) -> Any:
         import ray._private.ray_constants as ray_constants
         import ray._private.services as services
 
+        raylet_kind = getattr(ray_constants, "PROCESS_TYPE_RAYLET", None)
+        start_ray_process = getattr(services, "start_ray_process", None)
+        if not isinstance(raylet_kind, str) or not callable(start_ray_process):
+            logger.warning("this Ray has no services.start_ray_process or PROCESS_TYPE_RAYLET: Ray's raylet agents")
+            return start_raylet(self, *args, **kwargs)
         rewrites = agent_commands(self)
-        start_ray_process = services.start_ray_process
-
-        def rewritten(arg: str) -> str:
-            name, equals, value = arg.removeprefix("--").partition("=")
-            return f"--{name}={rewrites[name](value)}" if equals and arg.startswith("--") and name in rewrites else arg
 
         def start_with_lean_agents(command, process_type, *rest, **options):
-            if process_type == ray_constants.PROCESS_TYPE_RAYLET:
-                command = [rewritten(arg) for arg in command]
+            if process_type == raylet_kind:
+                command = _rewrite_command(command, rewrites)
             return start_ray_process(command, process_type, *rest, **options)
 
         services.start_ray_process = start_with_lean_agents
@@ -195,20 +242,33 @@ def lean_head(
 
     base = getattr(ray_node, "Node", None)
     needed = skip + (("start_ray_processes", "get_gcs_client") if poll_registration else ())
-    needed += ("start_raylet", "get_session_dir_path") if lean_agents else ()
+    needed += ("start_raylet",) if lean_agents else ()
     missing = [name for name in needed if not callable(getattr(base, name, None))]
     if base is None or missing:
         logger.warning("this Ray has no %s: the embedded Ray starts its standard head", missing or "Node class")
         yield ()
         return
-    waiter = getattr(ray_node, "wait_for_persisted_port", None)
+    waiter = _port_waiter(ray_node)
     with _LOCK:
         ray_node.Node = _lean_node_class(base, skip, poll_registration, lean_agents)
-        if callable(waiter):
+        if waiter is not None:
             ray_node.wait_for_persisted_port = functools.partial(waiter, poll_interval_ms=PORT_POLL_MS)
         try:
             yield skip
         finally:
             ray_node.Node = base
-            if callable(waiter):
+            if waiter is not None:
                 ray_node.wait_for_persisted_port = waiter
+
+
+def _port_waiter(ray_node: Any) -> Callable[..., Any] | None:
+    """``ray._private.node.wait_for_persisted_port`` where it takes ``poll_interval_ms`` (else None, logged: Ray's
+    own polls stay)."""
+    waiter = getattr(ray_node, "wait_for_persisted_port", None)
+    try:
+        if "poll_interval_ms" in inspect.signature(waiter).parameters:
+            return waiter
+    except (TypeError, ValueError):  # not a callable, or one without a signature
+        pass
+    logger.info("this Ray has no wait_for_persisted_port(poll_interval_ms=...): its GCS port file is polled as Ray's")
+    return None
