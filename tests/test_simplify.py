@@ -7,7 +7,7 @@ import trimesh
 from skimage.measure import marching_cubes
 
 from z123_ros.reconstruction.mesh import watertight
-from z123_ros.reconstruction.simplify import _unpinch, decimate, decimate_checked, pieces
+from z123_ros.reconstruction.simplify import _fill_small_holes, _unpinch, decimate, decimate_checked, pieces
 
 
 def thin_bowl(radius_m: float = 0.03, wall_m: float = 0.0015, voxel_m: float = 0.0005) -> trimesh.Trimesh:
@@ -65,3 +65,11 @@ def test_unpinch_pulls_two_sheets_sharing_an_edge_apart() -> None:
     v, f = _unpinch(sphere.vertices, sphere.faces)
     np.testing.assert_array_equal(f, sphere.faces)
     assert len(v) == len(sphere.vertices)
+
+
+def test_small_holes_left_by_unpinching_are_closed_on_the_same_vertices() -> None:
+    box = trimesh.creation.icosphere(subdivisions=2)
+    holed = np.asarray(box.faces)[1:]
+    assert not watertight(holed)[0]
+    faces = _fill_small_holes(np.asarray(box.vertices), holed)
+    assert watertight(faces) == (True, True) and len(faces) == len(box.faces) and faces.max() < len(box.vertices)
