@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import gc
 import hashlib
+import json
 import logging
 import math
 import os
@@ -607,18 +609,68 @@ def test_dashboard_stand_in_writes_rays_port_files_and_lives_as_long_as_the_rayl
     assert orphan.returncode == 0
 
 
-def test_runtime_env_agent_runs_nicer_than_the_raylet() -> None:
-    """raylet_agents.py runtime-env execs the agent RUNTIME_ENV_AGENT_NICENESS nicer than itself (the raylet's
-    child): the agent's start yields to the workers'."""
-    agent = [sys.executable, "-c", "import os; print(os.nice(0))"]
-    cmd = [sys.executable, "-I", "-S", raylet_agents.__file__, "runtime-env", "runtime_env_agent_port", "--", *agent]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True)
-    assert int(out.stdout) == min(19, os.nice(0) + raylet_agents.RUNTIME_ENV_AGENT_NICENESS)  # 19: the most
+_AGENT_PROBE = (
+    "import json, os, socket, sys\n"
+    "port = int([a for a in sys.argv if a.startswith('--runtime-env-agent-port=')][0].split('=')[1])\n"
+    "plain = socket.socket()\n"
+    "try:\n"
+    "    plain.bind(('127.0.0.1', port)); taken = 'bound'\n"
+    "except OSError as exc:\n"
+    "    taken = exc.errno\n"
+    "agent = socket.socket(); agent.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "agent.bind(('127.0.0.1', port)); agent.listen()\n"
+    "print(json.dumps({'nice': os.nice(0), 'port': port, 'plain_bind': taken}))\n"
+)
+
+
+def _agent_argv(session: Path) -> list[str]:
+    return [sys.executable, "-c", _AGENT_PROBE, "--node-id=n1", "--node-ip-address=127.0.0.1"] + [
+        "--runtime-env-agent-port=0",
+        f"--session-dir={session}",
+    ]
+
+
+def test_runtime_env_agent_keeps_its_port_from_the_file_to_its_bind_and_runs_nicer(tmp_path: Path) -> None:
+    """raylet_agents.py runtime-env: the port written to the agent's file stays held through the exec until the
+    agent binds it (another process's bind of it fails; the agent's SO_REUSEADDR bind and listen succeed), and the
+    agent runs RUNTIME_ENV_AGENT_NICENESS nicer than the raylet (its parent)."""
+    cmd = [sys.executable, "-I", "-S", raylet_agents.__file__, "runtime-env", "runtime_env_agent_port", "--"]
+    out = subprocess.run([*cmd, *_agent_argv(tmp_path)], capture_output=True, text=True, timeout=60, check=True)
+    agent = json.loads(out.stdout)
+    assert agent["port"] == int((tmp_path / "runtime_env_agent_port_n1").read_text())
+    assert agent["plain_bind"] == errno.EADDRINUSE, "the port was free for anyone between its file and the agent"
+    if os.nice(0) > 19 - raylet_agents.RUNTIME_ENV_AGENT_NICENESS:  # the in-process test below checks the call
+        pytest.skip(f"at niceness {os.nice(0)} the agent's extra niceness is clamped at 19: nothing to tell apart")
+    assert agent["nice"] == os.nice(0) + raylet_agents.RUNTIME_ENV_AGENT_NICENESS
+    plain = [sys.executable, "-c", _AGENT_PROBE, "--runtime-env-agent-port=0"]  # options missing: Ray's start
+    out = subprocess.run([*cmd, *plain], capture_output=True, text=True, timeout=60, check=True)
+    assert json.loads(out.stdout)["nice"] == os.nice(0), "not niced where its port was not written first"
+
+
+def test_runtime_env_agent_is_niced_only_behind_its_port_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """raylet_agents.main in process (any test niceness): nice + exec with the port written first; exec of Ray's
+    command alone, not niced, where an option it needs is missing."""
+    niced: list[int] = []
+    monkeypatch.setattr(raylet_agents.os, "nice", niced.append)
+
+    def execv(path: str, argv: list[str]) -> None:
+        raise SystemExit(argv)
+
+    monkeypatch.setattr(raylet_agents.os, "execv", execv)
+    with pytest.raises(SystemExit) as ran:
+        raylet_agents.main(["runtime-env", "p", "--", *_agent_argv(tmp_path)])
+    assert niced == [raylet_agents.RUNTIME_ENV_AGENT_NICENESS]
+    assert ran.value.code[-2] == f"--runtime-env-agent-port={(tmp_path / 'p_n1').read_text()}"
+    niced.clear()
+    with pytest.raises(SystemExit) as ran:
+        raylet_agents.main(["runtime-env", "p", "--", "/py", "main.py", "--runtime-env-agent-port=0"])
+    assert niced == [] and ran.value.code == ["/py", "main.py", "--runtime-env-agent-port=0"]
 
 
 def test_runtime_env_agent_gets_its_port_written_before_it_starts(tmp_path: Path) -> None:
     """raylet_agents.py runtime-env: a free port on the agent's address goes into the agent's port file and its
-    command; an agent command without the options it needs runs unchanged."""
+    command, held (another bind fails, the agent's SO_REUSEADDR bind and listen succeed) until the agent ends; an
+    agent command without the options it needs runs unchanged."""
     argv = [
         "/py",
         "main.py",
@@ -628,16 +680,22 @@ def test_runtime_env_agent_gets_its_port_written_before_it_starts(tmp_path: Path
         f"--session-dir={tmp_path}",
         "--log-dir=/x",
     ]
-    out = raylet_agents.runtime_env_with_port_first("runtime_env_agent_port", argv)
+    out, held = raylet_agents.runtime_env_with_port_first("runtime_env_agent_port", argv)
+    assert held is not None and held.get_inheritable()
     port = int((tmp_path / "runtime_env_agent_port_n1").read_text())
-    assert 0 < port < 65536
+    assert 0 < port < 65536 and held.getsockname()[1] == port
     assert out == [*argv[:4], f"--runtime-env-agent-port={port}", *argv[5:]]
-    with socket.socket() as sock:  # free: the agent binds it next
-        sock.bind(("127.0.0.1", port))
+    with held, socket.socket() as other, socket.socket() as agent:
+        with pytest.raises(OSError) as taken:
+            other.bind(("127.0.0.1", port))
+        assert taken.value.errno == errno.EADDRINUSE
+        agent.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        agent.bind(("127.0.0.1", port))
+        agent.listen()
     fixed = [a.replace("=0", "=6123") for a in argv]
-    assert raylet_agents.runtime_env_with_port_first("p", fixed) == fixed
+    assert raylet_agents.runtime_env_with_port_first("p", fixed) == (fixed, None)
     assert (tmp_path / "p_n1").read_text() == "6123"
-    assert raylet_agents.runtime_env_with_port_first("q", argv[:3]) == argv[:3]
+    assert raylet_agents.runtime_env_with_port_first("q", argv[:3]) == (argv[:3], None)
     assert not (tmp_path / "q_n1").exists()
 
 

@@ -14,11 +14,13 @@ in their place (``python -I -S raylet_agents.py ROLE ...``: standard library onl
 - ``runtime-env PORT_NAME -- AGENT_COMMAND...``: Ray's own runtime-env agent (it serves the raylet's runtime
   environments), with its port written first: the agent picks a free port only after its imports (about 0.5 s),
   and the raylet waits for that file. Here the port is picked first on the same address (a socket bound with port
-  0, as the agent binds, then closed), written to the agent's port file, and the agent exec'd in this process (the
-  raylet's child, the pid the raylet watches) with that port, :data:`RUNTIME_ENV_AGENT_NICENESS` nicer than the
-  raylet: the agent's start (0.45-0.7 CPU-s) then yields to the prestarted workers', which are the node's start-up
-  path, instead of taking a third of the two cores from them. A runtime environment requested before the agent
-  listens meets a port not yet open, which the raylet's client retries (this project's actors use none).
+  0, as the agent binds, and held open across the exec, not listening: no other process can take the port before
+  the agent binds it), written to the agent's port file, and the agent exec'd in this process (the raylet's child,
+  the pid the raylet watches) with that port, :data:`RUNTIME_ENV_AGENT_NICENESS` nicer than the raylet (only then:
+  an agent started as Ray starts it keeps Ray's niceness): the agent's start (0.45-0.7 CPU-s) then yields to the
+  prestarted workers', which are the node's start-up path, instead of taking a third of the two cores from them.
+  A runtime environment requested before the agent listens meets a port not yet open, which the raylet's client
+  retries (this project's actors use none).
 """
 
 from __future__ import annotations
@@ -70,25 +72,46 @@ def _option(argv: list[str], name: str) -> tuple[int, str] | None:
     return None
 
 
-def runtime_env_with_port_first(port_name: str, argv: list[str]) -> list[str]:
-    """``argv`` (Ray's runtime-env agent command) with its port fixed and that port written to its file; ``argv``
-    itself when an option it needs is missing (a Ray that writes them differently: its agent then runs as Ray
+def hold_free_port(ip: str) -> socket.socket:
+    """A socket bound to a free port on ``ip`` (port 0, as the agent binds), held open and inheritable (it survives
+    the exec into the agent) but not listening: until the agent ends, another process's plain bind of that port gets
+    EADDRINUSE, while the agent's own bind (SO_REUSEADDR, as asyncio binds its servers on Unix) and listen succeed.
+    Closed instead, the port would stand free for the agent's half-second of imports, and a process taking it then
+    would end the agent and, fate-shared with it, the raylet."""
+    family, kind, proto, _, address = socket.getaddrinfo(ip, 0, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.set_inheritable(True)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def runtime_env_with_port_first(port_name: str, argv: list[str]) -> tuple[list[str], socket.socket | None]:
+    """``argv`` (Ray's runtime-env agent command) with its port fixed and that port written to its file, and the
+    socket holding that port (:func:`hold_free_port`; None for a port Ray fixed); ``(argv, None)`` unchanged and no
+    file written when an option it needs is missing (a Ray that writes them differently: its agent then runs as Ray
     starts it)."""
     port, ip = _option(argv, "runtime-env-agent-port"), _option(argv, "node-ip-address")
     session, node = _option(argv, "session-dir"), _option(argv, "node-id")
     if None in (port, ip, session, node):
-        return argv
-    number = int(port[1] or 0)
+        return argv, None
+    number, held = int(port[1] or 0), None
     if number == 0:
-        family, kind, proto, _, address = socket.getaddrinfo(ip[1], 0, type=socket.SOCK_STREAM)[0]
-        with socket.socket(family, kind, proto) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(address)
-            number = sock.getsockname()[1]
+        held = hold_free_port(ip[1])
+        number = held.getsockname()[1]
     argv = list(argv)
     argv[port[0]] = f"--runtime-env-agent-port={number}"
-    persist_port(session[1], node[1], port_name, number)
-    return argv
+    try:
+        persist_port(session[1], node[1], port_name, number)
+    except OSError:
+        if held is not None:
+            held.close()
+        raise
+    return argv, held
 
 
 def main(argv: list[str]) -> int:
@@ -101,12 +124,13 @@ def main(argv: list[str]) -> int:
         if separator != "--" or not command:
             raise SystemExit("usage: raylet_agents.py runtime-env PORT_NAME -- AGENT_COMMAND...")
         try:
-            command = runtime_env_with_port_first(port_name, command)
+            lean, _held = runtime_env_with_port_first(port_name, command)  # _held: open across the exec
         except OSError as exc:  # no free port, an unwritable session folder: the agent starts as Ray starts it
             sys.stderr.write(f"raylet_agents: the runtime-env agent's port was not written first: {exc}\n")
-        else:
+            lean = command
+        if lean is not command:  # niced only behind its port file: a plain start (Ray's) is left as Ray's
             os.nice(RUNTIME_ENV_AGENT_NICENESS)
-        os.execv(command[0], command)
+        os.execv(lean[0], lean)
     raise SystemExit(f"unknown role {role!r}")
 
 
