@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -607,6 +608,44 @@ def test_dashboard_stand_in_writes_rays_port_files_and_lives_as_long_as_the_rayl
         alive.wait()
     orphan = subprocess.run(cmd, env={**os.environ, "RAY_RAYLET_PID": "1"}, timeout=30)
     assert orphan.returncode == 0
+
+
+def test_dashboard_stand_in_ends_when_its_raylet_is_killed(tmp_path: Path) -> None:
+    """The raylet SIGKILLed (no SIGTERM to its agents): the stand-in, re-parented, ends on its next check instead of
+    living on as an orphan. Here a Python process stands for the raylet: it starts the stand-in with
+    RAY_RAYLET_PID set to itself, as the raylet does."""
+    script = raylet_agents.__file__
+    stand_in = [sys.executable, "-I", "-S", script, "dashboard", str(tmp_path), "n1", "metrics_agent_port"]
+    raylet = (
+        "import os, subprocess, sys, time\n"
+        f"p = subprocess.Popen({stand_in!r}, env=dict(os.environ, RAY_RAYLET_PID=str(os.getpid())))\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", raylet], stdout=subprocess.PIPE, text=True)
+    pid = int(parent.stdout.readline())
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "metrics_agent_port_n1").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert Path(f"/proc/{pid}/comm").read_text().strip() == raylet_agents.PROCESS_NAME, "alive with its raylet"
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 30  # a liveness bound, not a speed check: it polls every PARENT_POLL_S
+        while _running(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _running(pid), "the stand-in outlived its raylet"
+    finally:
+        if _running(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie (an ended child that its new parent has not reaped yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 _AGENT_PROBE = (
