@@ -47,14 +47,27 @@ def test_scipy_docstrings_stay_as_written_and_numpy_extras_load_on_use() -> None
 
 
 def test_an_actor_process_gets_them_before_its_stack_loads() -> None:
-    """A Ray worker that loads WorkerHost (z123_ros.dispatch.host) applies them before the reconstruction stack."""
+    """An actor's WorkerHost applies them when constructed, before its worker loads the reconstruction stack."""
     setup = (
         "import ray._private.worker as w\n"
         "w.global_worker.mode = w.WORKER_MODE\n"
-        "import z123_ros.dispatch.host\n"
+        "from z123_ros.dispatch import WorkerPoolConfig, get_kind\n"
+        "from z123_ros.dispatch.host import WorkerHost\n"
+        "WorkerHost(get_kind('reconstruction'), WorkerPoolConfig())\n"
         "assert 'scipy' not in sys.modules\n"
     )
     assert _probe(setup)["note"] is False
+
+
+def test_a_ray_task_importing_the_dispatch_layer_keeps_its_imports() -> None:
+    """Any other Ray worker (a user's task) that imports z123_ros.dispatch keeps scipy's and numpy's imports as
+    they are: only an actor's WorkerHost changes them."""
+    setup = (
+        "import ray._private.worker as w\n"
+        "w.global_worker.mode = w.WORKER_MODE\n"
+        "import z123_ros.dispatch, z123_ros.dispatch.host\n"
+    )
+    assert _probe(setup)["note"] is True
 
 
 def test_importing_the_node_module_leaves_scipy_for_main() -> None:

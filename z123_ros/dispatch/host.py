@@ -24,11 +24,8 @@ logger = logging.getLogger(__name__)
 
 if in_ray_worker():
     # Ray imports this module in an actor's process to load WorkerHost, before it makes the serialization context
-    # that unpickles the actor's arguments: its add-ons would import pydantic and pyarrow there (0.1 CPU-s). And
-    # before the worker imports the reconstruction stack: scipy's docstring notes and numpy's f2py and testing
-    # (z123_ros/_lean_imports.py: 0.1 CPU-s).
+    # that unpickles the actor's arguments: its add-ons would import pydantic and pyarrow there (0.1 CPU-s).
     addons_for_loaded_libraries()
-    lean_scientific_imports()
 
 
 class WorkerHost:
@@ -39,6 +36,10 @@ class WorkerHost:
     """
 
     def __init__(self, kind: WorkerKind, pool: WorkerPoolConfig) -> None:
+        # Before the worker imports the reconstruction stack: scipy's docstring notes and numpy's f2py and testing
+        # (z123_ros/_lean_imports.py: 0.1 CPU-s). Here, not at this module's import: only the actors this project
+        # starts change their imports, not a user's Ray task that merely imports z123_ros.dispatch.
+        lean_scientific_imports()
         self._kind = kind
         self._pool = pool
         self._worker: Worker | None = None
