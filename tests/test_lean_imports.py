@@ -5,10 +5,14 @@ modules depend on the tests run before)."""
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
+import types
 
 import pytest
+
+from z123_ros._lean_imports import _DocstringAsWritten, _keep_docstrings
 
 _PROBE = (
     "import json, sys\n"
@@ -81,3 +85,53 @@ def test_importing_the_node_module_leaves_scipy_for_main() -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=180, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def _fake_array_api(call: str) -> types.ModuleType:
+    """A module shaped like scipy._lib._array_api whose xp_capabilities decorator builds its FunctionDoc by
+    ``call`` (a Python expression of ``FunctionDoc`` and ``f``) and then does what scipy 1.17's does."""
+    module = types.ModuleType("fake_array_api")
+
+    class FunctionDoc:  # scipy's own (here: one that adds the note)
+        def __init__(self, func, role="func", doc=None, config=None):
+            self.text, self.notes = func.__doc__, []
+
+        def __getitem__(self, section):
+            return self.notes
+
+        def __str__(self):
+            return "sig\n" + self.text + "".join(self.notes)
+
+        def extend_notes(self, note):
+            self.notes.append(note)
+
+    def xp_capabilities(*, capabilities_table=None):
+        def decorator(f):
+            doc = eval(call, {"FunctionDoc": module.FunctionDoc, "f": f})
+            doc["Notes"].append("NOTE")
+            f.__doc__ = str(doc).split("\n", 1)[1].lstrip(" \n")
+            return f
+
+        return decorator
+
+    module.FunctionDoc, module.xp_capabilities = FunctionDoc, xp_capabilities
+    return module
+
+
+def test_the_docstring_stand_in_is_kept_only_where_scipys_decorator_takes_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """FunctionDoc's arguments, positional or named, are taken; a decorator that uses FunctionDoc otherwise
+    (another scipy) gets scipy's own FunctionDoc back, with a log line, instead of failing at scipy's import."""
+    caplog.set_level(logging.INFO, logger="z123_ros._lean_imports")
+    for call in ("FunctionDoc(f)", "FunctionDoc(func=f, role='func')", "FunctionDoc(f, 'func', None, None)"):
+        module = _fake_array_api(call)
+        _keep_docstrings(module)
+        assert module.FunctionDoc is _DocstringAsWritten, call
+    assert not caplog.records
+    for call in ("FunctionDoc(f).extend_notes('x') or FunctionDoc(f)", "FunctionDoc(f, config={})['Notes'] and 1"):
+        module = _fake_array_api(call)
+        original = module.FunctionDoc
+        _keep_docstrings(module)
+        assert module.FunctionDoc is original, call
+    assert len(caplog.records) == 2 and "docstring notes stay" in caplog.text

@@ -23,12 +23,15 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 #: scipy's module whose docstring rewriting :func:`lean_scientific_imports` turns off.
 SCIPY_ARRAY_API = "scipy._lib._array_api"
@@ -39,10 +42,14 @@ NUMPY_EXTRAS = ("f2py", "testing")
 class _DocstringAsWritten:
     """Stand-in for numpydoc's ``FunctionDoc`` in :data:`SCIPY_ARRAY_API`: its decorator appends a note to the
     Notes of the parsed docstring and writes ``str(doc)`` minus its first (signature) line back, stripped of
-    leading blanks; this gives the docstring as written (less its leading blank space)."""
+    leading blanks; this gives the docstring as written (less its leading blank space). Takes ``FunctionDoc``'s
+    arguments (``func, role, doc, config``), positional or named; :func:`_keep_docstrings` checks it against the
+    decorator before keeping it."""
 
-    def __init__(self, func: Any) -> None:
-        self._doc = func.__doc__ or ""
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        func = args[0] if args else kwargs.get("func")
+        doc = args[2] if len(args) > 2 else kwargs.get("doc")
+        self._doc = (doc if doc is not None else getattr(func, "__doc__", None)) or ""
         self._sections: dict[str, list[str]] = {}
 
     def __getitem__(self, section: str) -> list[str]:
@@ -52,9 +59,40 @@ class _DocstringAsWritten:
         return f"\n{self._doc}"
 
 
+#: Docstring of the function :func:`_keep_docstrings` decorates to check the stand-in.
+_PROBE_DOC = """
+    Probe of the stand-in.
+
+    Notes
+    -----
+    As written.
+    """
+
+
 def _keep_docstrings(module: ModuleType) -> None:
-    if hasattr(module, "FunctionDoc"):
-        module.FunctionDoc = _DocstringAsWritten
+    """Swap ``module.FunctionDoc`` for :class:`_DocstringAsWritten`, then decorate a probe function with the
+    module's ``xp_capabilities`` (a throwaway table): unless that leaves the probe's docstring as written, scipy's
+    own ``FunctionDoc`` is put back (logged): its docstrings then get their notes, at their cost."""
+    original = getattr(module, "FunctionDoc", None)
+    if original is None:
+        logger.info("%s has no FunctionDoc: its docstring notes stay", module.__name__)
+        return
+    module.FunctionDoc = _DocstringAsWritten
+
+    def probe() -> None:
+        pass
+
+    probe.__doc__ = _PROBE_DOC
+    try:
+        module.xp_capabilities(capabilities_table={})(probe)
+        kept = probe.__doc__ == _PROBE_DOC.lstrip(" \n")
+    except Exception as exc:  # noqa: BLE001 - any change in scipy's decorator: scipy's own behaviour, logged
+        kept, why = False, f"{type(exc).__name__}: {exc}"
+    else:
+        why = "the docstring came out changed"
+    if not kept:
+        module.FunctionDoc = original
+        logger.info("scipy's docstring notes stay (its xp_capabilities did not take the stand-in: %s)", why)
 
 
 class _PatchOnLoad(importlib.abc.MetaPathFinder):
