@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import gc
 import hashlib
@@ -263,8 +264,21 @@ def test_worker_host_warmup_freezes_without_a_full_collection(monkeypatch: pytes
     frozen: list[bool] = []
     monkeypatch.setattr(gc, "collect", lambda *args: collections.append(args) or 0)
     monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))
+    assert not get_kind("reconstruction").collect_at_warm_up
     assert WorkerHost(get_kind("echo"), WorkerPoolConfig(num_actors=1)).warmup().ok
     assert frozen == [True] and collections == []
+
+
+def test_worker_host_warmup_collects_first_for_a_kind_that_loads_a_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kind that loads a model (the default; novel views) collects before the freeze: its loading's cyclic
+    garbage is freed, not kept for the actor's life."""
+    calls: list[str] = []
+    monkeypatch.setattr(gc, "collect", lambda *args: calls.append("collect") or 0)
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    assert get_kind("novel_views").collect_at_warm_up
+    model_kind = dataclasses.replace(get_kind("echo"), collect_at_warm_up=True)
+    assert WorkerHost(model_kind, WorkerPoolConfig(num_actors=1)).warmup().ok
+    assert calls == ["collect", "freeze"]
 
 
 def test_novel_views_worker_without_weights_fails_to_start_with_model_load() -> None:

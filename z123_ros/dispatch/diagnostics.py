@@ -79,10 +79,19 @@ class CpuBurnWorker:
 
 
 ECHO = register_kind(
-    WorkerKind("echo", EchoWorker, EchoJob, diagnostic=True, summary="diagnostic: returns its input"),
+    WorkerKind(
+        "echo", EchoWorker, EchoJob, diagnostic=True, summary="diagnostic: returns its input", collect_at_warm_up=False
+    ),
     replace=True,
 )
 CPU_BURN = register_kind(
-    WorkerKind("cpu_burn", CpuBurnWorker, CpuBurnJob, diagnostic=True, summary="diagnostic: a SHA-256 chain"),
+    WorkerKind(
+        "cpu_burn",
+        CpuBurnWorker,
+        CpuBurnJob,
+        diagnostic=True,
+        summary="diagnostic: a SHA-256 chain",
+        collect_at_warm_up=False,
+    ),
     replace=True,
 )

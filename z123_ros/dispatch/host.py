@@ -65,9 +65,12 @@ class WorkerHost:
             return _failure(exc, time.perf_counter() - t0)
         # Move everything alive after the warm-up (modules, the model) out of the collector's reach: the full
         # collection run() does after each job then scans only that job's objects (microseconds, against ~0.1 s
-        # for the ~110k objects of a reconstruction actor). No collection first: over those ~110k objects it took
-        # 0.07-0.13 CPU-s right before the actor reported warm, to free 27 objects the imports left in cycles
-        # (a few kB, now frozen with the rest).
+        # for the ~110k objects of a reconstruction actor). A collection first only where the kind asks for it
+        # (WorkerKind.collect_at_warm_up: a model's loading garbage is not to be frozen); not for the
+        # reconstruction kind, where over those ~110k objects it took 0.07-0.13 CPU-s right before the actor
+        # reported warm, to free 27 objects the imports left in cycles (a few kB, now frozen with the rest).
+        if self._kind.collect_at_warm_up:
+            gc.collect()
         gc.freeze()
         stamps = {"worker_started": process_started_at(), "worker_built": built}
         return WorkerReply(ok=True, value=stamps, run_s=time.perf_counter() - t0, pid=os.getpid())
