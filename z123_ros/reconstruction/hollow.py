@@ -358,8 +358,10 @@ def fit_revolution(
     # A point with few others near it on the profile is no face of the revolution (a flying pixel, a lip's edge
     # seen at one azimuth): its wall stood apart from the profile, and the gaps closed along the height
     # (_revolution_raster) joined it to the wall above (a skirt under a bowl's lip, all around).
-    alone = cKDTree(points).query_ball_point(points, _PROFILE_BIN_M, return_length=True) <= _MIN_BIN_POINTS
+    alone = _isolated(points)
     points, n2, thickness, outer = points[~alone], n2[~alone], thickness[~alone], outer[~alone]
+    if len(points) < _MIN_PROFILE_POINTS:  # too few left to be a profile: the caller keeps the mirrored wall
+        return None
     points, n2, thickness, bottom = _with_bottom(points, n2, thickness, outer, wall)
     return Revolution(centre, points, n2, thickness, wall, residual, bottom)
 
@@ -369,10 +371,25 @@ _PROFILE_BIN_M = 0.002
 _MIN_BIN_POINTS = 6
 #: Fewest wall points on heights where both faces were seen.
 _MIN_PROFILE_POINTS = 30
+#: A profile point is alone (see _isolated) with at most this fraction of the profile's median count of points
+#: within a profile bin of it, and at most _MIN_BIN_POINTS.
+_ALONE_FRACTION = 0.25
 #: Largest gap (m) along the height in the revolved profile that is closed.
 _PROFILE_GAP_M = 0.004
 #: Neighbours whose median places a profile point (they come from every azimuth the camera saw).
 _DENOISE_NEIGHBOURS = 24
+
+
+def _isolated(points: np.ndarray) -> np.ndarray:
+    """(M,) bool: the (radius, height) profile points with few others within a profile bin: at most
+    ``_MIN_BIN_POINTS`` (itself included), and at most ``_ALONE_FRACTION`` of the median count, so that a sparse
+    profile (a far or small container: a few hundred points, a handful within 2 mm of each) keeps its wall. A dense
+    view lays hundreds of points within a bin and the first bound decides; in a sparse one a point alone is one with
+    hardly any neighbour at the spacing of the rest. Fewer than half the points are ever alone."""
+    if not len(points):
+        return np.zeros(0, dtype=bool)
+    count = cKDTree(points).query_ball_point(points, _PROFILE_BIN_M, return_length=True)
+    return count <= min(_MIN_BIN_POINTS, _ALONE_FRACTION * float(np.median(count)))
 
 
 def _denoised(points: np.ndarray, normals: np.ndarray, face: np.ndarray) -> np.ndarray:
@@ -534,9 +551,9 @@ def _with_bottom(
     wall alone would revolve into a tube): faces up, across the foot's radius (its outer face's lowest points).
     Last: (M,) which of the profile's points are that bottom's."""
     none = np.zeros(len(points), dtype=bool)
-    low = points[:, 1] < 0.3 * points[:, 1].max()
     if not np.any(outer):
         return points, normals, thickness, none
+    low = points[:, 1] < 0.3 * points[:, 1].max()
     # Out to the outside at its lowest, so that the bottom holds on to the wall there: out to the outside over its
     # lower third, a bowl's plate reached 15 mm past its foot, a wedge under the wall curving up.
     lowest = float(points[outer, 1].min())
