@@ -518,3 +518,16 @@ def test_a_profile_emptied_by_the_filter_is_no_revolution(monkeypatch: pytest.Mo
     assert fit_container(points, inward_normals(points, camera), 0.002, (0.0005, 0.005), 0.005, camera) is None
     empty = hollow._with_bottom(np.empty((0, 2)), np.empty((0, 2)), np.empty(0), np.empty(0, bool), 0.0015)
     assert all(len(a) == 0 for a in empty)
+
+
+def test_the_cavity_bound_asks_for_a_narrowing_over_consecutive_heights() -> None:
+    # One bin's radius (a few points of a lip, a flying pixel) bounded every bin below it: an isolated top bin of
+    # 20 mm in a 30 mm cavity made the wall reach 10 mm in all the way down. A narrowing seen over consecutive bins
+    # (a ledge) still bounds the bins below it, and no bin above it.
+    nan = np.nan
+    noisy_top = np.array([nan, nan, nan, 0.03, 0.03, 0.03, 0.03, nan, 0.02])
+    assert np.allclose(hollow._cavity_bound(noisy_top)[:6], 0.03)
+    ledge = np.array([nan, nan, 0.02, 0.021, 0.03, 0.03, 0.03, 0.03])
+    bound = hollow._cavity_bound(ledge)
+    assert np.allclose(bound[:3], 0.021) and np.allclose(bound[3:7], 0.03)
+
