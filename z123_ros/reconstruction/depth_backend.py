@@ -708,11 +708,13 @@ def _thin_wall(
     held = max(0.75 * finest, pixel)
     rev = fit_container(p_plane, normals, band, (held, cfg.hollow_wall_m), _unseen_wall(measured, held, cfg), camera)
     if rev is not None:
-        out = _wall_solid(working, hull, p_plane, support, space, mask, cfg, band, finest, rev.wall, rev, normals)
+        out = _wall_solid(
+            working, hull, p_plane, support, space, mask, cfg, band, finest, rev.wall, rev, normals, pixel
+        )
         if out is not None:
             return *out, True
         logger.debug("revolved wall rejected: mirrored wall instead")
-    out = _wall_solid(working, hull, p_plane, support, space, mask, cfg, band, finest, thickness, None, normals)
+    out = _wall_solid(working, hull, p_plane, support, space, mask, cfg, band, finest, thickness, None, normals, pixel)
     return None if out is None else (*out, False)
 
 
@@ -755,12 +757,14 @@ def _wall_solid(
     thickness: float,
     rev: Revolution | None,
     normals: np.ndarray,
+    pixel: float,
 ) -> tuple[np.ndarray, dict[str, float], np.ndarray, _Grid, tuple[Revolution, Revolution] | None] | None:
     """(solid, checks, field, grid, walls) of :func:`_thin_wall` for one wall: ``rev``'s surface of revolution, or
     (None) the seen surfaces (``normals``: their inward normals) and their mirror images with a wall of
     ``thickness``; None when it contradicts the view. ``walls``: (held, measured) when ``rev``'s wall is thinner
     than the grid holds (1.5 voxels: a bowl's 1.2 mm wall on its 1.8 mm grid): the field and every check are made
-    with the held wall, and the mesh's vertices are moved onto the measured one after (_thin_vertices)."""
+    with the held wall, and the mesh's vertices are moved onto the measured one after (_thin_vertices). ``pixel``:
+    a pixel's footprint at the object (m), for the handle rule (_handle)."""
     thin = rev
     if rev is not None:  # the grid holds walls of 1.5 of its voxels; the mesh is thinned to the rest after
         thickness = max(thickness, 1.5 * finest)
@@ -792,7 +796,7 @@ def _wall_solid(
     in_hull = _resample_grid(working, hull.reshape(working.dims), grid) & candidate
     solid_part = in_hull & beside
     if rev is not None:
-        solid_part = _handle(grid, solid_part, in_hull, p_plane, band, margin)
+        solid_part = _handle(grid, solid_part, in_hull, p_plane, band, margin, pixel)
     smoothed = ndimage.gaussian_filter(solid_part.reshape(grid.dims).astype(np.float32), cfg.smooth_sigma)
     field = np.maximum(field, smoothed.ravel())
     shell = _visible_shell(grid, candidate, behind, space, thickness)
@@ -815,16 +819,32 @@ def _wall_solid(
     return solid, checks, field, grid, None
 
 
+#: Seen points a piece beside a container's rim needs to be a handle, as a length (m) at one point per pixel: depth's
+#: flying pixels fringe a silhouette in a line a pixel wide, whose count grows as 1 / pixel like this bound's, while a
+#: handle's grows with its area, as 1 / pixel^2 (a 10 x 30 mm face: 250 points at 1.2 m and 554 px focal length,
+#: against a bound of 14; at 1 mm pixels, the bound is the 30 points it was tuned as, against YCB-Video's 43 flying
+#: pixels in front of a mug's rim, fewer than 30 in any one piece).
+_HANDLE_SEEN_M = 0.03
+
+
 def _handle(
-    grid: _Grid, solid_part: np.ndarray, in_hull: np.ndarray, p_plane: np.ndarray, band: float, margin: float
+    grid: _Grid,
+    solid_part: np.ndarray,
+    in_hull: np.ndarray,
+    p_plane: np.ndarray,
+    band: float,
+    margin: float,
+    pixel: float,
 ) -> np.ndarray:
     """The solid part beside a revolved container (``solid_part``: the hull beyond ``margin`` of the rim) when the
     camera saw something there (a handle), grown back through the hull (``in_hull``) to the wall it holds on to:
     the revolved wall lies within the rim, a margin away. Nothing when nothing was seen beside the rim: a bowl's
     hull pokes out of its rim wherever its mirror image was off. Only the pieces holding a seen point: the hull's
-    image of a handle (a mug turned by 180 deg) beside the far wall is a second handle nothing showed."""
+    image of a handle (a mug turned by 180 deg) beside the far wall is a second handle nothing showed. Both with
+    ``_HANDLE_SEEN_M / pixel`` seen points (``pixel``: a pixel's footprint at the object, m)."""
+    min_seen = _HANDLE_SEEN_M / pixel
     beside = ~within_rim(p_plane, band, p_plane[:, :2], margin)
-    if np.count_nonzero(beside) < 30:
+    if np.count_nonzero(beside) < min_seen:
         return np.zeros_like(solid_part)
     labels, count = ndimage.label(solid_part.reshape(grid.dims))
     index = np.floor((p_plane[beside] - grid.lo) / grid.voxel).astype(np.int64)
@@ -833,7 +853,7 @@ def _handle(
     piece = ndimage.grey_dilation(labels, size=3)[tuple(index[inside].T)]
     seen = np.bincount(piece, minlength=count + 1)
     seen[0] = 0
-    solid_part = (seen >= 30)[labels].ravel()
+    solid_part = (seen >= min_seen)[labels].ravel()
     steps = int(np.ceil(margin / grid.voxel)) + 2
     return solid_part | (in_hull & ndimage.binary_dilation(solid_part.reshape(grid.dims), iterations=steps).ravel())
 
