@@ -380,6 +380,12 @@ _MIN_PROFILE_POINTS = 30
 _ALONE_FRACTION = 0.25
 #: Consecutive height bins over which the inside must show a narrowing for it to bound the cavity below (4 mm).
 _CAVITY_RUN_BINS = 2
+#: Height (m) above the outside's lowest seen point over which the bottom plate takes the foot's radius (the 90th
+#: percentile there). Two profile bins: the lowest seen points are few (the foot curves away from the camera, a
+#: table's edge hides it), and a radius wants the points of a bin at least (_radial_profiles); a bowl's outside,
+#: curving out ~0.6 mm per mm near its foot, then reads ~2 mm past it (47 mm for a 45 mm foot: under the
+#: 48 mm test_the_bottom_plate_ends_at_the_foot allows; the lower third of the height read 61 mm).
+_FOOT_BAND_M = 2 * _PROFILE_BIN_M
 #: Largest gap (m) along the height in the revolved profile that is closed.
 _PROFILE_GAP_M = 0.004
 #: Neighbours whose median places a profile point (they come from every azimuth the camera saw).
@@ -568,7 +574,7 @@ def _with_bottom(
     # Out to the outside at its lowest, so that the bottom holds on to the wall there: out to the outside over its
     # lower third, a bowl's plate reached 15 mm past its foot, a wedge under the wall curving up.
     lowest = float(points[outer, 1].min())
-    radius = float(np.percentile(points[outer & (points[:, 1] <= lowest + 2 * _PROFILE_BIN_M), 0], 90))
+    radius = float(np.percentile(points[outer & (points[:, 1] <= lowest + _FOOT_BAND_M), 0], 90))
     floor = low & (normals[:, 1] < -0.7) & ~outer & (points[:, 0] < 0.5 * radius)
     if np.count_nonzero(floor) >= _MIN_PROFILE_POINTS:  # the inner bottom was seen
         return points, normals, thickness, none
