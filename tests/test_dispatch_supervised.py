@@ -8,6 +8,7 @@ left behind. Waits are generous event waits: the recovery *times* are measured b
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import signal
@@ -278,16 +279,45 @@ def test_embedded_ray_leaves_the_auth_token_private(supervised: SupervisedDispat
     assert stat.S_IMODE(token.stat().st_mode) == 0o600, oct(token.stat().st_mode)
 
 
-def test_ray_2_60_still_binds_every_interface_documented_limit(supervised: SupervisedDispatcher) -> None:
-    """Ray 2.60 hard-codes a 0.0.0.0 listener for its gRPC servers (no bind option; ``--node-ip-address`` only
-    changes the advertised address). README's security section documents that; this test fails when a Ray
-    upgrade changes it, so the limit and the README are revisited then."""
+#: Listeners the embedded Ray may open on every interface (0.0.0.0 or ::), as (process name, how many). None since
+#: its node address is 127.0.0.1 (Ray's C++ servers then bind 127.0.0.1 too): README's security section says so, and
+#: a Ray upgrade that opens one fails the test below, so the README is revisited then.
+WILDCARD_LISTENERS: dict[str, int] = {}
+
+
+def _listening(pids: list[int]) -> list[tuple[str, int, str, str]]:
+    """(process name, pid, protocol, address) of every TCP listener and unconnected UDP socket of ``pids``."""
     import psutil
 
-    gcs = psutil.Process(supervised.ray_info()["gcs_server_pids"][0])
-    listening = {c.laddr.ip for c in gcs.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
-    assert listening, "the GCS listens on nothing?"
-    assert listening & {"0.0.0.0", "::"}, (
-        f"Ray's GCS now listens on {sorted(listening)} only: bind the embedded Ray to 127.0.0.1 if Ray allows it "
-        "now, and update the README's security section"
-    )
+    found = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            process = psutil.Process(pid)
+            for c in process.net_connections("inet"):
+                if c.status == psutil.CONN_LISTEN or (c.type == socket.SOCK_DGRAM and not c.raddr):
+                    found.append((process.name(), pid, "tcp" if c.type == socket.SOCK_STREAM else "udp", c.laddr.ip))
+    return found
+
+
+def _loopback(ip: str) -> bool:
+    import ipaddress
+
+    address = ipaddress.ip_address(ip)
+    return address.is_loopback or bool(getattr(address, "ipv4_mapped", None) and address.ipv4_mapped.is_loopback)
+
+
+def test_the_embedded_ray_listens_on_loopback_only(supervised: SupervisedDispatcher) -> None:
+    """Every socket the embedded Ray's processes (GCS, raylet, its agents, the workers, the driver in the dispatch
+    process) and this process (the node's place) listen on is on loopback: the embedded head's node address is
+    127.0.0.1 (z123_ros/dispatch/head.py loopback_node), so the runtime-env agent binds it and Ray 2.60's C++ gRPC
+    servers bind it rather than every interface. Listeners on every interface must be exactly
+    :data:`WILDCARD_LISTENERS` (README's security section), so a Ray upgrade that changes either fails here."""
+    info = supervised.ray_info()
+    wait_for(lambda: len(_session_pids(info["session_id"])) > 3, 60.0, "the embedded Ray's processes")
+    found = _listening([os.getpid(), *_session_pids(info["session_id"])])
+    names = {name for name, *_ in found}
+    assert {"gcs_server", "raylet", "ray::RuntimeEnvAgent"} <= names, f"listeners missing: {sorted(found)}"
+    wildcard = collections.Counter(name for name, _, _, ip in found if ip in ("0.0.0.0", "::"))
+    assert dict(wildcard) == WILDCARD_LISTENERS, f"listening on every interface: {sorted(found)}"
+    specific = [row for row in found if row[3] not in ("0.0.0.0", "::") and not _loopback(row[3])]
+    assert specific == [], f"listening on a non-loopback address: {specific}"

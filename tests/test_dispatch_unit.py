@@ -56,6 +56,7 @@ from z123_ros.dispatch.head import (
     _lean_node_class,
     head_services_to_skip,
     lean_head,
+    loopback_node,
     wait_for_registration,
 )
 from z123_ros.dispatch.host import WorkerHost
@@ -400,6 +401,23 @@ def test_embedded_ray_init_arguments_follow_the_dashboard_fields() -> None:
     assert dashboard == (True, "127.0.0.1", 8300)
     joined = Dispatcher(DispatchConfig(address="127.0.0.1:6379", dashboard=True))._init_kwargs()
     assert joined["include_dashboard"] is False and "dashboard_host" not in joined
+
+
+def test_embedded_head_keeps_its_loopback_node_address() -> None:
+    """The embedded head's node address is 127.0.0.1 (its listeners' address): Ray's replacement of a loopback
+    address by the machine's external one is off inside loopback_node, and only there; a joined cluster keeps
+    Ray's address."""
+    import ray._private.services as services
+
+    resolve = services.resolve_ip_for_localhost
+    with loopback_node(embedded=True) as node_ip:
+        assert node_ip == "127.0.0.1" and services.resolve_ip_for_localhost("127.0.0.1") == "127.0.0.1"
+        assert Dispatcher(DispatchConfig())._init_kwargs(node_ip)["_node_ip_address"] == "127.0.0.1"
+    assert services.resolve_ip_for_localhost is resolve
+    with loopback_node(embedded=False) as node_ip:
+        assert node_ip is None and services.resolve_ip_for_localhost is resolve
+    joined = Dispatcher(DispatchConfig(address="10.0.0.5:6379"))._init_kwargs("127.0.0.1")
+    assert "_node_ip_address" not in joined
 
 
 def test_head_services_left_out() -> None:

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from z123_ros.dispatch.config import DispatchConfig
-from z123_ros.dispatch.head import head_services_to_skip, lean_head
+from z123_ros.dispatch.head import head_services_to_skip, lean_head, loopback_node
 from z123_ros.dispatch.host import WorkerHost
 from z123_ros.dispatch.kinds import get_kind, is_kind
 from z123_ros.dispatch.payload import SharedArray, SharedArrays, pack
@@ -685,8 +685,8 @@ class Dispatcher:
                 logger.info("Ray is already initialised in this process; the dispatcher uses it and leaves it running")
             else:
                 skip = head_services_to_skip(cfg.lean_head and cfg.embedded, cfg.dashboard, cfg.log_to_driver)
-                with lean_head(skip):
-                    ray.init(**self._init_kwargs())
+                with lean_head(skip), loopback_node(cfg.embedded) as node_ip:
+                    ray.init(**self._init_kwargs(node_ip))
                 self._owns_ray = True
             self._probe_address = cfg.address if cfg.address and cfg.address != "auto" else ""
             if not self._probe_address:
@@ -708,7 +708,9 @@ class Dispatcher:
         self._probe_failures = 0
         return True
 
-    def _init_kwargs(self) -> dict[str, Any]:
+    def _init_kwargs(self, node_ip: str | None = None) -> dict[str, Any]:
+        """ray.init's arguments; ``node_ip``: the embedded head's node address (its listeners' address,
+        :func:`~z123_ros.dispatch.head.loopback_node`), unused when a cluster is joined."""
         cfg = self.config
         kwargs: dict[str, Any] = {
             "namespace": cfg.namespace,
@@ -730,6 +732,8 @@ class Dispatcher:
             kwargs.update(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=cfg.dashboard_port)
         if cfg.temp_dir:
             kwargs["_temp_dir"] = cfg.temp_dir
+        if node_ip:
+            kwargs["_node_ip_address"] = node_ip
         return kwargs
 
     def _create_slots(self) -> None:

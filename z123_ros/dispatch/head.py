@@ -31,6 +31,11 @@ the same files with the standard library alone. The runtime-env agent runs nicer
 ``raylet_agents.RUNTIME_ENV_AGENT_NICENESS``): it serves only runtime environments (this project's actors use none)
 and would otherwise take a third of the two cores from the workers' start. And ray.init's wait for the GCS's
 port file polls every :data:`PORT_POLL_MS` instead of Ray's 100 ms.
+
+Every embedded head (lean or not) gets the node address :data:`LOOPBACK` (:func:`loopback_node`): Ray 2.60's C++
+gRPC servers (GCS, raylet, the workers' and the driver's core workers) bind the node address when it is 127.0.0.1
+and every interface otherwise, and the runtime-env agent binds the node address; with Ray's choice (the machine's
+external address) the embedded Ray listened on every interface and on the external address.
 """
 
 from __future__ import annotations
@@ -61,7 +66,11 @@ REGISTRATION_WAIT_S = 30.0
 #: 20-60 ms start was waited for in whole 100 ms steps on the node's start-up path).
 PORT_POLL_MS = 10
 
+#: The embedded head's node address: every listener of the embedded Ray is on it (nothing else joins that head).
+LOOPBACK = "127.0.0.1"
+
 _LOCK = threading.Lock()
+_NODE_IP_LOCK = threading.Lock()
 
 
 def head_services_to_skip(lean: bool, dashboard: bool, log_to_driver: bool) -> tuple[str, ...]:
@@ -272,3 +281,32 @@ def _port_waiter(ray_node: Any) -> Callable[..., Any] | None:
         pass
     logger.info("this Ray has no wait_for_persisted_port(poll_interval_ms=...): its GCS port file is polled as Ray's")
     return None
+
+
+@contextlib.contextmanager
+def loopback_node(embedded: bool) -> Iterator[str | None]:
+    """While inside, ray.init keeps ``_node_ip_address=LOOPBACK``: Ray replaces a loopback node address with the
+    machine's external one (``services.resolve_ip_for_localhost``, so that other nodes can reach the head), which
+    for the embedded head, joined by nothing, only opens its listeners to the network. Yields the node address to
+    pass (:data:`LOOPBACK`), or None when ``embedded`` is False (a cluster is joined: Ray's choice stands) or this
+    Ray lacks the private name (then logged; Ray picks the address as it always did)."""
+    if not embedded:
+        yield None
+        return
+    import ray._private.services as services
+
+    resolve = getattr(services, "resolve_ip_for_localhost", None)
+    if not callable(resolve):
+        logger.warning("this Ray has no services.resolve_ip_for_localhost: the embedded Ray takes Ray's node address")
+        yield None
+        return
+
+    def keep_loopback(host: str) -> str:
+        return host if host == LOOPBACK else resolve(host)
+
+    with _NODE_IP_LOCK:
+        services.resolve_ip_for_localhost = keep_loopback
+        try:
+            yield LOOPBACK
+        finally:
+            services.resolve_ip_for_localhost = resolve
