@@ -46,7 +46,7 @@ def split_largest(mesh: trimesh.Trimesh) -> tuple[trimesh.Trimesh, int]:
     when it is one piece), the same mesh, without building every piece. A container's wall meshes into hundreds of
     specks (a voxel's octahedron) beside the wall, and making each a Trimesh took 0.08 s of its 0.9 s."""
     faces = np.asarray(mesh.faces)
-    _, pairs = _shared_edges(faces)
+    _, pairs = shared_edges(faces)
     adjacency = pairs // 3  # edge 3k + i is face k's
     adjacency = adjacency[adjacency[:, 0] != adjacency[:, 1]]
     components = trimesh.graph.connected_components(edges=adjacency, nodes=np.arange(len(faces)), min_len=1)
@@ -80,12 +80,12 @@ def watertight(faces: np.ndarray) -> tuple[bool, bool]:
     faces) and ``mesh.is_winding_consistent`` (every edge used by two faces is used once each way), as trimesh
     decides them (graph.is_watertight), from one sort of an integer key per edge. For a mesh with faces: without
     any, trimesh's answer depends on whether it has vertices (empty: False), and this one has no vertices to ask."""
-    edges, pairs = _shared_edges(np.asarray(faces))
+    edges, pairs = shared_edges(np.asarray(faces))
     winding = bool(np.all(edges[pairs[:, 0], 1] == edges[pairs[:, 1], 0]))
     return 2 * len(pairs) == len(edges), winding
 
 
-def _shared_edges(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def shared_edges(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(edges, pairs): the (3F, 2) edges of ``faces`` (face k's are rows 3k to 3k + 2: v0 v1, v1 v2, v2 v0, as
     trimesh.geometry.faces_to_edges) and the (M, 2) rows of ``edges`` that are the two uses of an edge used by
     exactly two faces (an edge used once, or three times and more, is in none): trimesh's

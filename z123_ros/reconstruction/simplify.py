@@ -21,7 +21,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from z123_ros.reconstruction.base import ReconstructionResult
-from z123_ros.reconstruction.mesh import watertight
+from z123_ros.reconstruction.mesh import shared_edges, watertight
 
 logger = logging.getLogger(__name__)
 
@@ -126,14 +126,8 @@ def _unpinch(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.nd
     """
     n = len(faces)
     corner_vertex = faces.reshape(-1)  # corner 3k + i is face k's vertex i
-    edges = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
-    lo, hi = np.minimum(edges[:, 0], edges[:, 1]), np.maximum(edges[:, 0], edges[:, 1])
-    key = lo * (int(hi.max()) + 1) + hi
-    order = np.argsort(key, kind="stable")
-    sorted_key = key[order]
-    start = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]])
-    two = start[np.diff(np.r_[start, len(key)]) == 2]
-    e1, e2 = order[two], order[two + 1]  # the two uses (face 3k + i: edge from corner i to corner i + 1) of each
+    _, pairs = shared_edges(faces)
+    e1, e2 = pairs[:, 0], pairs[:, 1]  # the two uses (face 3k + i: edge from corner i to corner i + 1) of each
     # Across a shared edge the faces' corners at each of its two vertices are one fan.
     c1a, c1b = e1, 3 * (e1 // 3) + (e1 % 3 + 1) % 3
     c2a, c2b = e2, 3 * (e2 // 3) + (e2 % 3 + 1) % 3
