@@ -365,21 +365,15 @@ def object_inputs(scene, segmenter, tracker) -> list:
 
 
 def _node_reconstruction_config():
-    """The reconstruction settings the node runs with (config/z123_node.yaml's ``reconstruction``): the floor does
-    the same work."""
-    import yaml
-    from _ros_helpers import NODE_YAML
+    """The reconstruction settings the node runs with (config/z123_node.yaml, read as the node reads its
+    parameters): the floor does the same work."""
+    from _ros_helpers import read_params
 
-    from z123_ros.reconstruction import ReconstructionConfig
+    from z123_ros.ros.config import NodeConfig
+    from z123_ros.ros.params import build_config, parameter_specs
 
-    section = yaml.safe_load(NODE_YAML.read_text())["z123_node"]["ros__parameters"]["reconstruction"]
-    nested = {
-        k: dataclasses.replace(getattr(ReconstructionConfig(), k), **v)
-        for k, v in section.items()
-        if isinstance(v, dict)
-    }
-    flat = {k: v for k, v in section.items() if not isinstance(v, dict)}
-    return dataclasses.replace(ReconstructionConfig(), **flat, **nested)
+    config = NodeConfig()
+    return build_config(config, parameter_specs(config), read_params()).reconstruction
 
 
 def _hog() -> subprocess.Popen:

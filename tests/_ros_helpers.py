@@ -21,6 +21,17 @@ REPO = Path(__file__).resolve().parent.parent
 NODE_YAML = REPO / "config" / "z123_node.yaml"
 
 
+def read_params(path: Path = NODE_YAML, node_name: str = "z123_node") -> dict[str, Any]:
+    """A ``--params-file`` YAML's parameters of ``node_name``, by dotted name (what build_config takes)."""
+
+    def leaves(d: dict, prefix: str = ""):
+        for k, v in d.items():
+            name = f"{prefix}.{k}" if prefix else k
+            yield from leaves(v, name) if isinstance(v, dict) else [(name, v)]
+
+    return dict(leaves(yaml.safe_load(path.read_text())[node_name]["ros__parameters"]))
+
+
 def write_params(path: Path, overrides: dict[str, Any], base: Path = NODE_YAML, node_name: str = "z123_node") -> Path:
     """Copy the node's YAML with ``overrides`` (dotted names) applied, to ``path``."""
     data = yaml.safe_load(base.read_text())

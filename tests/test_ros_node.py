@@ -27,6 +27,7 @@ from _ros_helpers import (  # noqa: E402
     Probe,
     dispatcher_warm,
     full_mask,
+    read_params,
     stamp_key,
     wait_for,
     write_params,
@@ -308,22 +309,15 @@ def test_clean_shutdown(node) -> None:
 
 def test_yaml_keys_are_declared_parameters() -> None:
     """A misspelt key in a params file is silently ignored by ROS: check every key of the shipped YAML files."""
-    import yaml
-
     from z123_ros.ros.config import NodeConfig
     from z123_ros.ros.params import build_config, parameter_specs
     from z123_ros.ros.sim_camera_node import SimCameraConfig
-
-    def leaves(d, prefix=""):
-        for k, v in d.items():
-            name = f"{prefix}.{k}" if prefix else k
-            yield from leaves(v, name) if isinstance(v, dict) else [(name, v)]
 
     for path, node_name, config in (
         (NODE_YAML, "z123_node", NodeConfig()),
         (NODE_YAML.parent / "sim_camera.yaml", "sim_camera", SimCameraConfig()),
     ):
-        values = dict(leaves(yaml.safe_load(path.read_text())[node_name]["ros__parameters"]))
+        values = read_params(path, node_name)
         specs = parameter_specs(config)
         unknown = sorted(set(values) - {s.name for s in specs})
         assert not unknown, f"{path.name}: keys that are not parameters: {unknown}"
