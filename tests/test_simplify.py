@@ -7,7 +7,7 @@ import trimesh
 from skimage.measure import marching_cubes
 
 from z123_ros.reconstruction.mesh import watertight
-from z123_ros.reconstruction.simplify import _fill_small_holes, _unpinch, decimate, decimate_checked, pieces
+from z123_ros.reconstruction.simplify import _fill_small_holes, _unpinch, decimate_checked, pieces
 
 
 def thin_bowl(radius_m: float = 0.03, wall_m: float = 0.0015, voxel_m: float = 0.0005) -> trimesh.Trimesh:
@@ -38,8 +38,9 @@ def test_decimate_keeps_a_thin_wall_watertight_and_in_one_piece() -> None:
 
 def test_decimate_leaves_small_meshes_alone_and_keeps_pieces() -> None:
     sphere = trimesh.creation.icosphere(subdivisions=4)
-    v, f = decimate(sphere.vertices, sphere.faces, len(sphere.faces))
+    v, f, kept = decimate_checked(sphere.vertices, sphere.faces, len(sphere.faces))
     np.testing.assert_array_equal(f, sphere.faces)
+    assert kept
     two = trimesh.util.concatenate([sphere, sphere.copy().apply_translation([3.0, 0, 0])])
     v, f, kept = decimate_checked(two.vertices, two.faces, 1000)
     assert kept and len(f) <= 1000 and pieces(f) == 2 and watertight(f)[0]

@@ -62,20 +62,16 @@ def simplify_result(result: ReconstructionResult, max_faces: int) -> Reconstruct
     )
 
 
-def decimate(vertices: np.ndarray, faces: np.ndarray, max_faces: int) -> tuple[np.ndarray, np.ndarray]:
-    """(vertices, faces) with at most ``max_faces`` faces (the input itself when it already fits).
+def decimate_checked(vertices: np.ndarray, faces: np.ndarray, max_faces: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(vertices, faces) with at most ``max_faces`` faces (the input itself when it already fits), and whether the
+    input's watertightness and piece count were kept (False: the first result within the budget, or the input
+    itself when none was).
 
     ``vertices`` (V, 3) float, ``faces`` (F, 3) int indices into them, already validated by the caller. A watertight
     input stays watertight and a one-piece input one piece: a collapse can fold two faces onto each other (the pair
     is removed after) or pinch two sheets into one edge or vertex (pulled apart again, a sliver the pinch closed off
     dropped); the next of :data:`AGGRESSIVENESS` runs only when that still fails or the budget was not met.
     """
-    return decimate_checked(vertices, faces, max_faces)[:2]
-
-
-def decimate_checked(vertices: np.ndarray, faces: np.ndarray, max_faces: int) -> tuple[np.ndarray, np.ndarray, bool]:
-    """:func:`decimate` and whether it kept the input's watertightness and piece count (False: the first result
-    within the budget, or the input itself when none was)."""
     v = np.ascontiguousarray(vertices, dtype=np.float64)
     f = np.ascontiguousarray(faces, dtype=np.int64)
     if len(f) <= max_faces:

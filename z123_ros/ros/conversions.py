@@ -420,9 +420,9 @@ def simplify_mesh(vertices: np.ndarray, faces: np.ndarray, max_faces: int) -> tu
     """Quadric edge-collapse decimation to at most ``max_faces`` triangles (unchanged when already small enough).
 
     Messages of 100 k-face meshes cost seconds to build and megabytes to send; a grasp planner needs a few thousand
-    faces, and one watertight piece per object. :func:`z123_ros.reconstruction.simplify.decimate` keeps a thin wall's
-    two faces apart and a watertight, one-piece mesh so (vertex clustering merged a 1-2 mm wall's faces and could
-    pinch the surface); a result that still broke the topology is published and logged.
+    faces, and one watertight piece per object. :func:`z123_ros.reconstruction.simplify.decimate_checked` keeps a
+    thin wall's two faces apart and a watertight, one-piece mesh so (vertex clustering merged a 1-2 mm wall's faces
+    and could pinch the surface); a result that still broke the topology is published and logged.
     """
     # Lazy: scipy (loaded by the simplification) must load only after the node's main() applied its lean imports.
     from z123_ros.reconstruction.simplify import decimate_checked
